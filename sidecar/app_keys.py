@@ -1,0 +1,17 @@
+"""Typed application keys: every piece of shared state an aiohttp app holds, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from sidecar.config import Settings
+from sidecar.health import HealthModel
+from sidecar.results import ResultStore
+from sidecar.scheduler import Scheduler
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", ResultStore)
+HEALTH = web.AppKey("health", HealthModel)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+SCHEDULER = web.AppKey("scheduler", Scheduler)

@@ -1,0 +1,313 @@
+"""The one validated configuration model: a YAML file, overlaid by the environment.
+
+Every YAML setting can also be given as ``SIDECAR_<SECTION>__<KEY>``; the environment wins. The common
+variables ``DATABASE_URL`` and ``REDIS_URL`` add checks with no file at all. Invalid configuration is
+reported field by field, with the fix, before anything starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from collectors import KNOWN_KINDS, CollectorUnavailable, load_collector
+from collectors.base import Collector, CollectorOptions
+from sidecar.durations import Duration
+
+log = logging.getLogger(__name__)
+
+CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_THRESHOLD = re.compile(r"^\s*([<>])\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+class ConfigError(Exception):
+    """Configuration that cannot start the sidecar; ``problems`` are ``(field, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+        self.problems = problems
+
+
+class Threshold(BaseModel):
+    """``above`` (default for plain numbers) or ``below`` a limit: ``0.8``, ``">0.8"``, ``"<14"``."""
+
+    model_config = ConfigDict(frozen=True)
+    limit: float
+    below: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError('a threshold is a number (meaning "above") or a string like "<14" or ">0.8"')
+        if isinstance(value, int | float):
+            return {"limit": float(value)}
+        if isinstance(value, str):
+            match = _THRESHOLD.match(value)
+            if not match:
+                raise ValueError(f'{value!r} is not a threshold: write a number, or "<14" / ">0.8"')
+            return {"limit": float(match[2]), "below": match[1] == "<"}
+        return value
+
+    def crossed(self, value: float) -> bool:
+        return value < self.limit if self.below else value > self.limit
+
+    def __str__(self) -> str:
+        return f"{'<' if self.below else '>'}{self.limit:g}"
+
+
+class CheckConfig(BaseModel):
+    """One dependency check: what to probe, how often, and what its result means for readiness."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: str
+    target: str | None = None
+    interval: Duration = 10.0
+    timeout: Duration = 3.0
+    critical: bool | None = Field(default=None, description="default: the kind's own default")
+    warn: dict[str, Threshold] = Field(default_factory=dict)
+    fail: dict[str, Threshold] = Field(default_factory=dict)
+    rise: int = Field(default=2, ge=1, le=100, description="passes in a row before a failed check is ready")
+    fall: int = Field(default=1, ge=1, le=100, description="failures in a row before a check is not ready")
+    max_backoff: Duration | None = Field(default=None, description="longest wait between failing probes")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    _collector_class: type[Collector] | None = PrivateAttr(default=None)  # type: ignore[type-arg]
+    _typed_options: CollectorOptions | None = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not CHECK_NAME.match(value):
+            raise ValueError(
+                "a check name is 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in KNOWN_KINDS:
+            raise ValueError(
+                f"unknown kind {value!r}{_did_you_mean(value, KNOWN_KINDS)}; use one of: {', '.join(KNOWN_KINDS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_collector(self) -> CheckConfig:
+        if self.interval <= 0 or self.timeout <= 0:
+            raise ValueError("interval and timeout must be greater than zero")
+        if self.timeout > self.interval:
+            raise ValueError(
+                f"timeout ({self.timeout:g}s) is longer than interval ({self.interval:g}s): "
+                "shorten the timeout so one probe ends before the next is due"
+            )
+        try:
+            cls = load_collector(self.kind)
+        except CollectorUnavailable as exc:
+            raise ValueError(str(exc)) from exc
+        if cls.target_required and not self.target:
+            raise ValueError(f"a {self.kind} check needs a target")
+        self.target = cls.validate_target(self.target)
+        try:
+            self._typed_options = cls.options_model.model_validate(self.options)
+        except ValidationError as exc:
+            details = "; ".join(
+                f"options.{'.'.join(str(p) for p in e['loc'])}: {_friendly(e)}" for e in exc.errors()
+            )
+            raise ValueError(details) from None
+        self._collector_class = cls
+        return self
+
+    @property
+    def collector_class(self) -> type[Collector]:  # type: ignore[type-arg]
+        assert self._collector_class is not None
+        return self._collector_class
+
+    @property
+    def typed_options(self) -> CollectorOptions:
+        assert self._typed_options is not None
+        return self._typed_options
+
+    @property
+    def is_critical(self) -> bool:
+        return self.collector_class.critical_by_default if self.critical is None else self.critical
+
+    @property
+    def backoff_cap(self) -> float:
+        return self.max_backoff if self.max_backoff is not None else max(self.interval, 4 * self.interval)
+
+
+class Settings(BaseSettings):
+    """Everything the sidecar reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIDECAR_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    listen: str = Field(default="0.0.0.0:9797", description="health and metrics listener")
+    admin_listen: str = Field(default="127.0.0.1:9798", description="admin listener (drain, debug)")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    service_name: str = Field(default="app", description="the service the sidecar stands next to")
+    shutdown_timeout: Duration = Field(default=15.0, description="longest clean shutdown")
+    default_checks: bool = Field(default=True, description="add host and own-process checks")
+    admin_token: SecretStr | None = Field(
+        default=None, description="bearer token the admin listener requires"
+    )
+    checks: list[CheckConfig] = Field(default_factory=list)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("listen", "admin_listen")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        seen: set[str] = set()
+        for check in self.checks:
+            if check.name in seen:
+                raise ValueError(f"two checks are named {check.name!r}: check names must be unique")
+            seen.add(check.name)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init values; the environment must win over it.
+        return (env_settings, init_settings)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9797`` for IPv6) -> (host, port)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{value!r} is not host:port, e.g. 0.0.0.0:9797 or [::1]:9797")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port_text)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _friendly(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        key = str(error["loc"][-1]) if error["loc"] else ""
+        known = [*Settings.model_fields, *CheckConfig.model_fields]
+        return f"unknown setting{_did_you_mean(key, known)}: remove it or fix its spelling"
+    if error["type"] == "missing":
+        return "required: add it"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The YAML file as a mapping, or a ``ConfigError`` saying where it is broken."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([(str(path), f"cannot read the file: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([(str(path), f"invalid YAML at {where}: {problem}")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([(str(path), "the top level must be a mapping of settings (key: value)")])
+    return data
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Validate file plus environment into ``Settings``, adding checks from the common variables."""
+    env = os.environ if environ is None else environ
+    data = read_yaml(path) if path else {}
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError([(_location(e["loc"]), _friendly(e)) for e in exc.errors()]) from None
+    _add_conventional_checks(settings, env)
+    return settings
+
+
+def _add_conventional_checks(settings: Settings, env: Mapping[str, str]) -> None:
+    """``DATABASE_URL``/``REDIS_URL`` and the embedded host/process defaults, unless already present."""
+    names = {c.name for c in settings.checks}
+    targets = {c.target for c in settings.checks}
+    wanted: list[dict[str, Any]] = []
+    database_url = env.get("DATABASE_URL", "").strip()
+    if database_url and database_url not in targets:
+        scheme = database_url.split(":", 1)[0].lower()
+        kind = {"postgres": "postgres", "postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}.get(
+            scheme
+        )
+        if kind is None:
+            raise ConfigError(
+                [("DATABASE_URL", f"scheme {scheme!r} is not supported: use postgres:// or mysql://")]
+            )
+        wanted.append({"name": "database", "kind": kind, "target": database_url, "_env": "DATABASE_URL"})
+    redis_url = env.get("REDIS_URL", "").strip()
+    if redis_url and redis_url not in targets:
+        wanted.append({"name": "redis", "kind": "redis", "target": redis_url, "_env": "REDIS_URL"})
+    if settings.default_checks:
+        wanted.append({"name": "host", "kind": "host", "_default": True})
+        wanted.append({"name": "sidecar-process", "kind": "process", "_default": True})
+    for spec in wanted:
+        origin = spec.pop("_env", None)
+        defaulted = spec.pop("_default", False)
+        if spec["name"] in names:
+            continue
+        try:
+            settings.checks.append(CheckConfig(**spec))
+        except ValidationError as exc:
+            message = "; ".join(_friendly(e) for e in exc.errors())
+            if defaulted or ("needs" in message and "pip install" in message):
+                log.warning("skipping default check %s: %s", spec["name"], message)
+                continue
+            raise ConfigError([(origin or spec["name"], message)]) from None

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on a fresh machine, then runs lint, types and every test.
+# Usage: bash tests/run.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real tools the tests drive (Debian packages): promtool/Prometheus, Alertmanager, wrk, nginx, mtail.
+need_pkgs=()
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
+command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
+command -v mtail >/dev/null 2>&1 || need_pkgs+=(mtail)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian packages: ${need_pkgs[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+    # the Debian packages start their daemons; the tests start their own instances
+    for svc in prometheus prometheus-alertmanager prometheus-node-exporter nginx mtail; do
+      (service "$svc" stop || pkill -x "$svc") >/dev/null 2>&1 || true
+    done
+  else
+    echo "warning: missing ${need_pkgs[*]} and cannot apt-get install them; the tests needing them will say so"
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" = 5 ]; then echo "no tests were collected"; exit 1; fi
+exit "$status"
