@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.config import Settings
 from sidecar.health import HealthModel
+from sidecar.http_metrics import HttpMetrics
 from sidecar.results import ResultStore
 from sidecar.scheduler import Scheduler
 
@@ -15,3 +16,4 @@ STORE = web.AppKey("store", ResultStore)
 HEALTH = web.AppKey("health", HealthModel)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)

@@ -108,9 +108,8 @@ class CheckConfig(BaseModel):
     @classmethod
     def _known_kind(cls, value: str) -> str:
         if value not in KNOWN_KINDS:
-            raise ValueError(
-                f"unknown kind {value!r}{_did_you_mean(value, KNOWN_KINDS)}; use one of: {', '.join(KNOWN_KINDS)}"
-            )
+            hint = _did_you_mean(value, KNOWN_KINDS)
+            raise ValueError(f"unknown kind {value!r}{hint}; use one of: {', '.join(KNOWN_KINDS)}")
         return value
 
     @model_validator(mode="after")
@@ -158,6 +157,23 @@ class CheckConfig(BaseModel):
         return self.max_backoff if self.max_backoff is not None else max(self.interval, 4 * self.interval)
 
 
+class RouteSettings(BaseModel):
+    """How request paths become ``http_route`` labels (shared by the gateway and log-derived metrics)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    templates: list[str] = Field(default_factory=list, description="route templates such as /users/{id}")
+    max_routes: int = Field(default=200, ge=1, le=10_000, description="distinct routes before overflow")
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_start_with_slash(cls, value: list[str]) -> list[str]:
+        for template in value:
+            if not template.startswith("/"):
+                raise ValueError(f"route template {template!r} must start with '/'")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything the sidecar reads at start-up."""
 
@@ -175,6 +191,7 @@ class Settings(BaseSettings):
         default=None, description="bearer token the admin listener requires"
     )
     checks: list[CheckConfig] = Field(default_factory=list)
+    routes: RouteSettings = Field(default_factory=RouteSettings)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -15,12 +15,14 @@ from pathlib import Path
 from aiohttp import web
 
 from sidecar.admin_api import create_admin_app
-from sidecar.app_keys import HEALTH, REGISTRY, SCHEDULER, SETTINGS, STORE
+from sidecar.app_keys import HEALTH, HTTP_METRICS, REGISTRY, SCHEDULER, SETTINGS, STORE
 from sidecar.config import ConfigError, Settings, load_settings, parse_listen
 from sidecar.health import HealthModel
 from sidecar.health_api import add_routes
+from sidecar.http_metrics import HttpMetrics
 from sidecar.metrics import CheckMetrics, new_registry
 from sidecar.results import ResultStore
+from sidecar.routes import RouteNormaliser
 from sidecar.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ def create_app(settings: Settings) -> web.Application:
     app[HEALTH] = health
     app[REGISTRY] = registry
     app[SCHEDULER] = Scheduler(store)
+    app[HTTP_METRICS] = HttpMetrics(
+        registry, RouteNormaliser(settings.routes.templates, settings.routes.max_routes)
+    )
     app.cleanup_ctx.append(_scheduler_ctx)
     add_routes(app)
     return app
