@@ -6,6 +6,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from sidecar.config import Settings
+from sidecar.correlation import CorrelationIndex
 from sidecar.health import HealthModel
 from sidecar.http_metrics import HttpMetrics
 from sidecar.results import ResultStore
@@ -17,3 +18,4 @@ HEALTH = web.AppKey("health", HealthModel)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
+CORRELATION = web.AppKey("correlation", CorrelationIndex)

@@ -15,8 +15,9 @@ from pathlib import Path
 from aiohttp import web
 
 from sidecar.admin_api import create_admin_app
-from sidecar.app_keys import HEALTH, HTTP_METRICS, REGISTRY, SCHEDULER, SETTINGS, STORE
+from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY, SCHEDULER, SETTINGS, STORE
 from sidecar.config import ConfigError, Settings, load_settings, parse_listen
+from sidecar.correlation import CorrelationIndex
 from sidecar.health import HealthModel
 from sidecar.health_api import add_routes
 from sidecar.http_metrics import HttpMetrics
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     app[HEALTH] = health
     app[REGISTRY] = registry
     app[SCHEDULER] = Scheduler(store)
+    app[CORRELATION] = CorrelationIndex()
     app[HTTP_METRICS] = HttpMetrics(
         registry, RouteNormaliser(settings.routes.templates, settings.routes.max_routes)
     )
