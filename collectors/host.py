@@ -1,8 +1,9 @@
 """The machine (or container) the sidecar and its app run on: CPU, load, memory, disks, fds, cgroup.
 
-Names follow node_exporter (``node_load1``, ``node_memory_MemAvailable_bytes``,
-``node_filesystem_avail_bytes{mountpoint}``...) so node-mixin style dashboards and alerts apply.
-Two deliberate differences: CPU is one utilisation ratio since the previous probe
+Names follow node_exporter (``node_load1``, ``node_filesystem_avail_bytes{mountpoint}``...) so
+node-mixin style dashboards and alerts apply, except where its names are camelCase
+(``node_memory_MemAvailable_bytes``), which ``promtool check metrics`` rejects: memory is
+``sidecar_host_memory_*``. Two more deliberate differences: CPU is one utilisation ratio since the previous probe
 (``sidecar_host_cpu_utilization_ratio``) instead of per-core ``node_cpu_seconds_total`` series, and the
 cgroup memory figures are ``sidecar_container_memory_*`` rather than cAdvisor's ``container_*``
 names, so ``sum by (pod)`` over cAdvisor series never counts the same memory twice. The cgroup is the
@@ -47,10 +48,12 @@ CPU_UTILIZATION = MetricSpec(
 LOAD1 = MetricSpec("node_load1", "1m load average.")
 LOAD5 = MetricSpec("node_load5", "5m load average.")
 LOAD15 = MetricSpec("node_load15", "15m load average.")
-MEM_TOTAL = MetricSpec("node_memory_MemTotal_bytes", "Memory information field MemTotal_bytes.")
-MEM_AVAILABLE = MetricSpec("node_memory_MemAvailable_bytes", "Memory information field MemAvailable_bytes.")
-SWAP_TOTAL = MetricSpec("node_memory_SwapTotal_bytes", "Memory information field SwapTotal_bytes.")
-SWAP_FREE = MetricSpec("node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes.")
+MEM_TOTAL = MetricSpec("sidecar_host_memory_total_bytes", "Total usable memory (MemTotal).")
+MEM_AVAILABLE = MetricSpec(
+    "sidecar_host_memory_available_bytes", "Memory available for new work without swapping (MemAvailable)."
+)
+SWAP_TOTAL = MetricSpec("sidecar_host_swap_total_bytes", "Total swap space (SwapTotal).")
+SWAP_FREE = MetricSpec("sidecar_host_swap_free_bytes", "Unused swap space (SwapFree).")
 FS_SIZE = MetricSpec("node_filesystem_size_bytes", "Filesystem size in bytes.", labels=("mountpoint",))
 FS_FREE = MetricSpec("node_filesystem_free_bytes", "Filesystem free space in bytes.", labels=("mountpoint",))
 FS_AVAIL = MetricSpec(

@@ -506,8 +506,8 @@ async def test_host_values_are_plausible(tmp_path: Path, opened: Opener) -> None
         assert 0.0 <= float(measurements[key].value) <= 1.0, key
         assert measurements[key].unit == "ratio"
     assert float(measurements["cpuUtilization"].value) > 0
-    assert sample(observation, "node_memory_MemTotal_bytes") == psutil.virtual_memory().total
-    available = sample(observation, "node_memory_MemAvailable_bytes")
+    assert sample(observation, "sidecar_host_memory_total_bytes") == psutil.virtual_memory().total
+    available = sample(observation, "sidecar_host_memory_available_bytes")
     assert 0 < available <= psutil.virtual_memory().total
     assert sample(observation, "node_load1") == pytest.approx(os.getloadavg()[0], abs=5)
     for path in ("/", str(tmp_path)):
