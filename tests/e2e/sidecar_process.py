@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,7 +66,9 @@ class SidecarProcess:
             time.sleep(0.05)
         raise RuntimeError(f"sidecar did not start:\n{self.logs()}")
 
-    def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    def get(
+        self, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0
+    ) -> tuple[int, bytes]:
         return request(self.base + path, headers=headers, timeout=timeout)
 
     def wait_for(self, path: str, status: int, timeout: float, poll: float = 0.05) -> float:
@@ -110,16 +113,14 @@ class SidecarProcess:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.stop()
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def request(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (loopback)
+    req = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()

@@ -48,7 +48,7 @@ def test_readiness_follows_a_stopped_and_restarted_redis(redis: RedisServer) -> 
         redis.stop()
         elapsed = sidecar.wait_for("/readyz", 503, timeout=INTERVAL + TIMEOUT + 5)
         assert elapsed <= INTERVAL + TIMEOUT + SLACK, f"503 after {elapsed:.2f}s"
-        status, body = sidecar.get("/readyz")
+        _status, body = sidecar.get("/readyz")
         assert body.decode() == "failing: cache"
         redis.start()
         # while failing the check backs off up to 4 x interval before probing again
@@ -84,16 +84,27 @@ def test_readyz_stays_fast_while_postgres_hangs_and_recovers(postgres: PostgresS
 def _pg_backends(postgres: PostgresServer) -> int:
     """Client backends that came over TCP (the test's own admin session uses the unix socket)."""
     out = subprocess.run(
-        ["psql", postgres.admin_url, "-Atc",
-         "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND client_addr IS NOT NULL"],
-        capture_output=True, text=True, timeout=10, check=True,
+        [
+            "psql",
+            postgres.admin_url,
+            "-Atc",
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND client_addr IS NOT NULL",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
     )
     return int(out.stdout.strip())
 
 
 def _redis_clients(redis: RedisServer) -> int:
     out = subprocess.run(
-        ["redis-cli", "-u", redis.admin_url, "INFO", "clients"], capture_output=True, text=True, timeout=10, check=True
+        ["redis-cli", "-u", redis.admin_url, "INFO", "clients"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
     )
     line = next(x for x in out.stdout.splitlines() if x.startswith("connected_clients:"))
     return int(line.split(":")[1]) - 1  # minus redis-cli itself
@@ -125,7 +136,10 @@ def test_no_connection_leak_across_100_failures(postgres: PostgresServer, redis:
         redis.pause()
         try:
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and min(_failures(sidecar, "db"), _failures(sidecar, "cache")) < 100:
+            while (
+                time.monotonic() < deadline
+                and min(_failures(sidecar, "db"), _failures(sidecar, "cache")) < 100
+            ):
                 time.sleep(0.5)
             assert _failures(sidecar, "db") >= 100 and _failures(sidecar, "cache") >= 100
         finally:
@@ -140,9 +154,8 @@ def test_no_connection_leak_across_100_failures(postgres: PostgresServer, redis:
 
 
 def test_sigterm_fails_readiness_closes_pools_and_exits_zero(postgres: PostgresServer) -> None:
-    config = (
-        "default_checks: false\nshutdown_timeout: 5s\nchecks:\n"
-        + check_yaml("db", "postgres", postgres.url, fall=1, rise=1)
+    config = "default_checks: false\nshutdown_timeout: 5s\nchecks:\n" + check_yaml(
+        "db", "postgres", postgres.url, fall=1, rise=1
     )
     sidecar = SidecarProcess(config).start()
     try:
@@ -171,7 +184,9 @@ def test_sighup_reload_removes_series_of_a_removed_check(redis: RedisServer) -> 
         sidecar.wait_for("/readyz", 200, timeout=10)
         text = sidecar.get("/metrics")[1].decode()
         assert metric_value(text, "sidecar_check_up", check="port") == 1
-        sidecar.config_path.write_text("default_checks: false\nchecks:\n" + check_yaml("cache", "redis", redis.url))
+        sidecar.config_path.write_text(
+            "default_checks: false\nchecks:\n" + check_yaml("cache", "redis", redis.url)
+        )
         sidecar.signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and 'check="port"' in sidecar.get("/metrics")[1].decode():
@@ -195,13 +210,15 @@ def test_health_document_and_content_negotiation(redis: RedisServer) -> None:
         assert sidecar.get("/readyz/nope")[0] == 404
         verbose = sidecar.get("/readyz?verbose")[1].decode()
         assert "[+]cache ok" in verbose and "readyz check passed" in verbose
-        status, om = sidecar.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        status, om = sidecar.get(
+            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
         assert om.rstrip().endswith(b"# EOF")
         url = sidecar.base + "/metrics"
         import urllib.request
 
-        req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})  # noqa: S310
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+        req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.headers["Content-Encoding"] == "gzip"
 
 
@@ -219,7 +236,9 @@ def test_promtool_finds_nothing_on_metrics(redis: RedisServer, postgres: Postgre
         sidecar.wait_for("/readyz", 503, timeout=10)  # "web" is refused, so never ready
         time.sleep(1.5)
         _, body = request(sidecar.base + "/metrics")
-        result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30, check=False)
+        result = subprocess.run(
+            [promtool, "check", "metrics"], input=body, capture_output=True, timeout=30, check=False
+        )
         assert result.returncode == 0 and not result.stdout and not result.stderr, (
             result.stdout.decode() + result.stderr.decode()
         )
