@@ -1,8 +1,10 @@
 """/readyz throughput against an aiohttp hello-world ceiling, /metrics latency, RSS and idle CPU.
 
 Everything is measured in one run on this machine, so the figures compare as ratios. The servers are
-pinned to CPU 0 and wrk to CPU 1. The sidecar probes six real dependencies every 5 s: PostgreSQL,
-Redis and MariaDB on their standard local ports, a TCP port, the host and its own process.
+pinned to CPU 0 and wrk to CPU 1. The sidecar probes six real dependencies every 5 s, the same
+kinds the four exporters it replaces cover (redis_exporter, postgres_exporter, blackbox_exporter,
+process-exporter): PostgreSQL and Redis on their standard local ports, an HTTP endpoint, a TCP
+port, the host and its own process.
 
     .venv/bin/python bench/health.py [--seconds 10]
 """
@@ -24,7 +26,7 @@ log_level: warning
 checks:
   - {{name: postgres, kind: postgres, target: "postgres://postgres@127.0.0.1:5432/postgres", interval: 5s, timeout: 2s}}
   - {{name: redis, kind: redis, target: "redis://127.0.0.1:6379/0", interval: 5s, timeout: 2s}}
-  - {{name: mysql, kind: mysql, target: "mysql://root@127.0.0.1:3306/test", interval: 5s, timeout: 2s}}
+  - {{name: web, kind: http, target: "http://127.0.0.1:{port}/livez", interval: 5s, timeout: 2s}}
   - {{name: rabbit-port, kind: tcp, target: "127.0.0.1:5672", interval: 5s, timeout: 2s}}
   - {{name: host, kind: host, interval: 5s, timeout: 2s}}
   - {{name: self, kind: process, interval: 5s, timeout: 2s}}
@@ -51,8 +53,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "sidecar.yaml"
-        config.write_text(CONFIG.format())
         port, admin = free_port(), free_port()
+        config.write_text(CONFIG.format(port=port))
         sidecar = start(
             [PYTHON, "-m", "sidecar", "run", "--config", str(config)],
             cpu=0,

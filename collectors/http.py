@@ -27,11 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 import aiohttp
 from aiohttp.connector import Connection
-from cryptography import x509
 from pydantic import Field, field_validator, model_validator
 from yarl import URL
 
@@ -309,7 +311,12 @@ def _peer_certificate(resp: aiohttp.ClientResponse) -> x509.Certificate | None:
     if der is None and resp.connection is not None:
         ssl_object = _ssl_object(resp.connection.transport)
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    return x509.load_der_x509_certificate(der) if der else None
+    if not der:
+        return None
+    # Imported on first TLS probe only: cryptography's bindings cost ~6 MB of RSS.
+    from cryptography import x509  # noqa: PLC0415
+
+    return x509.load_der_x509_certificate(der)
 
 
 def _tls_version(resp: aiohttp.ClientResponse) -> str | None:
