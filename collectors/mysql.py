@@ -1,0 +1,381 @@
+"""MySQL / MariaDB collector: round-trip latency, version, connections against max_connections.
+
+It keeps one lazily opened aiomysql connection rather than an aiomysql pool: the pool creates
+connections inside ``aiomysql.connect()``, whose handshake cleanup only catches ``Exception``, so a
+probe cancelled during the handshake (a hung server, the template's timeout) would leave the socket
+open with no way to reach it. Holding the ``Connection`` ourselves lets every failed or cancelled
+probe close it at once. A pool of ``maxsize=1`` would have held exactly one connection too.
+
+Metric names follow mysqld_exporter, so its community dashboards keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import aiomysql
+import pymysql
+from pymysql.constants import CR, ER
+
+from collectors.base import (
+    CheckTarget,
+    Collector,
+    CollectorOptions,
+    Measurement,
+    MetricSpec,
+    Observation,
+    Reason,
+    Sample,
+)
+
+SCHEMES = ("mysql", "mariadb")
+DEFAULT_PORT = 3306
+EXAMPLE_TARGET = "mysql://user:password@db.internal:3306/app"
+
+PING_QUERY = "SELECT 1"
+STATUS_QUERY = (
+    "SHOW GLOBAL STATUS WHERE Variable_name IN "
+    "('Threads_connected', 'Threads_running', 'Max_used_connections', 'Uptime') "
+    "OR Variable_name LIKE 'Connection_errors%'"
+)
+VARIABLES_QUERY = (
+    "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+    "('max_connections', 'version', 'version_comment', 'innodb_version', 'read_only')"
+)
+
+MYSQL_THREADS_CONNECTED = MetricSpec(
+    "mysql_global_status_threads_connected", "Currently open connections (status Threads_connected)."
+)
+MYSQL_THREADS_RUNNING = MetricSpec(
+    "mysql_global_status_threads_running", "Threads that are not sleeping (status Threads_running)."
+)
+MYSQL_MAX_USED_CONNECTIONS = MetricSpec(
+    "mysql_global_status_max_used_connections",
+    "Most connections open at once since the server started (status Max_used_connections).",
+)
+MYSQL_UPTIME = MetricSpec("mysql_global_status_uptime", "Seconds since the server started (status Uptime).")
+MYSQL_CONNECTION_ERRORS = MetricSpec(
+    "mysql_global_status_connection_errors_total",
+    "Connection errors by cause (status Connection_errors_*).",
+    type="counter",
+    labels=("error",),
+)
+MYSQL_MAX_CONNECTIONS = MetricSpec(
+    "mysql_global_variables_max_connections", "Most concurrent client connections allowed."
+)
+MYSQL_READ_ONLY = MetricSpec("mysql_global_variables_read_only", "1 when the server is read-only.")
+MYSQL_VERSION_INFO = MetricSpec(
+    "mysql_version_info",
+    "Server version, as labels; the value is always 1.",
+    labels=("innodb_version", "version", "version_comment"),
+)
+METRICS: tuple[MetricSpec, ...] = (
+    MYSQL_THREADS_CONNECTED,
+    MYSQL_THREADS_RUNNING,
+    MYSQL_MAX_USED_CONNECTIONS,
+    MYSQL_UPTIME,
+    MYSQL_CONNECTION_ERRORS,
+    MYSQL_MAX_CONNECTIONS,
+    MYSQL_READ_ONLY,
+    MYSQL_VERSION_INFO,
+)
+# status variable -> metric; Connection_errors_* are handled apart (one labelled family)
+STATUS_GAUGES: Mapping[str, MetricSpec] = {
+    "threads_connected": MYSQL_THREADS_CONNECTED,
+    "threads_running": MYSQL_THREADS_RUNNING,
+    "max_used_connections": MYSQL_MAX_USED_CONNECTIONS,
+    "uptime": MYSQL_UPTIME,
+}
+CONNECTION_ERRORS_PREFIX = "connection_errors_"
+
+CLOSE_TIMEOUT = 1.0  # seconds for a polite goodbye (COM_QUIT) before the socket is simply closed
+UNIT_SECONDS = "s"
+UNIT_RATIO = "ratio"
+
+# URL query keys (several spellings in use: mysql CLI, Prisma, SQLAlchemy)
+SOCKET_KEYS = ("unix_socket", "socket")
+SSL_MODE_KEYS = ("ssl-mode", "ssl_mode", "sslmode")
+SSL_CA_KEYS = ("ssl-ca", "ssl_ca", "sslca", "sslrootcert")
+SSL_MODES = ("disabled", "preferred", "required", "verify_ca", "verify_identity")
+
+
+class MySQLOptions(CollectorOptions):
+    """No options yet; the target URL says everything."""
+
+
+@dataclass(frozen=True, slots=True)
+class MySQLTarget:
+    """Connection parameters parsed from a ``mysql://`` or ``mariadb://`` URL."""
+
+    host: str = "localhost"
+    port: int = DEFAULT_PORT
+    user: str | None = None
+    password: str = field(default="", repr=False)
+    database: str | None = None
+    unix_socket: str | None = None
+    ssl_mode: str = "disabled"
+    ssl_ca: str | None = None
+
+
+def _first(query: Mapping[str, str], keys: Sequence[str]) -> str | None:
+    return next((query[k] for k in keys if k in query), None)
+
+
+def parse_mysql_url(url: str) -> MySQLTarget:
+    """Parse a MySQL URL; ``ValueError`` with the fix when it cannot be used."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise ValueError(
+            f"mysql target must start with mysql:// or mariadb://, not {parts.scheme or 'nothing'}://; "
+            f"e.g. {EXAMPLE_TARGET}"
+        )
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise ValueError(
+            f"mysql target has an invalid port; use a number 1-65535, e.g. {EXAMPLE_TARGET}"
+        ) from None
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unix_socket = _first(query, SOCKET_KEYS) or None
+    if not parts.hostname and not unix_socket:
+        raise ValueError(f"mysql target needs a host (or ?socket=/path/mysqld.sock), e.g. {EXAMPLE_TARGET}")
+    ssl_mode = (_first(query, SSL_MODE_KEYS) or "disabled").lower().replace("-", "_")
+    if ssl_mode not in SSL_MODES:
+        raise ValueError(f"mysql target ssl-mode must be one of {', '.join(SSL_MODES)}, not {ssl_mode!r}")
+    database = unquote(parts.path.lstrip("/")) or None
+    return MySQLTarget(
+        host=parts.hostname or "localhost",
+        port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else "",
+        database=database,
+        unix_socket=unix_socket,
+        ssl_mode=ssl_mode,
+        ssl_ca=_first(query, SSL_CA_KEYS) or None,
+    )
+
+
+def ssl_context(target: MySQLTarget) -> ssl.SSLContext | None:
+    """TLS per ``ssl-mode``; ``preferred`` is treated as disabled (no opportunistic TLS here)."""
+    if target.ssl_mode in ("disabled", "preferred"):
+        return None
+    context = ssl.create_default_context(cafile=target.ssl_ca)
+    if target.ssl_mode == "required":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif target.ssl_mode == "verify_ca":
+        context.check_hostname = False
+    return context
+
+
+def client_name(check_name: str) -> str:
+    """``program_name`` connection attribute, visible where performance_schema is on."""
+    return f"sidecar-{check_name}"[:64]
+
+
+class MySQLCollector(Collector[MySQLOptions]):
+    """Probes one MySQL or MariaDB server through a single reused connection."""
+
+    kind: ClassVar[str] = "mysql"
+    options_model: ClassVar[type[CollectorOptions]] = MySQLOptions
+    component_type: ClassVar[str] = "datastore"
+
+    def __init__(self, check: CheckTarget, options: MySQLOptions) -> None:
+        super().__init__(check, options)
+        self._target: MySQLTarget | None = None
+        self._conn: Any = None  # aiomysql.Connection (untyped library)
+
+    async def open(self) -> None:
+        """Parse the target; the connection is made by the first probe."""
+        self._target = parse_mysql_url(self.check.target or "")
+
+    async def close(self) -> None:
+        """Say goodbye (COM_QUIT) when the server answers quickly; close the socket regardless."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await conn.ensure_closed()
+        conn.close()
+
+    async def collect(self) -> Observation:
+        conn = await self._connection()
+        try:
+            async with conn.cursor() as cursor:
+                started = time.perf_counter()
+                await cursor.execute(PING_QUERY)
+                await cursor.fetchall()
+                response_time = time.perf_counter() - started
+                await cursor.execute(STATUS_QUERY)
+                status = dict(await cursor.fetchall())
+                await cursor.execute(VARIABLES_QUERY)
+                variables = dict(await cursor.fetchall())
+        except BaseException:
+            self._discard()  # cancelled mid-query or broken: never reuse it
+            raise
+        return observe(response_time, _lower_keys(status), _lower_keys(variables))
+
+    async def _connection(self) -> Any:
+        """The open connection, or a new one when there is none or the server closed it."""
+        if self._conn is not None and not _is_stale(self._conn):
+            return self._conn
+        self._discard()
+        target = self._target
+        if target is None:
+            raise RuntimeError("MySQLCollector.collect() called before open()")
+        conn = aiomysql.Connection(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            db=target.database,
+            unix_socket=target.unix_socket,
+            connect_timeout=self.check.timeout,
+            ssl=ssl_context(target),
+            autocommit=True,
+            charset="utf8mb4",
+            program_name=client_name(self.check.name),
+        )
+        try:
+            await conn._connect()  # what aiomysql.connect() awaits; we keep the object to close it
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _discard(self) -> None:
+        """Close the current connection without any network wait."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def classify_error(self, exc: BaseException) -> Reason | None:
+        return classify_mysql_error(exc)
+
+    def secrets(self) -> Sequence[str]:
+        return url_passwords(self.check.target)
+
+    @classmethod
+    def validate_target(cls, target: str | None) -> str | None:
+        if not target:
+            raise ValueError(f"a mysql check needs a target URL, e.g. {EXAMPLE_TARGET}")
+        parse_mysql_url(target)
+        return target
+
+
+def _is_stale(conn: Any) -> bool:
+    """True when the server closed an idle connection (restart, wait_timeout).
+
+    The same test aiomysql's own pool makes before handing out a free connection.
+    """
+    reader = conn._reader
+    return bool(conn.closed or reader is None or reader.at_eof() or getattr(reader, "eof_received", False))
+
+
+def _lower_keys(rows: Mapping[Any, Any]) -> dict[str, str]:
+    """SHOW output as ``{lowercase name: text value}`` (servers differ in case)."""
+    return {str(key).lower(): _text(value) for key, value in rows.items()}
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes | bytearray) else str(value)
+
+
+def _number(values: Mapping[str, str], key: str) -> float | None:
+    try:
+        return float(values[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def observe(response_time: float, status: Mapping[str, str], variables: Mapping[str, str]) -> Observation:
+    """Turn SHOW GLOBAL STATUS / VARIABLES output into measurements and samples."""
+    samples: list[Sample] = []
+    for name, spec in STATUS_GAUGES.items():
+        value = _number(status, name)
+        if value is not None:
+            samples.append(Sample(spec, value))
+    for name in sorted(status):
+        if name.startswith(CONNECTION_ERRORS_PREFIX) and (value := _number(status, name)) is not None:
+            samples.append(
+                Sample(MYSQL_CONNECTION_ERRORS, value, (name.removeprefix(CONNECTION_ERRORS_PREFIX),))
+            )
+    max_connections = _number(variables, "max_connections")
+    if max_connections is not None:
+        samples.append(Sample(MYSQL_MAX_CONNECTIONS, max_connections))
+    read_only = variables.get("read_only", "").upper() in ("ON", "1")
+    samples.append(Sample(MYSQL_READ_ONLY, 1.0 if read_only else 0.0))
+    version = variables.get("version", "")
+    samples.append(
+        Sample(
+            MYSQL_VERSION_INFO,
+            1.0,
+            (variables.get("innodb_version", ""), version, variables.get("version_comment", "")),
+        )
+    )
+    measurements = {"responseTime": Measurement(response_time, UNIT_SECONDS)}
+    connections = _number(status, "threads_connected")
+    if connections is not None:
+        measurements["connections"] = Measurement(connections)
+        if max_connections:
+            measurements["connectionsUsedRatio"] = Measurement(connections / max_connections, UNIT_RATIO)
+    info = {
+        "version": version,
+        "flavor": "mariadb" if "mariadb" in version.lower() else "mysql",
+        "readOnly": "true" if read_only else "false",
+    }
+    return Observation(measurements=measurements, samples=samples, info=info)
+
+
+# MySQL error code -> reason (client codes 2xxx come from pymysql/aiomysql, server codes from the server)
+ERROR_CODE_REASONS: Mapping[int, Reason] = {
+    ER.ACCESS_DENIED_ERROR: Reason.AUTH,  # 1045 wrong user or password
+    ER.DBACCESS_DENIED_ERROR: Reason.AUTH,  # 1044 no rights on the database
+    ER.SPECIFIC_ACCESS_DENIED_ERROR: Reason.AUTH,  # 1227
+    ER.TABLEACCESS_DENIED_ERROR: Reason.AUTH,  # 1142
+    1698: Reason.AUTH,  # ER_ACCESS_DENIED_NO_PASSWORD_ERROR (e.g. root via unix_socket plugin)
+    ER.CON_COUNT_ERROR: Reason.UNHEALTHY,  # 1040 too many connections
+    ER.HOST_IS_BLOCKED: Reason.UNHEALTHY,  # 1129 max_connect_errors reached
+    ER.SERVER_SHUTDOWN: Reason.CONNECT,  # 1053
+    CR.CR_CONNECTION_ERROR: Reason.CONNECT,  # 2002 unix socket
+    CR.CR_CONN_HOST_ERROR: Reason.CONNECT,  # 2003 refused / unreachable / connect timeout
+    CR.CR_UNKNOWN_HOST: Reason.CONNECT,  # 2005
+    CR.CR_SERVER_GONE_ERROR: Reason.CONNECT,  # 2006
+    CR.CR_SERVER_LOST: Reason.CONNECT,  # 2013
+    CR.CR_COMMANDS_OUT_OF_SYNC: Reason.PROTOCOL,  # 2014
+    CR.CR_MALFORMED_PACKET: Reason.PROTOCOL,  # 2027
+}
+
+
+def classify_mysql_error(exc: BaseException) -> Reason | None:
+    """pymysql/aiomysql exception -> reason; ``None`` leaves it to the generic mapping."""
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        reason = ERROR_CODE_REASONS.get(exc.args[0])
+        if reason is not None:
+            return reason
+    if isinstance(exc, pymysql.err.InternalError | pymysql.err.InterfaceError):
+        return Reason.PROTOCOL  # e.g. packet sequence errors, "Not connected"
+    if isinstance(exc, TimeoutError):
+        return Reason.TIMEOUT
+    if isinstance(exc, OSError):
+        return Reason.CONNECT
+    return None
+
+
+def url_passwords(url: str | None) -> tuple[str, ...]:
+    """The password in a URL, decoded and as written, for redaction."""
+    if not url:
+        return ()
+    raw = urlsplit(url).password
+    if not raw:
+        return ()
+    return tuple(dict.fromkeys((unquote(raw), raw)))

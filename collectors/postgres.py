@@ -1,0 +1,388 @@
+"""PostgreSQL collector: round-trip latency, version, recovery state and connections by state.
+
+One asyncpg pool of at most one connection, created in ``open()`` without connecting
+(``min_size=0``), reused across probes. A probe that fails or is cancelled (the probe template
+cancels on timeout) terminates its connection, so a hung server can never make the pool hold more
+than one connection or hand a half-read connection to the next probe.
+
+Metric names follow postgres_exporter where one exists, so its community dashboards keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from collectors.base import (
+    CheckTarget,
+    Collector,
+    CollectorOptions,
+    Measurement,
+    MetricSpec,
+    Observation,
+    Reason,
+    Sample,
+    Status,
+)
+
+SCHEMES = ("postgres", "postgresql")
+EXAMPLE_TARGET = "postgresql://user:password@db.internal:5432/app"
+
+# DSN query parameters asyncpg understands (it passes unknown ones to the server as settings, where
+# Prisma's ``schema`` or ``connection_limit`` make the connection fail).
+ASYNCPG_DSN_PARAMS = frozenset(
+    {
+        "host",
+        "port",
+        "dbname",
+        "database",
+        "user",
+        "password",
+        "passfile",
+        "service",
+        "sslmode",
+        "sslcert",
+        "sslkey",
+        "sslrootcert",
+        "sslcrl",
+        "sslpassword",
+        "sslnegotiation",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "target_session_attrs",
+        "krbsrvname",
+        "gsslib",
+    }
+)
+# Startup-packet parameters the server itself accepts; asyncpg forwards them as server settings.
+SERVER_STARTUP_PARAMS = frozenset({"application_name", "options"})
+
+PING_QUERY = "SELECT 1"
+SERVER_QUERY = """
+SELECT current_setting('server_version_num')::int AS version_num,
+       current_setting('server_version') AS server_version,
+       version() AS version,
+       pg_is_in_recovery() AS in_recovery,
+       current_setting('max_connections')::int AS max_connections,
+       extract(epoch FROM pg_postmaster_start_time())::float8 AS start_time,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS connections
+"""
+# Same shape as postgres_exporter's pg_stat_activity query: every (database, state) pair, zeros
+# included, so series do not appear and vanish with traffic.
+ACTIVITY_QUERY = """
+SELECT d.datname::text AS datname, s.state, coalesce(a.count, 0) AS count,
+       coalesce(a.max_tx_duration, 0)::float8 AS max_tx_duration
+FROM pg_database d
+CROSS JOIN (VALUES ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'),
+                   ('fastpath function call'), ('disabled')) AS s(state)
+LEFT JOIN (
+    SELECT datname, state, count(*) AS count,
+           max(extract(epoch FROM now() - xact_start))::float8 AS max_tx_duration
+    FROM pg_stat_activity GROUP BY datname, state
+) a ON a.datname = d.datname AND a.state = s.state
+ORDER BY 1, 2
+"""
+
+PG_MAX_CONNECTIONS = MetricSpec(
+    "pg_settings_max_connections", "Server parameter max_connections: the most concurrent connections."
+)
+PG_SERVER_VERSION_NUM = MetricSpec(
+    "pg_settings_server_version_num", "Server parameter server_version_num (e.g. 150004 for 15.4)."
+)
+# postgres_exporter calls this pg_stat_activity_count; promtool rejects a gauge ending in _count.
+PG_STAT_ACTIVITY_CONNECTIONS = MetricSpec(
+    "pg_stat_activity_connections",
+    "Connections per database and state, from pg_stat_activity.",
+    labels=("datname", "state"),
+)
+PG_STAT_ACTIVITY_MAX_TX_DURATION = MetricSpec(
+    "pg_stat_activity_max_tx_duration",
+    "Longest running transaction per database and state, in seconds.",
+    labels=("datname", "state"),
+)
+PG_POSTMASTER_START_TIME = MetricSpec(
+    "pg_postmaster_start_time_seconds", "Time the postmaster started, in seconds since the Unix epoch."
+)
+PG_REPLICATION_IS_REPLICA = MetricSpec(
+    "pg_replication_is_replica", "1 when the server is in recovery (a standby), 0 on a primary."
+)
+PG_STATIC = MetricSpec(
+    "pg_static", "Server version, as labels; the value is always 1.", labels=("short_version", "version")
+)
+METRICS: tuple[MetricSpec, ...] = (
+    PG_MAX_CONNECTIONS,
+    PG_SERVER_VERSION_NUM,
+    PG_STAT_ACTIVITY_CONNECTIONS,
+    PG_STAT_ACTIVITY_MAX_TX_DURATION,
+    PG_POSTMASTER_START_TIME,
+    PG_REPLICATION_IS_REPLICA,
+    PG_STATIC,
+)
+
+CLOSE_TIMEOUT = 1.0  # seconds for a polite goodbye (or release) before the socket is simply closed
+UNIT_SECONDS = "s"
+UNIT_RATIO = "ratio"
+
+
+class PostgresOptions(CollectorOptions):
+    """``expect_primary``: True fails the check on a standby, False fails it on a primary."""
+
+    expect_primary: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDsn:
+    """A DSN asyncpg accepts, plus what was taken out of it to become connect arguments."""
+
+    dsn: str
+    connect_timeout: float | None = None
+    pgbouncer: bool = False
+    has_application_name: bool = False
+    dropped: tuple[str, ...] = ()
+
+
+def prepare_dsn(dsn: str) -> PreparedDsn:
+    """Keep only query parameters asyncpg or the server understand; turn the rest into arguments.
+
+    ``connect_timeout`` becomes asyncpg's ``timeout``; Prisma's ``pgbouncer=true`` turns the
+    statement cache off (transaction pooling breaks named prepared statements); everything else
+    unknown (``schema``, ``connection_limit``, ``pool_timeout`` ...) is dropped.
+    """
+    parts = urlsplit(dsn)
+    kept: list[tuple[str, str]] = []
+    dropped: list[str] = []
+    connect_timeout: float | None = None
+    pgbouncer = False
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in ASYNCPG_DSN_PARAMS or key in SERVER_STARTUP_PARAMS:
+            kept.append((key, value))
+        elif key == "connect_timeout":
+            connect_timeout = _positive_float(value)
+        elif key == "pgbouncer":
+            pgbouncer = value.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            dropped.append(key)
+    query = urlencode(kept, quote_via=quote)
+    return PreparedDsn(
+        dsn=urlunsplit(parts._replace(query=query)),
+        connect_timeout=connect_timeout,
+        pgbouncer=pgbouncer,
+        has_application_name=any(key == "application_name" for key, _ in kept),
+        dropped=tuple(dropped),
+    )
+
+
+def _positive_float(text: str) -> float | None:
+    """libpq treats 0 or garbage as "no timeout"; so do we."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def dsn_passwords(dsn: str | None) -> tuple[str, ...]:
+    """The password(s) in a DSN, decoded and as written, for redaction."""
+    if not dsn:
+        return ()
+    parts = urlsplit(dsn)
+    found: list[str] = []
+    if parts.password:
+        found += [unquote(parts.password), parts.password]
+    found += [value for key, value in parse_qsl(parts.query) if key == "password" and value]
+    return tuple(dict.fromkeys(s for s in found if s))
+
+
+def short_version(version_num: int) -> str:
+    """postgres_exporter's ``short_version``: 150004 -> 15.4.0, 90624 -> 9.6.24."""
+    if version_num >= 100000:
+        return f"{version_num // 10000}.{version_num % 10000}.0"
+    return f"{version_num // 10000}.{version_num // 100 % 100}.{version_num % 100}"
+
+
+def application_name(check_name: str) -> str:
+    """How the sidecar's connections show up in pg_stat_activity (NAMEDATALEN is 64)."""
+    return f"sidecar-{check_name}"[:63]
+
+
+class PostgresCollector(Collector[PostgresOptions]):
+    """Probes one PostgreSQL server through a pool of at most one connection."""
+
+    kind: ClassVar[str] = "postgres"
+    options_model: ClassVar[type[CollectorOptions]] = PostgresOptions
+    component_type: ClassVar[str] = "datastore"
+
+    def __init__(self, check: CheckTarget, options: PostgresOptions) -> None:
+        super().__init__(check, options)
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        """Create the pool; ``min_size=0`` means no connection until the first probe."""
+        if self._pool is not None:
+            return
+        prepared = prepare_dsn(self.check.target or "")
+        kwargs: dict[str, Any] = {
+            "min_size": 0,
+            "max_size": 1,
+            "timeout": prepared.connect_timeout or self.check.timeout,
+            "max_inactive_connection_lifetime": 300.0,
+            "reset": _keep_session,
+        }
+        if not prepared.has_application_name:
+            kwargs["server_settings"] = {"application_name": application_name(self.check.name)}
+        if prepared.pgbouncer:
+            kwargs["statement_cache_size"] = 0
+        pool = asyncpg.create_pool(prepared.dsn, **kwargs)
+        await pool  # initialises the holders; connects nobody with min_size=0
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the pool; a connection stuck on a hung server is terminated instead of awaited."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await pool.close()
+        except TimeoutError:
+            pool.terminate()
+
+    async def collect(self) -> Observation:
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("PostgresCollector.collect() called before open()")
+        conn = await pool.acquire()
+        try:
+            started = time.perf_counter()
+            await conn.fetchval(PING_QUERY)
+            response_time = time.perf_counter() - started
+            server = await conn.fetchrow(SERVER_QUERY)
+            activity = await conn.fetch(ACTIVITY_QUERY)
+        except BaseException:
+            _terminate(conn)
+            raise
+        finally:
+            await pool.release(conn, timeout=CLOSE_TIMEOUT)
+        return self._observe(response_time, server, activity)
+
+    def _observe(self, response_time: float, server: Any, activity: Sequence[Any]) -> Observation:
+        """Turn the query results into measurements, samples and a verdict."""
+        version_num = int(server["version_num"])
+        in_recovery = bool(server["in_recovery"])
+        max_connections = int(server["max_connections"])
+        connections = int(server["connections"])
+        samples = [
+            Sample(PG_MAX_CONNECTIONS, float(max_connections)),
+            Sample(PG_SERVER_VERSION_NUM, float(version_num)),
+            Sample(PG_POSTMASTER_START_TIME, float(server["start_time"])),
+            Sample(PG_REPLICATION_IS_REPLICA, 1.0 if in_recovery else 0.0),
+            Sample(PG_STATIC, 1.0, (short_version(version_num), str(server["version"]))),
+        ]
+        for row in activity:
+            labels = (str(row["datname"]), str(row["state"]))
+            samples.append(Sample(PG_STAT_ACTIVITY_CONNECTIONS, float(row["count"]), labels))
+            samples.append(Sample(PG_STAT_ACTIVITY_MAX_TX_DURATION, float(row["max_tx_duration"]), labels))
+        measurements = {
+            "responseTime": Measurement(response_time, UNIT_SECONDS),
+            "connections": Measurement(float(connections)),
+            "connectionsUsedRatio": Measurement(connections / max_connections, UNIT_RATIO),
+        }
+        role = "standby" if in_recovery else "primary"
+        info = {"version": str(server["server_version"]), "role": role, "versionNum": str(version_num)}
+        status, output = self._verdict(in_recovery)
+        return Observation(
+            measurements=measurements, samples=samples, status=status, output=output, info=info
+        )
+
+    def _verdict(self, in_recovery: bool) -> tuple[Status, str]:
+        """Compare the server's role with ``expect_primary``."""
+        expected = self.options.expect_primary
+        if expected is True and in_recovery:
+            return Status.FAIL, "server is a standby (in recovery) but expect_primary is true"
+        if expected is False and not in_recovery:
+            return Status.FAIL, "server is a primary but expect_primary is false"
+        return Status.PASS, ""
+
+    def classify_error(self, exc: BaseException) -> Reason | None:
+        return classify_postgres_error(exc)
+
+    def secrets(self) -> Sequence[str]:
+        return dsn_passwords(self.check.target)
+
+    @classmethod
+    def validate_target(cls, target: str | None) -> str | None:
+        return validate_postgres_target(target)
+
+
+# asyncpg exception -> reason, first match wins, so subclasses come before their bases.
+ERROR_REASONS: tuple[tuple[tuple[type[BaseException], ...], Reason | None], ...] = (
+    # bad password, "no pg_hba.conf entry", role without rights
+    ((asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InsufficientPrivilegeError), Reason.AUTH),
+    ((asyncpg.QueryCanceledError,), Reason.TIMEOUT),  # statement_timeout
+    ((asyncpg.TooManyConnectionsError,), Reason.UNHEALTHY),
+    ((asyncpg.ProtocolViolationError,), Reason.PROTOCOL),
+    # lost connection; server starting up or shutting down
+    ((asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError), Reason.CONNECT),
+    ((asyncpg.ClientConfigurationError,), None),  # a DSN asyncpg rejects: not the server's fault
+    ((asyncpg.InterfaceError,), Reason.PROTOCOL),
+    ((TimeoutError,), Reason.TIMEOUT),
+    ((OSError,), Reason.CONNECT),  # refused, reset, unreachable; ConnectionError is an OSError
+)
+
+
+async def _keep_session(conn: Any) -> None:
+    """Pool ``reset`` hook: probes change no session state, so skip asyncpg's ``RESET ALL``.
+
+    The default reset is a network round trip inside a shielded release; on a server that hangs
+    right after a probe it would hold the pool's only slot until the server answers again.
+    """
+
+
+def _terminate(conn: Any) -> None:
+    """Drop a pooled connection whose state is unknown (cancelled mid-query or broken).
+
+    ``terminate()`` closes the socket without a network round trip, so it works on a hung server,
+    and returns the slot to the pool; the next probe connects afresh. A connection that already
+    died has been detached from the pool by asyncpg, which then refuses the call.
+    """
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
+def classify_postgres_error(exc: BaseException) -> Reason | None:
+    """asyncpg exception -> reason; ``None`` leaves it to the template's generic mapping."""
+    for types, reason in ERROR_REASONS:
+        if isinstance(exc, types):
+            return reason
+    return None
+
+
+def validate_postgres_target(target: str | None) -> str:
+    """Accept ``postgres[ql]://`` URLs asyncpg can use; say how to fix anything else."""
+    if not target:
+        raise ValueError(f"a postgres check needs a target URL, e.g. {EXAMPLE_TARGET}")
+    parts = urlsplit(target)
+    if parts.scheme not in SCHEMES:
+        raise ValueError(
+            f"postgres target must start with postgresql:// or postgres://, not {parts.scheme or 'nothing'}"
+            f"://; e.g. {EXAMPLE_TARGET}"
+        )
+    if "," not in parts.netloc:  # a multi-host list is asyncpg's to parse
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked
+        except ValueError:
+            raise ValueError(
+                f"postgres target has an invalid port; use a number 1-65535, e.g. {EXAMPLE_TARGET}"
+            ) from None
+    try:
+        parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ValueError("postgres target has a malformed query string; use ?key=value&key2=value2") from None
+    return target

@@ -1,0 +1,51 @@
+"""Shared fixtures: throwaway Redis, PostgreSQL and MariaDB servers (see ``tests/servers.py``).
+
+Each fixture is function-scoped and yields a started server; it is always stopped and its data
+removed afterwards, resumed first if a test paused it. Server options come from indirect
+parametrisation, e.g.
+``@pytest.mark.parametrize("postgres_server", [{"auth": "scram-sha-256", "password": "pw"}], indirect=True)``.
+A missing server binary skips the test, or fails it under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.servers import MariaDBServer, PostgresServer, RedisServer, Server, find_binary, require_binary
+
+
+def _serve(server: Server) -> Iterator[Any]:
+    try:
+        server.start()
+        yield server
+    finally:
+        server.resume()
+        server.close()
+
+
+def _params(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return dict(getattr(request, "param", None) or {})
+
+
+@pytest.fixture
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    require_binary("redis-server")
+    yield from _serve(RedisServer(**_params(request)))
+
+
+@pytest.fixture
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    require_binary("initdb")
+    require_binary("postgres")
+    yield from _serve(PostgresServer(**_params(request)))
+
+
+@pytest.fixture
+def mariadb_server(request: pytest.FixtureRequest) -> Iterator[MariaDBServer]:
+    require_binary("mariadb-install-db")
+    if find_binary("mysqld") is None:  # older installs have only mysqld
+        require_binary("mariadbd")
+    yield from _serve(MariaDBServer(**_params(request)))
