@@ -30,6 +30,14 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# BullMQ for Node, so the queue tests also drive jobs from the real Node library (skipped without npm).
+if command -v npm >/dev/null 2>&1; then
+  (cd tests/integration/node && npm install --no-audit --no-fund --loglevel=error) \
+    || echo "warning: npm install failed in tests/integration/node; the BullMQ Node tests will say so"
+  # pino, pino-http, winston and bunyan, so the log parser is tested on their real output.
+  (cd tests/integration/node_logs && npm install --no-audit --no-fund --loglevel=error) \
+    || echo "warning: npm install failed in tests/integration/node_logs; the Node logger tests will say so"
+fi
 
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy

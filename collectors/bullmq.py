@@ -1,0 +1,651 @@
+"""BullMQ queues (Node and Python apps): backlog, job age, overdue delayed jobs, stalled jobs, workers.
+
+Reads BullMQ's own Redis key layout (BullMQ v4-v6, ``src/classes/queue-keys.ts`` and the Lua scripts
+in ``src/commands``), never its API, so the sidecar needs no Node runtime:
+
+- ``<prefix>:<queue>:wait`` / ``paused`` (legacy) / ``active`` lists; ``prioritized``, ``delayed``,
+  ``waiting-children``, ``completed``, ``failed`` sorted sets; ``meta`` hash whose ``paused`` field is
+  the pause flag since v5; ``<prefix>:<queue>:<jobId>`` job hashes with ``timestamp`` and ``delay``;
+  ``<jobId>:lock`` keys held by the worker that runs a job; ``metrics:completed`` /
+  ``metrics:failed`` hashes whose ``count`` field BullMQ increments when the app enabled metrics.
+- A delayed job's score is ``due_ms * 0x1000 + (counter & 0xfff)`` (``getDelayedScore.lua``).
+- A worker names its connection ``<prefix>:<base64(queue)>`` (Node) or ``<prefix>:<queue>``
+  (Python), optionally followed by ``:w:<worker name>`` (``getWorkers``), so one ``CLIENT LIST``
+  counts the workers of every queue.
+
+One probe is one round trip per batch of queues: a pipeline of ``EVALSHA`` calls of one read-only
+script, each over ``queues_per_script`` queues (so Redis is never busy with us for more than a few
+milliseconds, and other clients interleave between calls), plus one ``CLIENT LIST``. A script call per
+chunk rather than per queue, and one text line per queue in its reply, because packing and parsing
+~17 RESP values per queue cost more than Redis's work at 1,000 queues (``bench/bullmq_probe.py``).
+Queues are discovered with a bounded ``SCAN`` for ``<prefix>:*:meta``, refreshed every
+``discovery_interval_seconds``.
+
+This module also holds what the four queue collectors (bullmq, celery, rq, rabbitmq) share: the
+metric families, the option base class and the summary that turns per-queue figures into samples
+and health measurements, so one dashboard and one set of thresholds serve every broker.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import redis.asyncio as aioredis
+from pydantic import Field, field_validator
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+
+from collectors.base import (
+    CheckTarget,
+    Collector,
+    CollectorOptions,
+    Measurement,
+    MetricSpec,
+    Observation,
+    Reason,
+    Sample,
+    Status,
+)
+from collectors.redis import classify_redis_error, client_name, url_passwords, validate_redis_target
+
+# --------------------------------------------------------------------------------------------------
+# Shared by the queue collectors (bullmq, celery, rq, rabbitmq)
+
+QUEUE_JOBS = MetricSpec(
+    "sidecar_queue_jobs",
+    "Jobs (messages) in the queue by state, as the broker holds them at the last probe.",
+    labels=("queue", "state"),
+)
+QUEUE_OLDEST_WAITING_AGE = MetricSpec(
+    "sidecar_queue_oldest_waiting_job_age_seconds",
+    "Age of the oldest job waiting to be picked up (the one next in line), in seconds; 0 when none waits.",
+    labels=("queue",),
+)
+QUEUE_OVERDUE_DELAYED = MetricSpec(
+    "sidecar_queue_overdue_delayed_jobs",
+    "Delayed or scheduled jobs due longer ago than the grace period but still not moved to waiting: "
+    "nothing (no worker, no scheduler) is promoting them.",
+    labels=("queue",),
+)
+QUEUE_OVERDUE_SECONDS = MetricSpec(
+    "sidecar_queue_overdue_delayed_seconds",
+    "How long ago the most overdue delayed job fell due, in seconds; 0 when none is overdue.",
+    labels=("queue",),
+)
+QUEUE_STALLED = MetricSpec(
+    "sidecar_queue_stalled_jobs",
+    "Jobs recorded as running whose worker is gone (its lock or execution lease expired).",
+    labels=("queue",),
+)
+QUEUE_PAUSED = MetricSpec(
+    "sidecar_queue_paused",
+    "1 when the queue is paused (workers take no new jobs), else 0.",
+    labels=("queue",),
+)
+QUEUE_WORKERS = MetricSpec(
+    "sidecar_queue_workers",
+    "Workers attached to the queue: BullMQ worker connections, live RQ workers, AMQP consumers.",
+    labels=("queue",),
+)
+QUEUE_COMPLETED_TOTAL = MetricSpec(
+    "sidecar_queue_jobs_completed_total",
+    "Jobs completed, as counted by the queue library itself (BullMQ metrics, when the app enables them).",
+    type="counter",
+    labels=("queue",),
+)
+QUEUE_FAILED_TOTAL = MetricSpec(
+    "sidecar_queue_jobs_failed_total",
+    "Jobs failed, as counted by the queue library itself (BullMQ metrics, when the app enables them).",
+    type="counter",
+    labels=("queue",),
+)
+QUEUE_METRICS: tuple[MetricSpec, ...] = (
+    QUEUE_JOBS,
+    QUEUE_OLDEST_WAITING_AGE,
+    QUEUE_OVERDUE_DELAYED,
+    QUEUE_OVERDUE_SECONDS,
+    QUEUE_STALLED,
+    QUEUE_PAUSED,
+    QUEUE_WORKERS,
+    QUEUE_COMPLETED_TOTAL,
+    QUEUE_FAILED_TOTAL,
+)
+
+UNIT_JOBS = "jobs"
+UNIT_SECONDS = "s"
+UNIT_QUEUES = "queues"
+UNIT_WORKERS = "workers"
+
+MAX_QUEUE_NAME = 255
+REDIS_MAX_CONNECTIONS = 2
+
+
+class QueueOptions(CollectorOptions):
+    """Options every queue check has: which queues, and how many at most."""
+
+    queues: list[str] = Field(
+        default_factory=list, description="queue names to measure; empty means discover them"
+    )
+    max_queues: int = Field(
+        default=1000, ge=1, le=100_000, description="most queues measured (bounds label cardinality)"
+    )
+
+    @field_validator("queues")
+    @classmethod
+    def _valid_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or len(name) > MAX_QUEUE_NAME or not name.isprintable():
+                raise ValueError(f"queue name {name!r} must be 1-{MAX_QUEUE_NAME} printable characters")
+        if len(set(value)) != len(value):
+            raise ValueError("queue names must be unique: remove the repeated name")
+        return value
+
+
+class DiscoveringQueueOptions(QueueOptions):
+    """Queue options for brokers whose queues are found with ``SCAN`` when none are configured."""
+
+    discovery_interval_seconds: float = Field(
+        default=60.0, ge=0, le=86_400, description="how long a discovered queue list is reused"
+    )
+    scan_count: int = Field(default=1000, ge=10, le=100_000, description="COUNT hint of each SCAN call")
+    max_scan_calls: int = Field(
+        default=100, ge=1, le=100_000, description="SCAN calls per probe; discovery resumes next probe"
+    )
+
+    def key_scan(self, pattern: str) -> KeyScan:
+        """A discovery for ``pattern`` bounded by these options."""
+        return KeyScan(
+            pattern,
+            count=self.scan_count,
+            max_calls=self.max_scan_calls,
+            interval=self.discovery_interval_seconds,
+        )
+
+
+@dataclass(slots=True)
+class QueueStats:
+    """What one probe saw of one queue; ``None`` means the broker does not keep that figure."""
+
+    name: str
+    counts: dict[str, int] = field(default_factory=dict)
+    backlog: int = 0
+    oldest_waiting_age: float | None = None
+    overdue_delayed: int | None = None
+    overdue_seconds: float | None = None
+    stalled: int | None = None
+    paused: bool | None = None
+    workers: int | None = None
+    completed_total: int | None = None
+    failed_total: int | None = None
+
+
+def queue_samples(stats: QueueStats) -> list[Sample]:
+    """The samples of one queue; figures the broker does not keep produce no series."""
+    name = stats.name
+    samples = [Sample(QUEUE_JOBS, float(n), (name, state)) for state, n in stats.counts.items()]
+    optional: tuple[tuple[MetricSpec, float | None], ...] = (
+        (QUEUE_OLDEST_WAITING_AGE, stats.oldest_waiting_age),
+        (QUEUE_OVERDUE_DELAYED, stats.overdue_delayed),
+        (QUEUE_OVERDUE_SECONDS, stats.overdue_seconds),
+        (QUEUE_STALLED, stats.stalled),
+        (QUEUE_PAUSED, None if stats.paused is None else float(stats.paused)),
+        (QUEUE_WORKERS, stats.workers),
+        (QUEUE_COMPLETED_TOTAL, stats.completed_total),
+        (QUEUE_FAILED_TOTAL, stats.failed_total),
+    )
+    samples += [Sample(spec, float(value), (name,)) for spec, value in optional if value is not None]
+    return samples
+
+
+def queue_observation(
+    stats: Sequence[QueueStats], *, missing: Sequence[str] = (), notes: Iterable[str] = ()
+) -> Observation:
+    """Per-queue figures -> samples, and the broker-wide measurements that thresholds judge.
+
+    Measurements (``/health`` and ``warn:``/``fail:``): ``backlog`` (largest waiting count of any
+    queue), ``oldestJobAge``, ``overdueDelayed``, ``stalled``, ``failed``, ``paused``, ``minWorkers``,
+    ``queues``, ``missingQueues``. A figure no queue reports is left out rather than shown as 0.
+    The collector's own verdict is only about configuration: a configured queue that does not exist
+    is a warning; everything else is judged by the configured thresholds.
+    """
+    samples = [sample for queue in stats for sample in queue_samples(queue)]
+    measurements = {
+        "queues": Measurement(len(stats), UNIT_QUEUES),
+        "backlog": Measurement(max((q.backlog for q in stats), default=0), UNIT_JOBS),
+        "missingQueues": Measurement(len(missing), UNIT_QUEUES),
+    }
+    _put_max(measurements, "oldestJobAge", [q.oldest_waiting_age for q in stats], UNIT_SECONDS)
+    _put_sum(measurements, "overdueDelayed", [q.overdue_delayed for q in stats], UNIT_JOBS)
+    _put_sum(measurements, "stalled", [q.stalled for q in stats], UNIT_JOBS)
+    _put_sum(measurements, "failed", [q.counts.get("failed") for q in stats], UNIT_JOBS)
+    _put_sum(
+        measurements, "paused", [None if q.paused is None else int(q.paused) for q in stats], UNIT_QUEUES
+    )
+    workers = [q.workers for q in stats if q.workers is not None]
+    if workers:
+        measurements["minWorkers"] = Measurement(min(workers), UNIT_WORKERS)
+    text = list(notes)
+    if missing:
+        shown = ", ".join(repr(name) for name in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        text.insert(0, f"configured queue not found: {shown}{more}")
+    return Observation(
+        measurements=measurements,
+        samples=samples,
+        status=Status.WARN if missing else Status.PASS,
+        output="; ".join(text),
+    )
+
+
+def _put_max(into: dict[str, Measurement], key: str, values: Sequence[float | None], unit: str) -> None:
+    known = [v for v in values if v is not None]
+    if known:
+        into[key] = Measurement(max(known), unit)
+
+
+def _put_sum(into: dict[str, Measurement], key: str, values: Sequence[int | None], unit: str) -> None:
+    known = [v for v in values if v is not None]
+    if known:
+        into[key] = Measurement(sum(known), unit)
+
+
+def cap_queues(names: Iterable[str], limit: int) -> tuple[list[str], int]:
+    """Sorted queue names cut at ``limit`` (label cardinality), and how many were left out."""
+    ordered = sorted(set(names))
+    return ordered[:limit], max(0, len(ordered) - limit)
+
+
+class RedisQueueCollector(Collector[Any]):
+    """Plumbing shared by the Redis-based queue collectors: pool, target checks, error mapping."""
+
+    component_type: ClassVar[str] = "component"
+    critical_by_default: ClassVar[bool] = False  # a shared backlog must not take every instance out
+
+    def __init__(self, check: CheckTarget, options: Any) -> None:
+        super().__init__(check, options)
+        self._client: aioredis.Redis | None = None
+        self._shas: dict[str, str] = {}
+
+    async def open(self) -> None:
+        """Build the client and its small pool; redis-py connects on the first command."""
+        if self._client is not None:
+            return
+        self._client = aioredis.Redis.from_url(
+            self.check.target or "",
+            max_connections=REDIS_MAX_CONNECTIONS,
+            socket_connect_timeout=self.check.timeout,
+            socket_timeout=self.check.timeout,
+            client_name=client_name(self.check.name),
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+            decode_responses=True,
+            protocol=2,
+        )
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose(close_connection_pool=True)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError(f"{type(self).__name__}.collect() called before open()")
+        return self._client
+
+    def classify_error(self, exc: BaseException) -> Reason | None:
+        return classify_redis_error(exc)
+
+    def secrets(self) -> Sequence[str]:
+        return url_passwords(self.check.target)
+
+    @classmethod
+    def validate_target(cls, target: str | None) -> str | None:
+        return validate_redis_target(target)
+
+    async def run_scripts(
+        self,
+        script: str,
+        calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+        tail: Sequence[str] = (),
+    ) -> tuple[list[Any], list[Any]]:
+        """``EVALSHA`` ``script`` once per (keys, args), then the ``tail`` commands, in one pipeline.
+
+        One round trip per batch. redis-py's own pipeline scripts cost a ``SCRIPT EXISTS`` round
+        trip per execute, so the SHA is cached here and loaded only when the server answers
+        ``NOSCRIPT`` (first use, restart, ``SCRIPT FLUSH``). Script errors raise; the tail's
+        replies come back as they are, errors included, for the caller to judge.
+        """
+        if not calls and not tail:
+            return [], []
+        sha = self._shas.get(script)
+        if sha is not None:
+            results = await self._pipeline(sha, calls, tail)
+            if not any(isinstance(r, NoScriptError) for r in results[: len(calls)]):
+                return self._split(results, len(calls))
+        sha = str(await self.client.script_load(script))
+        self._shas[script] = sha
+        return self._split(await self._pipeline(sha, calls, tail), len(calls))
+
+    async def _pipeline(
+        self, sha: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]], tail: Sequence[str]
+    ) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            for command in tail:
+                pipe.execute_command(command)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
+
+    @staticmethod
+    def _split(results: list[Any], n: int) -> tuple[list[Any], list[Any]]:
+        for result in results[:n]:
+            if isinstance(result, Exception):
+                raise result
+        return results[:n], results[n:]
+
+
+class KeyScan:
+    """Bounded, resumable ``SCAN MATCH`` discovery whose result is cached between refreshes.
+
+    A keyspace with millions of job keys takes many ``SCAN`` calls; at most ``max_calls`` run per
+    probe, and an unfinished pass continues at the next probe from the saved cursor. Until the first
+    pass completes, what was found so far is used.
+    """
+
+    def __init__(self, pattern: str, *, count: int, max_calls: int, interval: float) -> None:
+        self.pattern = pattern
+        self.count = count
+        self.max_calls = max_calls
+        self.interval = interval
+        self.found: set[str] = set()
+        self._partial: set[str] = set()
+        self._cursor = 0
+        self._refreshed_at: float | None = None
+        self.calls = 0  # SCAN calls made by the last ``keys()``
+
+    @property
+    def complete(self) -> bool:
+        return self._refreshed_at is not None
+
+    async def keys(self, client: aioredis.Redis) -> set[str]:
+        """Matching keys: the cached set, refreshed when older than ``interval``."""
+        self.calls = 0
+        now = time.monotonic()
+        if self._refreshed_at is not None and now - self._refreshed_at < self.interval and self._cursor == 0:
+            return self.found
+        for _ in range(self.max_calls):
+            self._cursor, batch = await client.scan(self._cursor, match=self.pattern, count=self.count)
+            self.calls += 1
+            self._partial.update(str(key) for key in batch)
+            if self._cursor == 0:
+                self.found, self._partial = self._partial, set()
+                self._refreshed_at = time.monotonic()
+                return self.found
+        return self.found | self._partial
+
+
+# --------------------------------------------------------------------------------------------------
+# BullMQ
+
+BULLMQ_STATES = (
+    "wait",
+    "paused",
+    "active",
+    "prioritized",
+    "delayed",
+    "waiting-children",
+    "completed",
+    "failed",
+)
+# Key suffixes the script reads under each queue's ``<prefix>:<queue>:``.
+BULLMQ_KEYS = (*BULLMQ_STATES, "meta", "id", "metrics:completed", "metrics:failed")
+BULLMQ_FIELDS = 16  # numbers per queue in the script's reply
+DELAYED_SCORE_FACTOR = 0x1000  # getDelayedScore.lua: due_ms * 0x1000 + (counter & 0xfff)
+
+# Read-only. KEYS: one "<prefix>:<queue>:" per queue of the chunk (BullMQ's own scripts take the
+# queue's key prefix the same way). ARGV: overdue cut-off score (exclusive), active jobs to check.
+# Returns one line per queue, 16 numbers each: exists, wait, paused, active, prioritized, delayed,
+# waiting-children, completed, failed, paused flag, oldest ready ms, overdue, earliest due ms,
+# stalled, completed total, failed total; -1 where there is nothing. One string for the whole chunk
+# keeps the reply cheap to parse; "0:..." entries are BullMQ <5 markers in the wait/paused lists.
+BULLMQ_QUEUE_LUA = """
+local rcall = redis.call
+local cutoff = "(" .. ARGV[1]
+local scan = tonumber(ARGV[2])
+local function isMarker(id) return string.sub(id, 1, 2) == "0:" end
+local function listCount(key)
+  local n = rcall("LLEN", key)
+  if n > 0 and isMarker(rcall("LINDEX", key, -1)) then n = n - 1 end
+  return n
+end
+local function listHead(key)
+  local ids = rcall("LRANGE", key, -2, -1)
+  for i = #ids, 1, -1 do
+    if not isMarker(ids[i]) then return ids[i] end
+  end
+  return nil
+end
+local function readyAt(base, id)
+  if not id then return -1 end
+  local f = rcall("HMGET", base .. id, "timestamp", "delay")
+  local ts = tonumber(f[1])
+  if not ts then return -1 end
+  return ts + (tonumber(f[2]) or 0)
+end
+local rows = {}
+for q = 1, #KEYS do
+  local base = KEYS[q]
+  local oldest = -1
+  local heads = {
+    readyAt(base, listHead(base .. "wait")),
+    readyAt(base, listHead(base .. "paused")),
+    readyAt(base, rcall("ZRANGE", base .. "prioritized", 0, 0)[1]),
+  }
+  for _, at in ipairs(heads) do
+    if at >= 0 and (oldest < 0 or at < oldest) then oldest = at end
+  end
+  local earliestDue = -1
+  local first = rcall("ZRANGE", base .. "delayed", 0, 0, "WITHSCORES")
+  if first[2] then earliestDue = math.floor(tonumber(first[2]) / 0x1000) end
+  local stalled = 0
+  if scan > 0 then
+    for _, id in ipairs(rcall("LRANGE", base .. "active", -scan, -1)) do
+      if not isMarker(id) and rcall("EXISTS", base .. id .. ":lock") == 0 then stalled = stalled + 1 end
+    end
+  end
+  local values = {
+    rcall("EXISTS", base .. "meta", base .. "id"),
+    listCount(base .. "wait"), listCount(base .. "paused"), rcall("LLEN", base .. "active"),
+    rcall("ZCARD", base .. "prioritized"), rcall("ZCARD", base .. "delayed"),
+    rcall("ZCARD", base .. "waiting-children"), rcall("ZCARD", base .. "completed"),
+    rcall("ZCARD", base .. "failed"),
+    rcall("HEXISTS", base .. "meta", "paused"),
+    oldest,
+    rcall("ZCOUNT", base .. "delayed", "-inf", cutoff),
+    earliestDue,
+    stalled,
+    tonumber(rcall("HGET", base .. "metrics:completed", "count")) or -1,
+    tonumber(rcall("HGET", base .. "metrics:failed", "count")) or -1,
+  }
+  for i = 1, #values do values[i] = string.format("%.0f", values[i]) end
+  rows[q] = table.concat(values, " ")
+end
+return table.concat(rows, "\\n")
+"""
+
+
+class BullMQOptions(DiscoveringQueueOptions):
+    """Where BullMQ keeps its queues, and how much work one probe may do."""
+
+    prefix: str = Field(default="bull", min_length=1, description="BullMQ's key prefix (the prefix option)")
+    overdue_grace_seconds: float = Field(
+        default=5.0, ge=0, le=86_400, description="a delayed job due longer ago than this is overdue"
+    )
+    batch_size: int = Field(default=1000, ge=1, le=10_000, description="queues per pipelined round trip")
+    queues_per_script: int = Field(
+        default=100, ge=1, le=1000, description="queues per script call (bounds how long Redis is busy)"
+    )
+    max_active_scan: int = Field(
+        default=200, ge=0, le=100_000, description="active jobs per queue checked for a lost lock"
+    )
+    count_workers: bool = Field(default=True, description="count worker connections with CLIENT LIST")
+
+    @field_validator("prefix")
+    @classmethod
+    def _no_glob(cls, value: str) -> str:
+        if any(c in value for c in "*?[]\\") or not value.isprintable():
+            raise ValueError("prefix must be printable and contain no SCAN pattern characters (* ? [ ] \\)")
+        return value
+
+
+def bullmq_key_prefix(prefix: str, queue: str) -> str:
+    """The script's KEY for one queue: the prefix of all its keys, ``bull:emails:``."""
+    return f"{prefix}:{queue}:"
+
+
+def bullmq_args(now_ms: int, grace_ms: int, max_active_scan: int) -> list[str]:
+    """The script's ARGV: overdue cut-off score (delayed jobs due before it), active jobs to check."""
+    cutoff = (now_ms - grace_ms) * DELAYED_SCORE_FACTOR
+    return [str(cutoff), str(max_active_scan)]
+
+
+def parse_rows(reply: str | bytes) -> list[list[int]]:
+    """One script reply -> one row of numbers per queue, in KEYS order."""
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    return [[int(v) for v in line.split(" ")] for line in text.split("\n")] if text else []
+
+
+def queue_from_meta_key(prefix: str, key: str) -> str | None:
+    """``bull:emails:meta`` -> ``emails`` (queue names may contain ``:``); ``None`` if not a meta key."""
+    head, tail = f"{prefix}:", ":meta"
+    if not key.startswith(head) or not key.endswith(tail) or len(key) <= len(head) + len(tail):
+        return None
+    return key[len(head) : -len(tail)]
+
+
+def worker_client_names(prefix: str, queue: str) -> tuple[str, ...]:
+    """Connection names BullMQ workers of ``queue`` use: Node (base64 name) and Python (plain name)."""
+    encoded = base64.b64encode(queue.encode()).decode()
+    return tuple(dict.fromkeys((f"{prefix}:{encoded}", f"{prefix}:{queue}")))
+
+
+def count_workers(client_names: Iterable[str], prefix: str, queues: Iterable[str]) -> dict[str, int]:
+    """Workers per queue from ``CLIENT LIST`` names: ``<base>`` or ``<base>:w:<worker name>``."""
+    owner = {name: queue for queue in queues for name in worker_client_names(prefix, queue)}
+    counts = dict.fromkeys(owner.values(), 0)
+    for name in client_names:
+        queue = owner.get(name)
+        start = name.find(":w:")
+        while queue is None and start > 0:
+            queue = owner.get(name[:start])
+            start = name.find(":w:", start + 1)
+        if queue is not None:
+            counts[queue] += 1
+    return counts
+
+
+def bullmq_stats(queue: str, values: Sequence[int], now_ms: int) -> QueueStats | None:
+    """One queue's row of the script's reply -> ``QueueStats``; ``None`` when the queue does not exist."""
+    if len(values) != BULLMQ_FIELDS:
+        raise ValueError(f"expected {BULLMQ_FIELDS} numbers for queue {queue!r}, got {len(values)}")
+    if values[0] == 0:
+        return None
+    counts = dict(zip(BULLMQ_STATES, values[1:9], strict=True))
+    (paused_flag, oldest_ms, overdue, earliest_due_ms, stalled, completed_total, failed_total) = values[9:16]
+    overdue_seconds = (
+        max(0.0, (now_ms - earliest_due_ms) / 1000) if overdue > 0 and earliest_due_ms >= 0 else 0.0
+    )
+    return QueueStats(
+        name=queue,
+        counts=counts,
+        backlog=counts["wait"] + counts["paused"] + counts["prioritized"],
+        oldest_waiting_age=max(0.0, (now_ms - oldest_ms) / 1000) if oldest_ms >= 0 else 0.0,
+        overdue_delayed=overdue,
+        overdue_seconds=overdue_seconds,
+        stalled=stalled,
+        paused=bool(paused_flag),
+        completed_total=completed_total if completed_total >= 0 else None,
+        failed_total=failed_total if failed_total >= 0 else None,
+    )
+
+
+class BullMQCollector(RedisQueueCollector):
+    """Measures every BullMQ queue under a prefix (or the configured ones) on one Redis."""
+
+    kind: ClassVar[str] = "bullmq"
+    options_model: ClassVar[type[CollectorOptions]] = BullMQOptions
+    options: BullMQOptions
+
+    def __init__(self, check: CheckTarget, options: BullMQOptions) -> None:
+        super().__init__(check, options)
+        self._scan = options.key_scan(f"{options.prefix}:*:meta")
+        self._client_list_denied = False
+
+    async def collect(self) -> Observation:
+        opts = self.options
+        names, notes = await self._queue_names()
+        now_ms = int(time.time() * 1000)
+        stats: list[QueueStats] = []
+        missing: list[str] = []
+        workers: dict[str, int] | None = None
+        for start in range(0, len(names), opts.batch_size):
+            batch = names[start : start + opts.batch_size]
+            replies, batch_workers = await self._measure(batch, now_ms, count_for=names if start == 0 else ())
+            workers = batch_workers if start == 0 else workers
+            for queue, reply in zip(batch, replies, strict=True):
+                queue_stats = bullmq_stats(queue, reply, now_ms)
+                if queue_stats is None:
+                    missing.append(queue)
+                else:
+                    stats.append(queue_stats)
+        if workers is not None:
+            for queue_stats in stats:
+                queue_stats.workers = workers.get(queue_stats.name, 0)
+        # A discovered queue can vanish between SCAN and the probe (obliterated): not a finding.
+        return queue_observation(stats, missing=missing if opts.queues else (), notes=notes)
+
+    async def _queue_names(self) -> tuple[list[str], list[str]]:
+        """The configured queues, else the discovered ones; capped, with notes on what was left out."""
+        opts = self.options
+        notes: list[str] = []
+        if opts.queues:
+            names, left_out = cap_queues(opts.queues, opts.max_queues)
+        else:
+            found = await self._scan.keys(self.client)
+            discovered = (queue_from_meta_key(opts.prefix, key) for key in found)
+            names, left_out = cap_queues((n for n in discovered if n), opts.max_queues)
+            if not self._scan.complete:
+                notes.append("queue discovery still scanning")
+        if left_out:
+            notes.append(f"{left_out} queues over max_queues not measured")
+        return names, notes
+
+    async def _measure(
+        self, batch: Sequence[str], now_ms: int, *, count_for: Sequence[str]
+    ) -> tuple[list[list[int]], dict[str, int] | None]:
+        """The script for every queue of ``batch`` (and ``CLIENT LIST`` once) in one round trip."""
+        opts = self.options
+        args = bullmq_args(now_ms, int(opts.overdue_grace_seconds * 1000), opts.max_active_scan)
+        step = opts.queues_per_script
+        calls = [
+            ([bullmq_key_prefix(opts.prefix, q) for q in batch[i : i + step]], args)
+            for i in range(0, len(batch), step)
+        ]
+        want_workers = bool(count_for) and opts.count_workers and not self._client_list_denied
+        tail_commands = ("CLIENT LIST",) if want_workers else ()
+        replies, tail = await self.run_scripts(BULLMQ_QUEUE_LUA, calls, tail_commands)
+        rows = [row for reply in replies for row in parse_rows(reply)]
+        if not tail:
+            return rows, None
+        if isinstance(tail[0], Exception):
+            self._client_list_denied = True  # NOPERM, or a provider without CLIENT LIST: stop asking
+            return rows, None
+        names = [str(entry.get("name", "")) for entry in tail[0]]  # redis-py parses CLIENT LIST
+        return rows, count_workers(names, opts.prefix, count_for)
