@@ -3,8 +3,9 @@
 Names follow node_exporter (``node_load1``, ``node_filesystem_avail_bytes{mountpoint}``...) so
 node-mixin style dashboards and alerts apply, except where its names are camelCase
 (``node_memory_MemAvailable_bytes``), which ``promtool check metrics`` rejects: memory is
-``sidecar_host_memory_*``. Two more deliberate differences: CPU is one utilisation ratio since the previous probe
-(``sidecar_host_cpu_utilization_ratio``) instead of per-core ``node_cpu_seconds_total`` series, and the
+``sidecar_host_memory_*``. Two more deliberate differences: CPU is one utilisation ratio since the
+previous probe (``sidecar_host_cpu_utilization_ratio``) instead of per-core
+``node_cpu_seconds_total`` series, and the
 cgroup memory figures are ``sidecar_container_memory_*`` rather than cAdvisor's ``container_*``
 names, so ``sum by (pod)`` over cAdvisor series never counts the same memory twice. The cgroup is the
 sidecar's own (from ``/proc/self/cgroup``, or the mount itself inside a cgroup namespace); cgroup v2

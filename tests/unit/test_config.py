@@ -68,7 +68,7 @@ def test_every_bad_field_is_named_with_a_fix(tmp_path: Path) -> None:
         tmp_path,
         """
 listen: nope
-bogus: 1
+xyzzy: 1
 checks:
   - name: db
     kind: postgress
@@ -91,7 +91,7 @@ checks:
         load_settings(path)
     problems = dict(info.value.problems)
     assert "host:port" in problems["listen"]
-    assert "did you mean" not in problems["bogus"] and "unknown setting" in problems["bogus"]
+    assert "did you mean" not in problems["xyzzy"] and "unknown setting" in problems["xyzzy"]
     assert "did you mean 'postgres'" in problems["checks[0].kind"]
     assert "did you mean 'interval'" in problems["checks[1].intervall"]
     assert "shorten the timeout" in problems["checks[2]"]
@@ -129,7 +129,7 @@ def test_thresholds_and_durations() -> None:
     assert parse_duration("250ms") == 0.25
     assert parse_duration(2) == 2.0
     for bad in ("5 parsecs", "-1", True, "1x"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="duration"):
             parse_duration(bad)
 
 
