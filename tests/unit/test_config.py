@@ -162,6 +162,10 @@ def test_invalid_config_exits_2_and_starts_nothing(tmp_path: Path) -> None:
 
 def test_version() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "sidecar", "--version"], capture_output=True, text=True, timeout=30, check=False
+        [sys.executable, "-m", "sidecar", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert proc.returncode == 0 and proc.stdout.startswith("sidecar ")

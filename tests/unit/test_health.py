@@ -17,7 +17,12 @@ def check(name: str, *, critical: bool = True, rise: int = 2, fall: int = 2) -> 
 def result(name: str, status: Status, **extra: object) -> CheckResult:
     reason = Reason.CONNECT if status is Status.FAIL else None
     return CheckResult(
-        check=name, kind="tcp", status=status, duration_seconds=0.01, finished_at=time.time(), reason=reason,
+        check=name,
+        kind="tcp",
+        status=status,
+        duration_seconds=0.01,
+        finished_at=time.time(),
+        reason=reason,
         **extra,  # type: ignore[arg-type]
     )
 
@@ -59,7 +64,9 @@ def test_fall_and_rise_hysteresis() -> None:
 
 def test_warn_keeps_ready_and_noncritical_failure_is_warn() -> None:
     store, health = model(check("db"), check("disk", critical=False))
-    store.record(result("db", Status.WARN, measurements={"responseTime": Measurement(0.3, "s")}, output="slow"))
+    store.record(
+        result("db", Status.WARN, measurements={"responseTime": Measurement(0.3, "s")}, output="slow")
+    )
     store.record(result("disk", Status.FAIL, output="full"))
     assert health.readiness.ready
     doc = health.health_document()

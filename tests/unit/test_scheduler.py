@@ -49,7 +49,13 @@ class Scripted(Collector[CollectorOptions]):
 
 
 def probe_with(behaviour: str, **config: object) -> tuple[Probe, Scripted]:
-    settings = {"name": "dep", "kind": "tcp", "target": "127.0.0.1:9", "interval": 0.2, "timeout": 0.1} | config
+    settings = {
+        "name": "dep",
+        "kind": "tcp",
+        "target": "127.0.0.1:9",
+        "interval": 0.2,
+        "timeout": 0.1,
+    } | config
     probe = Probe(CheckConfig(**settings))  # type: ignore[arg-type]
     scripted = Scripted(behaviour)
     probe.collector = scripted
@@ -59,7 +65,12 @@ def probe_with(behaviour: str, **config: object) -> tuple[Probe, Scripted]:
 
 @pytest.mark.parametrize(
     ("behaviour", "reason"),
-    [("hang", Reason.TIMEOUT), ("refused", Reason.CONNECT), ("auth", Reason.AUTH), ("boom", Reason.UNEXPECTED)],
+    [
+        ("hang", Reason.TIMEOUT),
+        ("refused", Reason.CONNECT),
+        ("auth", Reason.AUTH),
+        ("boom", Reason.UNEXPECTED),
+    ],
 )
 async def test_every_failure_becomes_a_result_with_a_reason(behaviour: str, reason: Reason) -> None:
     probe, _ = probe_with(behaviour)
@@ -90,7 +101,9 @@ async def test_a_hung_dependency_holds_at_most_one_probe() -> None:
 async def test_runner_probes_on_interval_and_backs_off_while_failing() -> None:
     store = ResultStore()
     scheduler = Scheduler(store)
-    config = CheckConfig(name="dep", kind="tcp", target="127.0.0.1:9", interval=0.1, timeout=0.05, max_backoff=0.4)
+    config = CheckConfig(
+        name="dep", kind="tcp", target="127.0.0.1:9", interval=0.1, timeout=0.05, max_backoff=0.4
+    )
     await scheduler.apply([config])
     runner = scheduler.runners["dep"]
     scripted = Scripted("refused")
