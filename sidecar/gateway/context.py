@@ -1,0 +1,172 @@
+"""What every gateway connection shares: settings as plain attributes, the pool, metrics and the access log.
+
+The protocols read settings from here on every request, so they are copied out of the pydantic
+model into attributes once. Recording a finished request (RED metrics, access record, correlation
+index) happens here, in one place, whatever way the request ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+
+from sidecar.correlation import CorrelationIndex
+from sidecar.gateway.access_log import AccessLog
+from sidecar.gateway.correlation_ids import new_request_id
+from sidecar.gateway.forwarded import ForwardedPolicy
+from sidecar.gateway.metrics import GatewayMetrics, RedRecorder
+from sidecar.gateway.query_mask import mask_query, path_of
+from sidecar.gateway.settings import GatewaySettings
+from sidecar.gateway.upstream import UpstreamPool
+from sidecar.gateway.write_batch import WriteBatch
+from sidecar.health import HealthModel
+from sidecar.http_metrics import HttpMetrics
+from sidecar.routes import OVERFLOW_ROUTE
+
+if TYPE_CHECKING:
+    from sidecar.gateway.exchange import Exchange
+    from sidecar.gateway.proxy import ClientConnection
+
+_NOT_ERRORS = ("", "client_disconnect")
+_TARGET_CACHE = 4096
+
+
+class GatewayContext:
+    """Shared state of one gateway listener."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        http_metrics: HttpMetrics,
+        registry: CollectorRegistry,
+        correlation: CorrelationIndex,
+        health: HealthModel,
+    ) -> None:
+        self.settings = settings
+        self.address = settings.upstream_address
+        self.upstream_host_line = b"Host: " + self.address.host_header + b"\r\n"
+        self.preserve_host = settings.preserve_host
+        self.websockets = settings.websockets
+        self.new_trace_sampled = settings.new_trace_sampled
+        self.new_trace_flags = b"-01" if settings.new_trace_sampled else b"-00"
+        self.connect_timeout = settings.connect_timeout
+        self.read_timeout = settings.read_timeout
+        self.idle_timeout = settings.idle_timeout
+        self.header_timeout = settings.header_timeout
+        self.body_timeout = settings.body_timeout
+        self.upstream_idle_timeout = settings.upstream_idle_timeout
+        self.max_header_bytes = settings.max_header_bytes
+        self.max_concurrent = settings.max_concurrent_requests
+        self.policy = ForwardedPolicy(settings.trusted_proxies)
+        self.health = health
+        self.http = http_metrics
+        self.red = RedRecorder(http_metrics)
+        self.access = AccessLog(settings.access_log, correlation, registry)
+        self.connections: set[ClientConnection] = set()
+        self.writes = WriteBatch()
+        self.pool = UpstreamPool(self)
+        self.metrics = GatewayMetrics(
+            registry,
+            lambda: len(self.connections),
+            lambda: len(self.pool.connections),
+            lambda: len(self.pool.idle),
+        )
+        self.active = 0
+        self.stopping = False
+        self.idle_event = asyncio.Event()
+        self.first_sighting = http_metrics.first_sighting
+        self.upstream_failed = self.metrics.upstream_errors.labels
+        self.now = time.time
+        self._targets: dict[bytes, tuple[str, str]] = {}
+
+    @property
+    def closing(self) -> bool:
+        """Responses carry ``Connection: close`` while draining (SIGTERM or admin /drain)."""
+        return self.stopping or self.health.draining
+
+    def record(self, ex: Exchange, ended: float) -> None:
+        """RED metrics, access line and correlation entry for a finished request."""
+        duration = ended - ex.started
+        target = ex.target
+        known = self._targets.get(target)
+        if known is None:
+            known = self._describe(target)
+        route, path = known
+        error = ex.error
+        self.red.observe(
+            ex.method,
+            route,
+            ex.status,
+            "" if error in _NOT_ERRORS else error,
+            duration,
+            ex.bytes_in,
+            ex.bytes_out,
+            ex.trace_id,
+        )
+        record: dict[str, Any] = {
+            "time": self.access.clock.iso(self.now()),
+            "request_id": ex.request_id,
+            "trace_id": ex.trace_id,
+            "method": ex.method.decode("latin-1"),
+            "route": route,
+            "path": path,
+            "status": ex.status,
+            "duration_ms": round(duration * 1000.0, 3),
+            "upstream_ms": round((ex.upstream_ended - ex.upstream_started) * 1000.0, 3)
+            if ex.upstream_ended
+            else None,
+            "bytes_in": ex.bytes_in,
+            "bytes_out": ex.bytes_out,
+            "client": ex.client,
+            "user_agent": ex.user_agent.decode("latin-1"),
+        }
+        if error:
+            record["error"] = error
+        self.access.emit(record, ex.status, error not in _NOT_ERRORS)
+
+    def _describe(self, target: bytes) -> tuple[str, str]:
+        """(route label, masked path) of a request target; cached unless the route overflowed.
+
+        An overflowed route is looked up every time, so the route normaliser counts every request
+        folded into the overflow value, as it promises.
+        """
+        route = self.red.route(path_of(target))
+        known = (route, mask_query(target))
+        if route != OVERFLOW_ROUTE:
+            if len(self._targets) >= _TARGET_CACHE:
+                self._targets.clear()
+            self._targets[target] = known
+        return known
+
+    def record_rejected(
+        self, status: int, reason: str, peer: str, method: bytes, target: bytes, request_id: str | None
+    ) -> str:
+        """Access line for a request refused before its headers were complete (no RED: no route yet)."""
+        self.metrics.rejected.labels(reason).inc()
+        request_id = request_id or new_request_id()
+        record: dict[str, Any] = {
+            "time": self.access.clock.iso(self.now()),
+            "request_id": request_id,
+            "trace_id": None,
+            "method": method.decode("latin-1") or None,
+            "route": None,
+            "path": mask_query(target) if target else None,
+            "status": status,
+            "duration_ms": None,
+            "upstream_ms": None,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "client": peer,
+            "user_agent": None,
+            "error": reason,
+        }
+        self.access.emit(record, status, True)
+        return request_id
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        if self.stopping and not self.connections:
+            self.idle_event.set()

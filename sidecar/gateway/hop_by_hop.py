@@ -1,0 +1,114 @@
+"""Which header fields a proxy must not forward (RFC 9110 §7.6.1), and what the gateway does with the rest.
+
+Hop-by-hop fields describe one connection, not the message: ``Connection`` and every field it names,
+``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade`` and the ``Proxy-*`` family. The
+hot path classifies each raw header name once per distinct spelling (a small cache), so a request pays
+one dict lookup per header instead of lower-casing and comparing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"}
+)
+
+# Request header kinds (small ints: compared in the hot loop).
+KEEP = 0
+DROP = 1
+CONNECTION = 2
+HOST = 3
+REQUEST_ID = 4
+TRACEPARENT = 5
+TRACESTATE = 6
+X_FORWARDED_FOR = 7
+X_FORWARDED_PROTO = 8
+X_FORWARDED_HOST = 9
+FORWARDED = 10
+USER_AGENT = 11
+CONTENT_LENGTH = 12
+TRANSFER_ENCODING = 13
+UPGRADE = 14
+
+_REQUEST_SPECIAL = {
+    b"connection": CONNECTION,
+    b"host": HOST,
+    b"x-request-id": REQUEST_ID,
+    b"traceparent": TRACEPARENT,
+    b"tracestate": TRACESTATE,
+    b"x-forwarded-for": X_FORWARDED_FOR,
+    b"x-forwarded-proto": X_FORWARDED_PROTO,
+    b"x-forwarded-host": X_FORWARDED_HOST,
+    b"forwarded": FORWARDED,
+    b"user-agent": USER_AGENT,
+    b"content-length": CONTENT_LENGTH,
+    b"transfer-encoding": TRANSFER_ENCODING,
+    b"upgrade": UPGRADE,
+}
+_RESPONSE_SPECIAL = {
+    b"connection": CONNECTION,
+    b"content-length": CONTENT_LENGTH,
+    b"transfer-encoding": TRANSFER_ENCODING,
+    b"upgrade": UPGRADE,
+    b"x-request-id": REQUEST_ID,
+}
+_CACHE_LIMIT = 2048
+REQUEST_KINDS: dict[bytes, int] = {}  # raw name -> kind, filled by request_kind (read inline on the hot path)
+RESPONSE_KINDS: dict[bytes, int] = {}
+
+
+def is_hop_by_hop(lower_name: bytes) -> bool:
+    """True for the fixed hop-by-hop set and any ``Proxy-*`` field (credentials meant for this hop)."""
+    return lower_name in HOP_BY_HOP or lower_name.startswith(b"proxy-")
+
+
+def _classify(name: bytes, special: dict[bytes, int]) -> int:
+    lower = name.lower()
+    kind = special.get(lower)
+    if kind is not None:
+        return kind
+    return DROP if is_hop_by_hop(lower) else KEEP
+
+
+def request_kind(name: bytes) -> int:
+    """What the gateway does with a request header of this (raw) name."""
+    kind = REQUEST_KINDS.get(name)
+    if kind is None:
+        kind = _classify(name, _REQUEST_SPECIAL)
+        if len(REQUEST_KINDS) < _CACHE_LIMIT:
+            REQUEST_KINDS[name] = kind
+    return kind
+
+
+def response_kind(name: bytes) -> int:
+    """What the gateway does with a response header of this (raw) name."""
+    kind = RESPONSE_KINDS.get(name)
+    if kind is None:
+        kind = _classify(name, _RESPONSE_SPECIAL)
+        if len(RESPONSE_KINDS) < _CACHE_LIMIT:
+            RESPONSE_KINDS[name] = kind
+    return kind
+
+
+def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
+    """The lower-cased field names listed in ``Connection`` values (``close``, ``keep-alive``, ...)."""
+    tokens: set[bytes] = set()
+    for value in values:
+        for raw in value.split(b","):
+            token = raw.strip().lower()
+            if token:
+                tokens.add(token)
+    return frozenset(tokens)
+
+
+def extra_nominated(tokens: frozenset[bytes]) -> frozenset[bytes]:
+    """Names in ``Connection`` that are not already dropped: those must be removed too (rare)."""
+    return frozenset(t for t in tokens if not is_hop_by_hop(t) and t not in (b"close",))
+
+
+def without_nominated(
+    headers: list[tuple[bytes, bytes]], nominated: frozenset[bytes]
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` minus the fields a ``Connection`` header named."""
+    return [(n, v) for n, v in headers if n.lower() not in nominated]

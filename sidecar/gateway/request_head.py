@@ -1,0 +1,157 @@
+"""The request head the app receives: the client's end-to-end fields plus IDs, trace and forwarding.
+
+One pass over the raw header list: end-to-end fields are copied as bytes (name spelling kept),
+hop-by-hop fields are dropped, the fields the gateway owns (``X-Request-ID``, ``traceparent``,
+``tracestate``, ``X-Forwarded-*``) are replaced, and framing is restated. The upstream connection is
+always HTTP/1.1 keep-alive, so no ``Connection`` field is sent except for a WebSocket upgrade.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sidecar.gateway import hop_by_hop as hbh
+from sidecar.gateway.correlation_ids import fresh_ids, request_id_of
+from sidecar.gateway.traceparent import next_hop
+
+if TYPE_CHECKING:
+    from sidecar.gateway.context import GatewayContext
+    from sidecar.gateway.exchange import Exchange
+    from sidecar.gateway.forwarded import Peer
+
+_SEP = b": "
+_CRLF = b"\r\n"
+_PLAIN = frozenset({b"keep-alive", b"close", b"upgrade"})  # usual Connection values: nothing to remove
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kept in one frame)
+    ctx: GatewayContext,
+    peer: Peer,
+    ex: Exchange,
+    headers: list[tuple[bytes, bytes]],
+    upgrade_requested: bool,
+    nominated_checked: bool = False,
+) -> bytes:
+    """Fill ``ex`` (IDs, client, framing) and return the head to write to the app."""
+    parts = [ex.method, b" ", ex.target, b" HTTP/1.1\r\n"]
+    append = parts.append
+    cached_kind = hbh.REQUEST_KINDS.get
+    host = xff = xfp = xfh = None
+    content_length = transfer_encoding = upgrade = None
+    request_ids: list[bytes] = []
+    traceparents: list[bytes] = []
+    tracestates: list[bytes] = []
+    connection: list[bytes] | None = None
+    forwarded: list[bytes] | None = None
+    for name, value in headers:
+        kind = cached_kind(name)
+        if kind is None:
+            kind = hbh.request_kind(name)
+        if kind == 0:  # KEEP: the common case first
+            append(name)
+            append(_SEP)
+            append(value)
+            append(_CRLF)
+        elif kind == hbh.HOST:
+            host = value
+        elif kind == hbh.USER_AGENT:
+            ex.user_agent = value
+            append(name)
+            append(_SEP)
+            append(value)
+            append(_CRLF)
+        elif kind == hbh.REQUEST_ID:
+            request_ids.append(value)
+        elif kind == hbh.TRACEPARENT:
+            traceparents.append(value)
+        elif kind == hbh.TRACESTATE:
+            tracestates.append(value)
+        elif kind == hbh.CONTENT_LENGTH:
+            content_length = value
+        elif kind == hbh.TRANSFER_ENCODING:
+            transfer_encoding = value
+        elif kind == hbh.CONNECTION:
+            connection = [value] if connection is None else [*connection, value]
+            ex.http10 = True  # provisional: the caller asks the parser (only HTTP/1.0 needs this field)
+        elif kind == hbh.UPGRADE:
+            upgrade = value
+        elif kind == hbh.X_FORWARDED_FOR:
+            xff = value if xff is None else xff + b", " + value
+        elif kind == hbh.X_FORWARDED_PROTO:
+            xfp = value
+        elif kind == hbh.X_FORWARDED_HOST:
+            xfh = value
+        elif kind == hbh.FORWARDED:
+            forwarded = [value] if forwarded is None else [*forwarded, value]
+        # DROP: hop-by-hop, not forwarded
+    if (
+        connection is not None
+        and not nominated_checked
+        and not (len(connection) == 1 and connection[0].lower() in _PLAIN)
+    ):
+        nominated = hbh.extra_nominated(hbh.connection_tokens(connection))
+        if nominated:
+            return build_request_head(
+                ctx, peer, ex, hbh.without_nominated(headers, nominated), upgrade_requested, True
+            )
+    trusted = peer.trusted
+    if host is not None and ctx.preserve_host:
+        append(b"Host: ")
+        append(host)
+        append(_CRLF)
+    else:
+        append(ctx.upstream_host_line)
+    if transfer_encoding is not None:
+        ex.chunked = ex.has_body = True
+        append(b"Transfer-Encoding: ")
+        append(transfer_encoding)
+        append(_CRLF)
+    elif content_length is not None:
+        ex.has_body = content_length.strip() not in (b"0", b"")
+        append(b"Content-Length: ")
+        append(content_length)
+        append(_CRLF)
+    if upgrade_requested and upgrade is not None and ctx.websockets and b"websocket" in upgrade.lower():
+        ex.upgrade = True
+        append(b"Upgrade: ")
+        append(upgrade)
+        append(b"\r\nConnection: upgrade\r\n")
+    if forwarded is not None and trusted:
+        for value in forwarded:
+            append(b"Forwarded: ")
+            append(value)
+            append(_CRLF)
+    if trusted:
+        append(ctx.policy.headers(peer.address, xff, xfp, xfh, host))
+        ex.client = ctx.policy.client_address(peer.address, xff)
+    else:  # the common case: what this connection's peer is was worked out once
+        append(peer.forwarded)
+        if host is not None:
+            append(b"X-Forwarded-Host: ")
+            append(host)
+            append(_CRLF)
+        ex.client = peer.address
+    request_id, trace_id, span_id = fresh_ids()
+    if request_ids:
+        request_id, _ = request_id_of(request_ids)
+    ex.request_id = request_id
+    append(b"X-Request-ID: ")
+    append(request_id.encode("ascii"))
+    if traceparents:
+        trace_id, traceparent, tracestate = next_hop(traceparents, tracestates, ctx.new_trace_sampled)
+        append(b"\r\ntraceparent: ")
+        append(traceparent)
+        if tracestate is not None:
+            append(b"\r\ntracestate: ")
+            append(tracestate)
+    else:
+        append(b"\r\ntraceparent: 00-")
+        append(trace_id.encode("ascii"))
+        append(b"-")
+        append(span_id.encode("ascii"))
+        append(ctx.new_trace_flags)
+    ex.trace_id = trace_id
+    append(b"\r\n\r\n")
+    ex.retriable = not ex.has_body and not ex.upgrade and ex.method in _IDEMPOTENT
+    return b"".join(parts)

@@ -1,0 +1,108 @@
+"""The response head the client receives: the app's end-to-end fields, our request ID, our framing.
+
+The app's framing is not passed through: a body with a ``Content-Length`` is streamed as is, any
+other body is re-chunked for HTTP/1.1 clients (so keep-alive survives an app that closes to end a
+body) or streamed until close for HTTP/1.0 clients. ``Connection: close`` is sent whenever the client
+connection will not be reused: the client asked, the gateway is draining, or the request body was not
+fully read.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sidecar.gateway import hop_by_hop as hbh
+from sidecar.gateway.responses import status_line
+
+if TYPE_CHECKING:
+    from sidecar.gateway.exchange import Exchange
+
+_SEP = b": "
+_CRLF = b"\r\n"
+_PLAIN = frozenset({b"keep-alive", b"close"})  # the usual Connection values: nothing else to remove
+
+
+def _end_to_end(
+    headers: list[tuple[bytes, bytes]], parts: list[bytes]
+) -> tuple[bytes | None, bytes | None, bytes | None, list[bytes] | None]:
+    """Append kept fields to ``parts``; return (content-length, transfer-encoding, upgrade, connection)."""
+    append = parts.append
+    cached_kind = hbh.RESPONSE_KINDS.get
+    content_length = transfer_encoding = upgrade = None
+    connection: list[bytes] | None = None
+    for name, value in headers:
+        kind = cached_kind(name)
+        if kind is None:
+            kind = hbh.response_kind(name)
+        if kind == 0:
+            append(name)
+            append(_SEP)
+            append(value)
+            append(_CRLF)
+        elif kind == hbh.CONTENT_LENGTH:
+            content_length = value
+        elif kind == hbh.TRANSFER_ENCODING:
+            transfer_encoding = value
+        elif kind == hbh.CONNECTION:
+            connection = [value] if connection is None else [*connection, value]
+        elif kind == hbh.UPGRADE:
+            upgrade = value
+    return content_length, transfer_encoding, upgrade, connection
+
+
+def build_response_head(  # noqa: PLR0912 (one decision table for framing and connection)
+    ex: Exchange, status: int, headers: list[tuple[bytes, bytes]], closing: bool
+) -> bytes:
+    """Set ``ex`` framing flags (``rechunk``, ``until_close``, ``close_after``) and return the head."""
+    parts = [status_line(status)]
+    content_length, transfer_encoding, upgrade, connection = _end_to_end(headers, parts)
+    if connection is not None and not (len(connection) == 1 and connection[0].lower() in _PLAIN):
+        nominated = hbh.extra_nominated(hbh.connection_tokens(connection))
+        if nominated:
+            parts = [status_line(status)]
+            _end_to_end(hbh.without_nominated(headers, nominated), parts)
+    append = parts.append
+    if status == 101:
+        append(b"Upgrade: ")
+        append(upgrade or b"websocket")
+        append(b"\r\nConnection: upgrade\r\n")
+    elif ex.is_head or status in (204, 304):
+        if content_length is not None and status != 204:
+            append(b"Content-Length: ")
+            append(content_length)
+            append(_CRLF)
+    elif content_length is not None and transfer_encoding is None:
+        append(b"Content-Length: ")
+        append(content_length)
+        append(_CRLF)
+    else:
+        codings = transfer_encoding.lower().strip() if transfer_encoding is not None else b""
+        ex.until_close = not codings.endswith(b"chunked")
+        if ex.http10:
+            ex.close_after = True
+        else:
+            ex.rechunk = True
+            if codings in (b"", b"chunked"):
+                append(b"Transfer-Encoding: chunked\r\n")
+            else:  # keep inner codings (gzip, ...); the gateway re-applies the chunked framing
+                inner = codings.removesuffix(b"chunked").rstrip(b", ")
+                append(b"Transfer-Encoding: " + inner + b", chunked\r\n")
+    append(b"X-Request-ID: ")
+    append(ex.request_id.encode("ascii"))
+    append(_CRLF)
+    if status != 101:
+        if ex.upgrade or closing or not ex.keep_alive or ex.close_after or not ex.request_complete:
+            ex.close_after = True
+            append(b"Connection: close\r\n")
+        elif ex.http10:
+            append(b"Connection: keep-alive\r\n")
+    append(_CRLF)
+    return b"".join(parts)
+
+
+def build_interim_head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A 1xx (100 Continue, 103 Early Hints) passed on to an HTTP/1.1 client."""
+    parts = [status_line(status)]
+    _end_to_end(headers, parts)
+    parts.append(_CRLF)
+    return b"".join(parts)

@@ -1,0 +1,153 @@
+"""Gateway configuration: the ``gateway:`` YAML section, ``SIDECAR_GATEWAY__<KEY>`` and two aliases.
+
+The gateway is off until an upstream is configured. ``SIDECAR_UPSTREAM`` and ``SIDECAR_GATEWAY_LISTEN``
+(the names in the public interface) are short aliases for ``gateway.upstream`` and ``gateway.listen``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
+
+from sidecar.durations import Duration
+
+ENV_ALIASES = {"SIDECAR_UPSTREAM": "upstream", "SIDECAR_GATEWAY_LISTEN": "listen"}
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAddress:
+    """Where the app listens: TCP ``host:port`` or a unix socket path; ``host_header`` names it for Host."""
+
+    host: str
+    port: int
+    unix_path: str | None
+    host_header: bytes
+
+    def __str__(self) -> str:
+        return f"unix:{self.unix_path}" if self.unix_path else f"http://{self.host_header.decode()}"
+
+
+def parse_host_port(value: str, default_port: int | None = None, any_port: bool = False) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6) -> (host, port); ``any_port`` allows 0 (kernel picks)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep and default_port is not None and "]" not in value:
+        host, port_text = value, str(default_port)
+    digits = port_text.isascii() and port_text.isdigit()  # not '²' or other Unicode digits
+    if not digits or not (0 if any_port else 1) <= int(port_text) < 65536:
+        raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:3000 or [::1]:3000")
+    return host.strip("[]") or "0.0.0.0", int(port_text)
+
+
+def parse_upstream(value: str) -> UpstreamAddress:
+    """``http://host:port``, ``host:port`` or ``unix:/path/app.sock`` -> an address the pool connects to."""
+    text = value.strip()
+    if text.startswith("unix:"):
+        path = text.removeprefix("unix:")
+        path = path.removeprefix("//") if path.startswith("///") else path
+        if not path.startswith("/"):
+            raise ValueError(f"{value!r}: a unix socket upstream is unix:/absolute/path.sock")
+        return UpstreamAddress("", 0, path, b"localhost")
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an upstream address ({exc}): use http://host:port") from None
+    if parts.scheme != "http":
+        raise ValueError(
+            f"{value!r}: the upstream must be http://host:port or unix:/path"
+            " (TLS to the app is not supported)"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{value!r}: the upstream is an address only; remove the path {parts.path!r}")
+    if parts.username or parts.password:
+        raise ValueError("the upstream address cannot carry credentials")
+    if not parts.netloc.isascii():
+        raise ValueError(f"{value!r}: write the upstream host in ASCII (xn-- form for international names)")
+    host, port = parse_host_port(parts.netloc, default_port=80)
+    return UpstreamAddress(host, port, None, parts.netloc.encode("ascii"))
+
+
+class AccessLogSettings(BaseModel):
+    """One JSON line per request, to stdout (``-``) or a file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    path: str = Field(default="-", description="'-' for stdout, else a file appended to")
+    sample_success: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="share of responses below 400 that are logged"
+    )
+
+
+class GatewaySettings(BaseModel):
+    """The reverse proxy in front of the app: where it listens, where the app is, limits and drain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upstream: str | None = Field(default=None, description="the app: http://127.0.0.1:3000 or unix:/path")
+    listen: str = Field(default="0.0.0.0:8080", description="where clients connect")
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list, description="CIDRs whose X-Forwarded-* headers are believed"
+    )
+    preserve_host: bool = Field(default=True, description="pass the client's Host to the app")
+    websockets: bool = Field(default=True, description="proxy Upgrade: websocket requests")
+    connect_timeout: Duration = Field(default=5.0, description="longest wait to connect to the app")
+    read_timeout: Duration = Field(default=60.0, description="longest silence from the app mid-request")
+    idle_timeout: Duration = Field(default=75.0, description="keep-alive: close a silent client after this")
+    header_timeout: Duration = Field(default=10.0, description="a client must send its headers within this")
+    body_timeout: Duration = Field(default=60.0, description="longest silence from a client sending a body")
+    upstream_idle_timeout: Duration = Field(
+        default=4.0, description="close pooled app connections idle this long (below the app's own)"
+    )
+    max_idle_upstream: int = Field(default=128, ge=0, le=100_000, description="pooled app connections")
+    max_header_bytes: int = Field(default=16384, ge=1024, le=1024 * 1024, description="request head size")
+    max_concurrent_requests: int = Field(
+        default=4096, ge=1, le=1_000_000, description="in flight before 503 + Retry-After"
+    )
+    drain_period: Duration = Field(
+        default=10.0, description="keep serving after SIGTERM so load balancers see /readyz fail"
+    )
+    grace_period: Duration = Field(default=15.0, description="then wait this long for in-flight requests")
+    new_trace_sampled: bool = Field(default=True, description="sampled flag on traces the gateway starts")
+    access_log: AccessLogSettings = Field(default_factory=AccessLogSettings)
+
+    @field_validator("upstream")
+    @classmethod
+    def _valid_upstream(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_upstream(value)
+        return value.strip()
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        parse_host_port(value, any_port=True)
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts_positive(self) -> GatewaySettings:
+        for name in ("connect_timeout", "read_timeout", "idle_timeout", "header_timeout", "body_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be greater than zero")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.upstream is not None
+
+    @property
+    def upstream_address(self) -> UpstreamAddress:
+        if self.upstream is None:
+            raise ValueError("the gateway has no upstream configured")
+        return parse_upstream(self.upstream)
+
+
+def gateway_env_aliases(env: Mapping[str, str]) -> dict[str, Any]:
+    """``SIDECAR_UPSTREAM``/``SIDECAR_GATEWAY_LISTEN`` as ``gateway`` keys (empty values ignored)."""
+    return {key: env[name].strip() for name, key in ENV_ALIASES.items() if env.get(name, "").strip()}

@@ -1,0 +1,363 @@
+"""Connections to the app: an HTTP/1.1 client protocol per connection and a keep-alive pool.
+
+A pooled connection carries one request at a time. The pool is a LIFO stack, so the connections in
+use stay warm and surplus ones age out after ``upstream_idle_timeout`` (shorter than typical app
+keep-alive timeouts, so the gateway, not the app, closes idle connections). When a reused connection
+turns out to have been closed by the app before a byte of response arrived, an idempotent request
+without a body is retried once on a fresh connection: that race is the app's keep-alive timeout, not
+a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from sidecar.gateway.exchange import INF, Exchange
+
+if TYPE_CHECKING:
+    from sidecar.gateway.context import GatewayContext
+
+log = logging.getLogger(__name__)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to the app; feeds responses back to the exchange's client connection."""
+
+    __slots__ = (
+        "bodiless",
+        "closed",
+        "ctx",
+        "deadline",
+        "exchange",
+        "got_bytes",
+        "headers",
+        "interim",
+        "keep_alive",
+        "out",
+        "parser",
+        "pool",
+        "read_paused",
+        "reused",
+        "switching",
+        "transport",
+        "tunnel",
+    )
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.ctx = pool.ctx
+        self.transport: Any = None
+        self.parser = HttpResponseParser(self)
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.exchange: Exchange | None = None
+        self.closed = False
+        self.reused = False
+        self.got_bytes = False
+        self.interim = False
+        self.bodiless = False
+        self.switching = False
+        self.keep_alive = True
+        self.tunnel = False
+        self.read_paused = False
+        self.deadline = INF
+        self.out: list[bytes] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.pool.connections.add(self)
+
+    def attach(self, ex: Exchange) -> None:
+        """Send ``ex``'s request head and any body already received."""
+        self.exchange = ex
+        self.got_bytes = False
+        ex.upstream = self
+        now = perf_counter()
+        ex.upstream_started = now
+        self.deadline = now + self.ctx.read_timeout
+        self.send(ex.head)
+        pending = ex.pending
+        if pending:
+            ex.pending = None
+            ex.pending_bytes = 0
+            for data in pending:
+                self.send(data)
+            ex.conn.pending_flushed()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.connections.discard(self)
+        ex = self.exchange
+        if ex is None:
+            return
+        self.exchange = None
+        ex.upstream = None
+        if self.tunnel:
+            ex.conn.tunnel_closed(ex)
+            return
+        if ex.finished:
+            return
+        if ex.response_started and ex.until_close and not self.bodiless:
+            ex.upstream_ended = perf_counter()
+            ex.conn.response_complete(ex)
+            return
+        if not self.got_bytes and self.reused and ex.retriable and not ex.retried:
+            ex.retried = True
+            self.ctx.metrics.retries.inc()
+            self.pool.connect(ex)
+            return
+        ex.conn.upstream_failed(ex, "reset", 502)
+
+    def eof_received(self) -> bool | None:
+        return None  # close; connection_lost decides whether the response was complete
+
+    def timed_out(self) -> None:
+        """Called by the sweeper past ``deadline``: idle too long in the pool, or the app is silent."""
+        ex = self.exchange
+        self.deadline = INF
+        if ex is None:
+            self.close()
+            return
+        self.exchange = None
+        ex.upstream = None
+        self.closed = True
+        self.transport.abort()
+        ex.conn.upstream_failed(ex, "timeout", 504)
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for the app; they leave with the loop iteration's write batch."""
+        out = self.out
+        if out is not None:
+            out.append(data)
+        elif not self.closed:
+            self.out = [data]
+            self.ctx.writes.add(self)
+
+    def flush(self) -> None:
+        out = self.out
+        self.out = None
+        if out and not self.closed:
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.writelines(out)
+
+    def close(self) -> None:
+        self.flush()
+        self.closed = True
+        self.deadline = INF
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection mid-response (the client went away or failed)."""
+        self.exchange = None
+        self.out = None
+        self.closed = True
+        self.deadline = INF
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- flow control -----------------------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.conn.upstream_write_blocked(True)
+
+    def resume_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.conn.upstream_write_blocked(False)
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.deadline = INF
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and not self.closed:
+            self.read_paused = False
+            if self.exchange is not None and not self.tunnel:
+                self.deadline = perf_counter() + self.ctx.read_timeout
+            self.transport.resume_reading()
+
+    # -- response parsing -------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:  # the app spoke while idle: not a state we can trust
+            self.close()
+            return
+        if self.tunnel:
+            ex.bytes_out += len(data)
+            ex.conn.send(data)
+            return
+        self.got_bytes = True
+        self.deadline = perf_counter() + self.ctx.read_timeout
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self._switch(ex, data[exc.args[0] :])
+        except HttpParserError as exc:
+            cause = exc.__context__
+            if cause is not None and not isinstance(cause, _BadResponse):
+                log.error("gateway response handling failed", exc_info=cause)
+            self._protocol_error(ex)
+        else:
+            if self.bodiless:  # HEAD: llhttp cannot be told, so the message ends with the head
+                self.bodiless = False
+                self.parser = HttpResponseParser(self)
+                if self.exchange is ex and not ex.finished:
+                    self._complete(ex)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = self.exchange
+        headers = self.headers
+        self.headers = []
+        if ex is None or ex.finished:
+            return
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:
+            self.interim = True
+            ex.conn.interim_response(ex, status, headers)
+            return
+        if status == 101:
+            if not ex.upgrade:
+                raise _BadResponse("101 to a request that did not ask to switch protocols")
+            self.switching = True
+        self.keep_alive = self.parser.should_keep_alive()
+        if ex.is_head:
+            self.bodiless = True
+        ex.conn.response_head(ex, status, headers)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        if ex is not None and not self.bodiless and not ex.finished:
+            ex.conn.response_body(ex, body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        ex = self.exchange
+        if self.bodiless or self.switching or ex is None or ex.finished:
+            return
+        self._complete(ex)
+
+    def _complete(self, ex: Exchange) -> None:
+        ex.upstream_ended = perf_counter()
+        ex.upstream = None
+        self.pool.release(self, self.keep_alive and ex.request_complete and not ex.upgrade)
+        ex.conn.response_complete(ex)
+
+    def _switch(self, ex: Exchange, rest: bytes) -> None:
+        """The app answered 101: from now on bytes flow unparsed both ways."""
+        if not self.switching or ex.finished:
+            self._protocol_error(ex)
+            return
+        self.tunnel = True
+        self.deadline = INF
+        ex.upstream_ended = perf_counter()
+        ex.conn.start_tunnel(ex, self, rest)
+
+    def _protocol_error(self, ex: Exchange) -> None:
+        self.abort()
+        ex.upstream = None
+        if not ex.finished:
+            ex.conn.upstream_failed(ex, "protocol", 502)
+
+
+class _BadResponse(Exception):
+    """Raised inside a parser callback to stop parsing an unacceptable response."""
+
+
+class UpstreamPool:
+    """Idle keep-alive connections to the app (LIFO) and every open one, for drain and metrics."""
+
+    def __init__(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+        self.idle: list[UpstreamConnection] = []
+        self.connections: set[UpstreamConnection] = set()
+        self.max_idle = ctx.settings.max_idle_upstream
+        self._connecting: set[asyncio.Task[None]] = set()
+
+    def acquire(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            up = idle.pop()
+            if not up.closed:
+                return up
+        return None
+
+    def release(self, up: UpstreamConnection, reusable: bool) -> None:
+        up.exchange = None
+        if reusable and not up.closed and not self.ctx.stopping and len(self.idle) < self.max_idle:
+            up.reused = True
+            up.deadline = perf_counter() + self.ctx.upstream_idle_timeout
+            if up.read_paused:
+                up.resume_reading()
+            self.idle.append(up)
+        else:
+            up.close()
+
+    def connect(self, ex: Exchange) -> None:
+        """Open a new connection for ``ex`` in the background; failures answer the client."""
+        task = asyncio.get_running_loop().create_task(self._connect(ex))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, ex: Exchange) -> None:
+        loop = asyncio.get_running_loop()
+        address = self.ctx.address
+        try:
+            async with asyncio.timeout(self.ctx.connect_timeout):
+                if address.unix_path is not None:
+                    _, up = await loop.create_unix_connection(
+                        lambda: UpstreamConnection(self), address.unix_path
+                    )
+                else:
+                    _, up = await loop.create_connection(
+                        lambda: UpstreamConnection(self), address.host, address.port
+                    )
+        except TimeoutError:
+            self._failed(ex, "connect_timeout", 504)
+            return
+        except (ConnectionRefusedError, FileNotFoundError):
+            self._failed(ex, "refused", 502)
+            return
+        except OSError:
+            self._failed(ex, "connect_error", 502)
+            return
+        if ex.finished or ex.conn.closed:
+            self.release(up, True)
+        else:
+            up.attach(ex)
+
+    def _failed(self, ex: Exchange, reason: str, status: int) -> None:
+        if not ex.finished:
+            ex.conn.upstream_failed(ex, reason, status)
+
+    def timed_out(self, now: float) -> None:
+        """Sweep: close idle connections past their time and fail requests the app left unanswered."""
+        for up in [u for u in self.connections if u.deadline <= now]:
+            up.timed_out()
+        if len(self.idle) > 16 and any(u.closed for u in self.idle):
+            self.idle = [u for u in self.idle if not u.closed]
+
+    async def close(self) -> None:
+        for task in list(self._connecting):
+            task.cancel()
+        for up in list(self.connections):
+            up.close()
+        self.idle.clear()

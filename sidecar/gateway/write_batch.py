@@ -1,0 +1,42 @@
+"""Writes held until the event loop finishes its current batch of I/O callbacks, then sent back to back.
+
+Why: profiling the gateway under load showed a fifth of its CPU time in the kernel waking the peer
+(wrk, the app) on every single write: when the peer sleeps in ``epoll_wait`` on the other CPU, each
+wake-up is a cross-CPU interrupt, and in a VM an expensive one. Sending every socket's pending bytes
+together, once per loop iteration, wakes a sleeping peer once per batch instead of once per message.
+The number of write syscalls is unchanged (one per connection per batch, a head and body together)
+and nothing waits longer than one loop iteration (``call_soon`` runs before the next poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+class WriteBatch:
+    """Connections with bytes waiting; ``flush`` is scheduled once per loop iteration."""
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[Flushable] = []
+        self._scheduled = False
+
+    def add(self, conn: Flushable) -> None:
+        """Called by a connection the first time it holds bytes in this iteration."""
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty = self._dirty
+        self._dirty = []
+        for conn in dirty:
+            conn.flush()
