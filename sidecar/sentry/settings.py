@@ -1,0 +1,144 @@
+"""The ``sentry:`` section of the configuration.
+
+Two DSNs, deliberately separate: ``dsn`` (or the conventional ``SENTRY_DSN``) is where the *sidecar's
+own* errors go, through sentry-sdk; ``app_dsn`` is the *app's* project, which receives the errors found
+in the app's logs, the gateway's 5xx responses and whatever the app's own SDK sends to the relay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from sidecar.durations import Duration
+from sidecar.sentry.dsn import Dsn
+
+if TYPE_CHECKING:
+    from sidecar.config import Settings
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+def _check_dsn(value: SecretStr | None) -> SecretStr | None:
+    if value is None or not value.get_secret_value().strip():
+        return None
+    Dsn.parse(value.get_secret_value())
+    return value
+
+
+class RelaySettings(BaseModel):
+    """``POST /api/<project>/envelope/`` and ``/store/`` on the admin listener, for the app's own SDK."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="serve the relay routes when app_dsn is set")
+    max_body_bytes: int = Field(
+        default=1 * MIB, ge=KIB, le=256 * MIB, description="413 when the (compressed) body is larger"
+    )
+    max_decompressed_bytes: int = Field(
+        default=20 * MIB, ge=KIB, le=1024 * MIB, description="413 when the body inflates past this"
+    )
+    opaque_items: Literal["drop", "forward"] = Field(
+        default="drop",
+        description=(
+            "items whose payload is not JSON (attachments, replay recordings, statsd, unknown binary) "
+            "cannot be scrubbed: drop them (counted) or forward them unscrubbed"
+        ),
+    )
+
+
+class SpoolSettings(BaseModel):
+    """Where events wait for Sentry: written before they are acknowledged, removed once Sentry took them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: Path | None = Field(
+        default=Path("/var/lib/sidecar/sentry-spool"),
+        description="spool directory; null keeps events in memory only (lost on restart)",
+    )
+    max_bytes: int = Field(default=64 * MIB, ge=64 * KIB, le=64 * 1024 * MIB)
+    max_events: int = Field(default=10_000, ge=10, le=10_000_000)
+    queue_events: int = Field(
+        default=1_000, ge=10, le=1_000_000, description="events waiting in memory for the spool writer"
+    )
+
+
+class ScrubSettings(BaseModel):
+    """Additions to the built-in denylist, and keys that are never filtered by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    extra_keys: list[str] = Field(default_factory=list, description="more sensitive key names")
+    allow_keys: list[str] = Field(
+        default_factory=list, description="key names never filtered by name (value patterns still apply)"
+    )
+
+
+class SentrySettings(BaseModel):
+    """Sentry forwarding; everything is off until ``app_dsn`` (app events) or ``dsn`` (own errors) is set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dsn: SecretStr | None = Field(default=None, description="the sidecar's own errors (default: $SENTRY_DSN)")
+    app_dsn: SecretStr | None = Field(default=None, description="the app's Sentry project")
+    environment: str | None = Field(default=None, description="default: $SENTRY_ENVIRONMENT")
+    release: str | None = Field(default=None, description="default: $SENTRY_RELEASE")
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    forward_log_errors: bool = Field(default=True, description="error/fatal log lines become events")
+    forward_gateway_5xx: bool = Field(default=False, description="5xx responses become events")
+    dedupe_window: Duration = Field(default=60.0, description="identical errors within it are counted once")
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    scrub: ScrubSettings = Field(default_factory=ScrubSettings)
+    max_in_flight: int = Field(default=4, ge=1, le=64, description="envelopes sent to Sentry at once")
+    send_timeout: Duration = Field(default=10.0, description="longest wait for Sentry's answer")
+    backoff_initial: Duration = Field(default=1.0, description="first wait after a failed send")
+    backoff_max: Duration = Field(default=60.0, description="longest wait between failed sends")
+
+    _check_dsns = field_validator("dsn", "app_dsn")(_check_dsn)
+
+    @model_validator(mode="after")
+    def _sane_times(self) -> SentrySettings:
+        if self.send_timeout <= 0:
+            raise ValueError("sentry.send_timeout must be greater than zero")
+        if not 0 < self.backoff_initial <= self.backoff_max:
+            raise ValueError("sentry.backoff_initial must be > 0 and not above sentry.backoff_max")
+        return self
+
+    @property
+    def app(self) -> Dsn | None:
+        """The app's upstream DSN, parsed."""
+        return Dsn.parse(self.app_dsn.get_secret_value()) if self.app_dsn else None
+
+    def with_environment(self, env: Mapping[str, str]) -> SentrySettings:
+        """Fill ``dsn``/``environment``/``release`` from ``SENTRY_*`` when not set explicitly.
+
+        Like ``DATABASE_URL``, the conventional variables are a fallback: an explicit ``sentry.*`` setting
+        (file or ``SIDECAR_SENTRY__*``) wins, so one pod can send the sidecar's errors elsewhere.
+        """
+        updates: dict[str, object] = {}
+        dsn = env.get("SENTRY_DSN", "").strip()
+        if self.dsn is None and dsn:
+            Dsn.parse(dsn)
+            updates["dsn"] = SecretStr(dsn)
+        if self.environment is None and env.get("SENTRY_ENVIRONMENT", "").strip():
+            updates["environment"] = env["SENTRY_ENVIRONMENT"].strip()
+        if self.release is None and env.get("SENTRY_RELEASE", "").strip():
+            updates["release"] = env["SENTRY_RELEASE"].strip()
+        return self.model_copy(update=updates) if updates else self
+
+
+def apply_environment(settings: Settings, env: Mapping[str, str]) -> None:
+    """``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``, ``SENTRY_RELEASE`` into ``settings.sentry`` (see above).
+
+    A malformed ``SENTRY_DSN`` is a configuration error naming the variable, like a bad ``DATABASE_URL``.
+    """
+    from sidecar.config import ConfigError  # noqa: PLC0415  (config imports this module)
+
+    try:
+        settings.sentry = settings.sentry.with_environment(env)
+    except ValueError as exc:
+        raise ConfigError([("SENTRY_DSN", str(exc))]) from None
