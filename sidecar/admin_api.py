@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -11,22 +9,27 @@ from aiohttp.typedefs import Handler
 from sidecar.app_keys import HEALTH, SETTINGS, STORE
 from sidecar.config import Settings
 from sidecar.health import HealthModel
+from sidecar.listener_security import bearer_matches
 from sidecar.results import ResultStore
+from sidecar.sentry.relay import is_relay_request
 
 
 @web.middleware
 async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Constant-time bearer check when ``admin_token`` is set; every admin route is behind it."""
     token = request.app[SETTINGS].admin_token
-    if token is not None:
-        supplied = request.headers.get("Authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        if not hmac.compare_digest(supplied.encode(), expected.encode()):
-            return web.json_response(
-                {"error": "admin endpoints need 'Authorization: Bearer <admin_token>'"},
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="sidecar-admin"'},
-            )
+    # The Sentry relay routes are the one exception: SDKs cannot send a bearer token; they present
+    # the app DSN's sentry_key instead, which the relay checks.
+    if (
+        token is not None
+        and not is_relay_request(request)
+        and not bearer_matches(request.headers.get("Authorization", ""), token.get_secret_value())
+    ):
+        return web.json_response(
+            {"error": "admin endpoints need 'Authorization: Bearer <admin_token>'"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="sidecar-admin"'},
+        )
     return await handler(request)
 
 

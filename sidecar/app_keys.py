@@ -9,8 +9,10 @@ from sidecar.config import Settings
 from sidecar.correlation import CorrelationIndex
 from sidecar.health import HealthModel
 from sidecar.http_metrics import HttpMetrics
+from sidecar.logsources.runtime import LogRuntime
 from sidecar.results import ResultStore
 from sidecar.scheduler import Scheduler
+from sidecar.sentry.forwarder import SentryForwarder
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", ResultStore)
@@ -19,3 +21,5 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 CORRELATION = web.AppKey("correlation", CorrelationIndex)
+LOGS = web.AppKey("logs", LogRuntime)
+SENTRY = web.AppKey("sentry", SentryForwarder)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -31,11 +32,18 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from collectors import KNOWN_KINDS, CollectorUnavailable, load_collector
 from collectors.base import Collector, CollectorOptions
 from sidecar.durations import Duration
+from sidecar.gateway.settings import GatewaySettings, gateway_env_aliases
+from sidecar.http_guard import ListenerLimits
+from sidecar.listener_security import MetricsAuth, is_loopback_host
+from sidecar.logsources.settings import LogSettings
+from sidecar.sentry.settings import SentrySettings, apply_environment
+from sidecar.tls import ListenerTLS, TLSConfig
 
 log = logging.getLogger(__name__)
 
-CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_THRESHOLD = re.compile(r"^\s*([<>])\s*(-?\d+(?:\.\d+)?)\s*$")
+CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # \Z: "$" allows a final newline
+MIN_EXPOSED_TOKEN = 16
+_THRESHOLD = re.compile(r"^\s*([<>])\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*\Z", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -67,11 +75,17 @@ class Threshold(BaseModel):
             return {"limit": float(match[2]), "below": match[1] == "<"}
         return value
 
+    @model_validator(mode="after")
+    def _finite(self) -> Threshold:
+        if not math.isfinite(self.limit):
+            raise ValueError("a threshold must be a finite number")
+        return self
+
     def crossed(self, value: float) -> bool:
         return value < self.limit if self.below else value > self.limit
 
     def __str__(self) -> str:
-        return f"{'<' if self.below else '>'}{self.limit:g}"
+        return f"{'<' if self.below else '>'}{self.limit:.15g}"  # re-parses to the same limit
 
 
 class CheckConfig(BaseModel):
@@ -192,6 +206,16 @@ class Settings(BaseSettings):
     )
     checks: list[CheckConfig] = Field(default_factory=list)
     routes: RouteSettings = Field(default_factory=RouteSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    metrics_auth: MetricsAuth | None = Field(
+        default=None, description="credentials /metrics and /health require (basic or bearer_token)"
+    )
+    tls: TLSConfig | None = Field(default=None, description="TLS for every listener without its own")
+    listen_tls: ListenerTLS = Field(default=None, description="TLS of the health listener; false: none")
+    admin_tls: ListenerTLS = Field(default=None, description="TLS of the admin listener; false: none")
+    limits: ListenerLimits = Field(default_factory=ListenerLimits)
+    sentry: SentrySettings = Field(default_factory=SentrySettings)
+    logs: LogSettings = Field(default_factory=LogSettings)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -203,6 +227,44 @@ class Settings(BaseSettings):
     def _valid_address(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @model_validator(mode="after")
+    def _distinct_listeners(self) -> Settings:
+        listeners = {"listen": self.listen, "admin_listen": self.admin_listen}
+        if self.gateway.enabled:
+            listeners["gateway.listen"] = self.gateway.listen
+        seen: dict[int, tuple[str, str]] = {}
+        wildcard = ("0.0.0.0", "::", "")
+        for name, value in listeners.items():
+            try:
+                host, port = parse_listen(value)
+            except ValueError:
+                continue  # that listener's own validator explains it (the gateway allows port 0)
+            if port in seen:
+                other, other_host = seen[port]
+                if host == other_host or host in wildcard or other_host in wildcard:
+                    raise ValueError(f"{other} and {name} both use port {port}: give each its own port")
+            seen[port] = (name, host)
+        return self
+
+    @model_validator(mode="after")
+    def _admin_exposure(self) -> Settings:
+        host, _port = parse_listen(self.admin_listen)
+        if is_loopback_host(host):
+            return self
+        token = self.admin_token.get_secret_value() if self.admin_token else ""
+        if not token:
+            raise ValueError(
+                f"admin_listen {self.admin_listen!r} is reachable from other machines but admin_token is "
+                "not set: set admin_token (SIDECAR_ADMIN_TOKEN, 16+ random characters) or listen on "
+                "127.0.0.1"
+            )
+        if len(token) < MIN_EXPOSED_TOKEN:
+            raise ValueError(
+                f"admin_token is shorter than {MIN_EXPOSED_TOKEN} characters while admin_listen is not "
+                "loopback: use a longer random token, e.g. from `openssl rand -hex 24`"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -229,7 +291,7 @@ class Settings(BaseSettings):
 def parse_listen(value: str) -> tuple[str, int]:
     """``host:port`` (``[::1]:9797`` for IPv6) -> (host, port)."""
     host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise ValueError(f"{value!r} is not host:port, e.g. 0.0.0.0:9797 or [::1]:9797")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port_text)
@@ -285,11 +347,15 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     """Validate file plus environment into ``Settings``, adding checks from the common variables."""
     env = os.environ if environ is None else environ
     data = read_yaml(path) if path else {}
+    aliases = gateway_env_aliases(env)  # SIDECAR_UPSTREAM, SIDECAR_GATEWAY_LISTEN: over the file
+    if aliases and isinstance(data.get("gateway") or {}, dict):
+        data = {**data, "gateway": {**(data.get("gateway") or {}), **aliases}}
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError([(_location(e["loc"]), _friendly(e)) for e in exc.errors()]) from None
     _add_conventional_checks(settings, env)
+    apply_environment(settings, env)  # SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE as fallbacks
     return settings
 
 

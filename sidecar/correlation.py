@@ -55,8 +55,13 @@ class CorrelationIndex:
         *,
         trace_id: str | None = None,
         at: float | None = None,
+        encoded_size: int | None = None,
     ) -> None:
-        """Append to a request's timeline; the record is stored as given (callers pass redacted data)."""
+        """Append to a request's timeline; the record is stored as given (callers pass redacted data).
+
+        ``encoded_size`` is the record's JSON length when the caller already encoded it (the gateway
+        does, for its access line), which saves encoding it again here.
+        """
         if not request_id:
             return
         timeline = self._timelines.get(request_id)
@@ -69,7 +74,7 @@ class CorrelationIndex:
         if len(timeline.entries) >= MAX_ENTRIES_PER_REQUEST:
             timeline.dropped += 1
             return
-        size = len(orjson.dumps(record, default=str)) + 64
+        size = (len(orjson.dumps(record, default=str)) if encoded_size is None else encoded_size) + 64
         timeline.entries.append(TimelineEntry(at if at is not None else time.time(), kind, record, size))
         timeline.size += size
         self.bytes += size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -30,6 +31,8 @@ def parse_duration(value: object) -> float:
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     else:
         raise ValueError("expected a duration such as 5s, 250ms or 1m")
+    if not math.isfinite(seconds):  # "inf", "nan" and "1e999" are floats too
+        raise ValueError(f"{value!r} is not a finite duration: use e.g. 5s, 250ms or 1m")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds

@@ -7,7 +7,7 @@ through the gateway and was also logged by the app is counted once.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -70,7 +70,8 @@ class HttpMetrics:
             ["source"],
             registry=registry,
         )
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: set[str] = set()
+        self._seen_order: deque[str] = deque()  # first-seen order, for FIFO eviction
 
     def route_of(self, path: str) -> str:
         before = self.routes.overflowed
@@ -86,9 +87,10 @@ class HttpMetrics:
         if request_id in self._seen:
             self.duplicates.labels(source).inc()
             return False
-        self._seen[request_id] = None
-        if len(self._seen) > _SEEN_IDS:
-            self._seen.popitem(last=False)
+        self._seen.add(request_id)
+        self._seen_order.append(request_id)
+        if len(self._seen_order) > _SEEN_IDS:
+            self._seen.discard(self._seen_order.popleft())
         return True
 
     def observe(

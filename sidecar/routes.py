@@ -18,6 +18,7 @@ _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _HEX = re.compile(r"^(?=[^/]*\d)[0-9a-fA-F]{8,}$")
 _OPAQUE = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_\-=.~]{20,}$")
 _CACHE_SIZE = 4096
+_ZEROS = bytes.maketrans(b"123456789", b"000000000")  # on UTF-8 bytes: far cheaper than str.translate
 
 
 class RouteTemplate:
@@ -41,9 +42,19 @@ class RouteTemplate:
         return self._regex.match(path) is not None
 
 
-def normalise_segment(segment: str) -> str:
+def _has_digit(text: str) -> bool:
+    return any(c in "0123456789" for c in text)
+
+
+def normalise_segment(segment: str) -> str:  # noqa: PLR0911 (one return per segment shape)
     """An ID-like path segment becomes a placeholder; anything else is kept."""
     if not segment:
+        return segment
+    # Fast paths (same answers as the patterns below): all decimal digits is a number; all letters
+    # can be none of the ID shapes, which all need a digit or a hyphen.
+    if segment.isdecimal():
+        return "{id}"
+    if segment.isalpha() and len(segment) <= 64:
         return segment
     if _NUMBER.match(segment):
         return "{id}"
@@ -66,6 +77,14 @@ class RouteNormaliser:
         self.max_routes = max_routes
         self._routes: set[str] = set()
         self._cache: OrderedDict[str, str] = OrderedDict()
+        self._kept_segments: set[str] = set()  # segments seen to be no ID; bounded by _CACHE_SIZE
+        # Route by path *shape* (ASCII digits as 0): /users/123 and /users/456 share one entry, so
+        # paths with ever-new IDs still hit. Exact only while no template has a digit in its literal
+        # text (matching then depends on digits only through their positions); otherwise off.
+        digit_literals = any(c in "0123456789" for t in self._templates for c in _PARAM.sub("", t.template))
+        self._shapes: dict[bytes, str | tuple[tuple[int, ...], list[str]]] | None = (
+            None if digit_literals else {}
+        )
         self.overflowed = 0
 
     @property
@@ -74,20 +93,71 @@ class RouteNormaliser:
 
     def route(self, path: str) -> str:
         """The route label for a request path (query string ignored)."""
-        path = path.split("?", 1)[0] or "/"
+        if "?" in path:
+            path = path.split("?", 1)[0]
+        path = path or "/"
+        shapes = self._shapes
+        if shapes is None:
+            return self._route_by_path(path)
+        shape = path.encode("utf-8", "surrogatepass").translate(_ZEROS)
+        known = shapes.get(shape)
+        if known is None:
+            route, plan = self._route_and_plan(path)
+            if len(shapes) >= _CACHE_SIZE:
+                shapes.clear()
+            if plan is None:
+                known = shapes[shape] = self._capped(route)
+                return known
+            shapes[shape] = plan
+            return self._capped(route)
+        if isinstance(known, str):
+            if known == OVERFLOW_ROUTE:
+                self.overflowed += 1
+            return known
+        verbatim, normalised = known
+        parts = path.split("/")
+        out = list(normalised)
+        for index in verbatim:
+            out[index] = parts[index]
+        return self._capped("/".join(out) or "/")
+
+    def _capped(self, route: str) -> str:
+        """``route`` itself while under ``max_routes`` distinct routes (or already known), else overflow."""
+        if route in self._routes:
+            return route
+        if len(self._routes) >= self.max_routes:
+            self.overflowed += 1
+            return OVERFLOW_ROUTE
+        self._routes.add(route)
+        return route
+
+    def _route_and_plan(self, path: str) -> tuple[str, tuple[tuple[int, ...], list[str]] | None]:
+        """The uncapped route, and how to build it for any path of the same shape when that needs the path.
+
+        Which segments become placeholders depends on where a path's digits are, never on their values,
+        so one answer serves every path of a shape; only segments kept verbatim although they contain
+        digits (``v2``) must be copied from each path. Template matching is shape-independent too,
+        because no template has a digit in its literal text when shapes are in use.
+        """
+        for template in self._templates:
+            if template.matches(path):
+                return template.template, None
+        parts = path.split("/")
+        normalised = [normalise_segment(s) for s in parts]
+        verbatim = tuple(
+            i for i, (s, n) in enumerate(zip(parts, normalised, strict=True)) if n is s and _has_digit(s)
+        )
+        return "/".join(normalised) or "/", ((verbatim, normalised) if verbatim else None)
+
+    def _route_by_path(self, path: str) -> str:
+        """Without shapes: an LRU of exact paths."""
         cached = self._cache.get(path)
         if cached is not None:
             self._cache.move_to_end(path)
             if cached == OVERFLOW_ROUTE:
                 self.overflowed += 1
             return cached
-        route = self._template_for(path)
-        if route not in self._routes:
-            if len(self._routes) >= self.max_routes:
-                route = OVERFLOW_ROUTE
-                self.overflowed += 1
-            else:
-                self._routes.add(route)
+        route = self._capped(self._template_for(path))
         self._cache[path] = route
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -97,4 +167,13 @@ class RouteNormaliser:
         for template in self._templates:
             if template.matches(path):
                 return template.template
-        return "/".join(normalise_segment(s) for s in path.split("/")) or "/"
+        kept = self._kept_segments
+        learn = self._learn_segment
+        return "/".join([s if s in kept else learn(s) for s in path.split("/")]) or "/"
+
+    def _learn_segment(self, segment: str) -> str:
+        """Normalise a segment not known to be plain; remember it when it is (most are, and repeat)."""
+        normalised = normalise_segment(segment)
+        if normalised is segment and len(self._kept_segments) < _CACHE_SIZE:
+            self._kept_segments.add(segment)
+        return normalised

@@ -16,15 +16,22 @@ from aiohttp import web
 
 from sidecar.admin_api import create_admin_app
 from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY, SCHEDULER, SETTINGS, STORE
-from sidecar.config import ConfigError, Settings, load_settings, parse_listen
+from sidecar.config import ConfigError, Settings, load_settings
 from sidecar.correlation import CorrelationIndex
+from sidecar.gateway.service import Gateway
 from sidecar.health import HealthModel
 from sidecar.health_api import add_routes
 from sidecar.http_metrics import HttpMetrics
+from sidecar.listener_security import metrics_auth_middleware
+from sidecar.listeners import HEALTH_MAX_BODY, start_listener
+from sidecar.logsources.wiring import add_log_admin_routes, setup_logs
 from sidecar.metrics import CheckMetrics, new_registry
 from sidecar.results import ResultStore
 from sidecar.routes import RouteNormaliser
 from sidecar.scheduler import Scheduler
+from sidecar.sentry.lifecycle import install_sentry
+from sidecar.sentry.relay import add_relay_routes
+from sidecar.tls import listener_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,8 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=64 * 1024,
         handler_args={"max_line_size": MAX_HEADER_BYTES, "max_field_size": MAX_HEADER_BYTES},
     )
+    if settings.metrics_auth is not None:
+        app.middlewares.append(metrics_auth_middleware(settings.metrics_auth))
     store = ResultStore()
     health = HealthModel(store, service_name=settings.service_name)
     registry = new_registry()
@@ -50,6 +59,8 @@ def create_app(settings: Settings) -> web.Application:
     app[HTTP_METRICS] = HttpMetrics(
         registry, RouteNormaliser(settings.routes.templates, settings.routes.max_routes)
     )
+    install_sentry(app)  # app[SENTRY]; first cleanup context: starts first, stops last
+    setup_logs(app)  # app[LOGS]: log sources start after Sentry (their error sink), stop before it
     app.cleanup_ctx.append(_scheduler_ctx)
     add_routes(app)
     return app
@@ -87,20 +98,38 @@ class Server:
         self.config_path = config_path
         self.app = create_app(settings)
         self.admin_app = create_admin_app(settings, self.app[STORE], self.app[HEALTH])
+        add_relay_routes(self.admin_app, self.app)  # Sentry relay: /api/<project>/envelope/, /store/
+        add_log_admin_routes(self.admin_app, self.app)  # POST /ingest/logs, GET /debug/requests/{id}
         self._runners: list[web.AppRunner] = []
         self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()  # a second SIGTERM/SIGINT cuts the drain short
+        self.gateway = Gateway.for_app(settings.gateway, self.app) if settings.gateway.enabled else None
 
     async def start(self) -> None:
-        for app, listen in ((self.app, self.settings.listen), (self.admin_app, self.settings.admin_listen)):
-            runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
-            await runner.setup()
-            host, port = parse_listen(listen)
-            await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024).start()
-            self._runners.append(runner)
-            log.info("listening", extra={"address": listen})
+        s = self.settings
+        if self.gateway is not None:  # first, so the gateway accepts before /readyz can say 200
+            await self.gateway.start()
+        for app, listen, name, own_tls, max_body in (
+            (self.app, s.listen, "health", s.listen_tls, HEALTH_MAX_BODY),
+            (self.admin_app, s.admin_listen, "admin", s.admin_tls, _admin_max_body(s)),
+        ):
+            tls = listener_ssl_context(own_tls, s.tls)
+            listener = await start_listener(
+                app,
+                listen,
+                name=name,
+                limits=s.limits,
+                ssl_context=tls,
+                max_body_bytes=max_body,
+                registry=self.app[REGISTRY],
+            )
+            self._runners.append(listener.runner)
+            log.info("listening", extra={"address": listen, "listener": name, "tls": tls is not None})
 
     def request_stop(self) -> None:
         """First step of shutdown: readiness fails at once, then the main loop stops the rest."""
+        if self._stop.is_set():
+            self._hurry.set()
         self.app[HEALTH].drain()
         self._stop.set()
 
@@ -115,6 +144,8 @@ class Server:
             loop.add_signal_handler(sig, handler)
         await self.start()
         await self._stop.wait()
+        if self.gateway is not None:  # /readyz is 503 already; serve on, then let in-flight finish
+            await self.gateway.drain(self._hurry)
         log.info("shutting down", extra={"timeout_seconds": self.settings.shutdown_timeout})
         try:
             async with asyncio.timeout(self.settings.shutdown_timeout):
@@ -124,9 +155,16 @@ class Server:
         return 0
 
     async def shutdown(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.close()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+
+
+def _admin_max_body(settings: Settings) -> int:
+    """Largest declared body the admin listener takes: its own limit, or log ingestion's if larger."""
+    return max(settings.limits.max_body_bytes, settings.logs.http.max_body_bytes)
 
 
 def run(settings: Settings, config_path: Path | None = None) -> int:
