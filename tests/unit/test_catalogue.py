@@ -11,7 +11,8 @@ import collectors
 from collectors.base import MetricSpec
 from sidecar.app_keys import REGISTRY
 from sidecar.config import Settings
-from sidecar.server import create_app
+from sidecar.listeners import rejection_recorder
+from sidecar.server import Server
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 _COUNTER_SUFFIX = re.compile(r"_total$")
@@ -26,7 +27,10 @@ def collector_metric_names() -> set[str]:
 
 
 def sidecar_metric_names() -> set[str]:
-    registry = create_app(Settings(default_checks=False))[REGISTRY]
+    """Families of a fully wired server (gateway on, listeners' rejection counter registered)."""
+    server = Server(Settings(default_checks=False, gateway={"upstream": "http://127.0.0.1:9"}))
+    registry = server.app[REGISTRY]
+    rejection_recorder(registry, "health")
     names = set()
     for family in registry.collect():
         if family.name.startswith(("process_", "python_")):
