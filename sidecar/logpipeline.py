@@ -29,6 +29,7 @@ from sidecar.redaction import mask_url, redact_text
 MAX_INDEXED_TEXT = 512
 _ERROR_LEVELS = frozenset({"error", "fatal"})
 _REDACTION_CACHE = 4096
+_ENTRY_OVERHEAD = 70  # the keys and punctuation of an entry's JSON
 
 
 @dataclass(slots=True)
@@ -131,25 +132,37 @@ class LogPipeline:
         return done
 
     def _index(self, index: CorrelationIndex, record: LogRecord) -> None:
-        """A compact, redacted entry on the request's timeline (no raw fields, no stack)."""
+        """A compact, redacted entry on the request's timeline (no raw fields, no stack).
+
+        Its size for the index's byte bound is estimated from the texts it holds (within a few dozen
+        bytes of its JSON length) rather than by encoding every entry.
+        """
         moment = record.time
+        message = self._redacted(record.message[:MAX_INDEXED_TEXT])
         entry: dict[str, Any] = {
             "level": record.level,
-            "message": self._redacted(record.message[:MAX_INDEXED_TEXT]),
+            "message": message,
             "time": moment,
             "source": record.source,
         }
+        size = _ENTRY_OVERHEAD + len(message) + len(record.source)
         error = record.error
         if error is not None:
+            value = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
             entry["error_type"] = error.type
-            entry["error_value"] = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
+            entry["error_value"] = value
+            size += 40 + len(error.type or "") + len(value or "")
         access = record.access
         if access is not None:
             url = access.url
+            shown = mask_url(url[:MAX_INDEXED_TEXT]) if url and "?" in url else url
             entry["http"] = {
                 "method": access.method,
-                "url": mask_url(url[:MAX_INDEXED_TEXT]) if url and "?" in url else url,
+                "url": shown,
                 "status_code": access.status,
                 "duration_seconds": access.duration_seconds,
             }
-        index.add(record.request_id or "", "log", entry, trace_id=record.trace_id, at=moment)
+            size += 90 + len(shown or "")
+        index.add(
+            record.request_id or "", "log", entry, trace_id=record.trace_id, at=moment, encoded_size=size
+        )
