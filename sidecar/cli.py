@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from sidecar.logs import setup_logging
 from sidecar.redaction import MASK, mask_url
 
 EXIT_CONFIG = 2
+EXIT_START = 1
 _SECRET_KEY_PARTS = (
     "password",
     "passwd",
@@ -62,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     from sidecar.server import run  # noqa: PLC0415  (keeps check-config light)
 
-    return run(settings, args.config)
+    try:
+        return run(settings, args.config)
+    except OSError as exc:  # a listener that cannot bind: say which, without a traceback
+        logging.getLogger("sidecar").error("cannot start: %s", exc.strerror or exc)
+        print(f"sidecar: cannot start: {exc}", file=sys.stderr)
+        return EXIT_START
 
 
 def masked_config(settings: Settings) -> dict[str, Any]:

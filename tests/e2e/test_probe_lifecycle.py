@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tests.e2e.sidecar_process import SidecarProcess, metric_value, request
-from tests.servers import PostgresServer, RedisServer, require_binary
+from tests.servers import PostgresServer, RedisServer, free_port, require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -244,3 +244,33 @@ def test_promtool_finds_nothing_on_metrics(redis: RedisServer, postgres: Postgre
         )
         for family in ("redis_connected_clients", "pg_settings_max_connections", "sidecar_check_up"):
             assert family.encode() in body, family
+
+
+def test_a_port_in_use_is_a_clear_error_not_a_traceback() -> None:
+    import os
+    import socket
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "SIDECAR_LISTEN": f"127.0.0.1:{port}",
+            "SIDECAR_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
+        }
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+        proc = subprocess.run(
+            [sys.executable, "-m", "sidecar", "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert proc.returncode == 1
+    assert "cannot start" in proc.stderr
+    assert "address already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
