@@ -40,21 +40,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--idle-seconds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each is kept")
     args = parser.parse_args()
 
-    hello_port = free_port()
-    hello = start([PYTHON, str(ROOT / "bench" / "hello_aiohttp.py"), str(hello_port)], cpu=0)
-    try:
-        wait_http(f"http://127.0.0.1:{hello_port}/readyz")
-        wrk(f"http://127.0.0.1:{hello_port}/readyz", connections=32, seconds=2, cpu=1)  # warm-up
-        ceiling = wrk(f"http://127.0.0.1:{hello_port}/readyz", connections=32, seconds=args.seconds, cpu=1)
-    finally:
-        stop(hello)
-
+    rounds = args.rounds
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "sidecar.yaml"
-        port, admin = free_port(), free_port()
+        port, admin, hello_port = free_port(), free_port(), free_port()
         config.write_text(CONFIG.format(port=port))
+        hello = start([PYTHON, str(ROOT / "bench" / "hello_aiohttp.py"), str(hello_port)], cpu=0)
         sidecar = start(
             [PYTHON, "-m", "sidecar", "run", "--config", str(config)],
             cpu=0,
@@ -62,14 +56,31 @@ def main() -> None:
         )
         try:
             base = f"http://127.0.0.1:{port}"
+            hello_url = f"http://127.0.0.1:{hello_port}/readyz"
+            wait_http(hello_url)
             wait_http(f"{base}/readyz", expect=(200,))
             proc = psutil.Process(sidecar.pid)
+            hello_proc = psutil.Process(hello.pid)
             time.sleep(6)  # every check has probed at least once more
             rss_idle = proc.memory_info().rss / 1e6
+            wrk(hello_url, connections=32, seconds=2, cpu=1)  # warm-up both
             wrk(f"{base}/readyz", connections=32, seconds=2, cpu=1)
-            readyz = wrk(f"{base}/readyz", connections=32, seconds=args.seconds, cpu=1)
+            ceilings, sidecars, cpu_hello, cpu_sidecar = [], [], [], []
+            for _ in range(rounds):  # interleaved, best of N: the machine is shared and noisy
+                for url, results, cpus, p in (
+                    (hello_url, ceilings, cpu_hello, hello_proc),
+                    (f"{base}/readyz", sidecars, cpu_sidecar, proc),
+                ):
+                    before = sum(p.cpu_times()[:2])
+                    result = wrk(url, connections=32, seconds=args.seconds, cpu=1)
+                    used = sum(p.cpu_times()[:2]) - before
+                    results.append(result)
+                    cpus.append(used / (result.requests_per_second * args.seconds) * 1e6)
+            ceiling = max(ceilings, key=lambda r: r.requests_per_second)
+            readyz = max(sidecars, key=lambda r: r.requests_per_second)
             metrics = wrk(f"{base}/metrics", connections=1, seconds=max(5, args.seconds // 2), cpu=1)
             rss_loaded = proc.memory_info().rss / 1e6
+            stop(hello)
             time.sleep(2)
             before = proc.cpu_times()
             started = time.monotonic()
@@ -78,11 +89,14 @@ def main() -> None:
             elapsed = time.monotonic() - started
             idle_cpu = ((after.user - before.user) + (after.system - before.system)) / elapsed * 100
         finally:
+            stop(hello)
             stop(sidecar)
 
     ratio = readyz.requests_per_second / ceiling.requests_per_second
     rss = max(rss_idle, rss_loaded)
-    print("== /readyz vs aiohttp hello world (32 connections, servers on CPU 0, wrk on CPU 1)")
+    print(
+        f"== /readyz vs aiohttp hello world (32 connections, best of {rounds} interleaved rounds; servers on CPU 0, wrk on CPU 1)"
+    )
     print(
         f"ceiling  : {ceiling.requests_per_second:10.0f} req/s  p99 {ceiling.p99_ms:6.2f} ms  errors {ceiling.errors}"
     )
@@ -90,6 +104,11 @@ def main() -> None:
         f"sidecar  : {readyz.requests_per_second:10.0f} req/s  p99 {readyz.p99_ms:6.2f} ms  errors {readyz.errors}"
     )
     print(f"ratio    : {ratio:.2f} x ceiling (target >= 0.80)  {'OK' if ratio >= 0.8 else 'MISSED'}")
+    print(
+        f"CPU per request (best round): ceiling {min(cpu_hello):.1f} us, sidecar {min(cpu_sidecar):.1f} us; "
+        f"all rounds req/s: ceiling {[round(r.requests_per_second) for r in ceilings]}, "
+        f"sidecar {[round(r.requests_per_second) for r in sidecars]}"
+    )
     print("== /metrics (1 connection)")
     print(
         f"p50 {metrics.p50_ms:.2f} ms  p99 {metrics.p99_ms:.2f} ms  "

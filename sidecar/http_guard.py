@@ -40,6 +40,9 @@ RejectReason = Literal[
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _REQUEST_LINE = re.compile(_TOKEN + rb" [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]")
 _HEADER_LINE = re.compile(_TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*")
+_WHOLE_HEAD = re.compile(
+    _TOKEN + rb" [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9](?:\r\n" + _TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*)*"
+)
 _AIOHTTP_MAX_LINE = 8190  # aiohttp's own parser limit for one line; ours must bite first
 _AIOHTTP_MAX_HEADERS = 128
 
@@ -135,6 +138,9 @@ class HeaderGuard(asyncio.Protocol):
         """Follow request boundaries through ``data``; False when the connection was rejected."""
         pos, size = 0, len(data)
         while pos < size and self._watching:
+            if not self._body_left and not self._block and (whole := self._whole_head(data, pos)):
+                pos = whole
+                continue
             if self._body_left:
                 step = min(self._body_left, size - pos)
                 self._body_left -= step
@@ -170,6 +176,29 @@ class HeaderGuard(asyncio.Protocol):
             elif not self._headers_complete():
                 return False
         return True
+
+    def _whole_head(self, data: bytes, pos: int) -> int:
+        """Fast path for the common case, a complete body-less request head inside one chunk.
+
+        Returns where the next request starts, or 0 to take the line-by-line path (a partial head, a
+        body to skip, anything unusual, or anything over a limit, which that path reports).
+        """
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0 or end - pos > self._limits.max_header_bytes:
+            return 0
+        head = data[pos:end]
+        lines = head.split(b"\r\n")
+        if len(lines) - 1 > self._limits.max_headers or max(map(len, lines)) > self._limits.max_header_line:
+            return 0
+        if not _WHOLE_HEAD.fullmatch(head):
+            return 0
+        lowered = head.lower()
+        if b"\ncontent-length:" in lowered or b"\ntransfer-encoding:" in lowered or b"\nupgrade:" in lowered:
+            return 0
+        if lowered.startswith(b"connect "):
+            return 0
+        self._disarm()
+        return end + 4
 
     def _headers_complete(self) -> bool:
         """The blank line ended a header block: stop the timer and learn how long the body is."""
