@@ -1235,6 +1235,49 @@ def host_and_sidecar() -> Dashboard:
                         unit="bytes",
                         width=24,
                     ),
+                    Panel(
+                        "Rate limiting per second: decisions by rule and outcome, Redis errors, evictions",
+                        [
+                            Query(
+                                "sum by (rule, outcome) "
+                                f"(rate(sidecar_gateway_ratelimit_decisions_total{{{SEL}}}[{RATE}]))",
+                                "{{rule}}: {{outcome}}",
+                            ),
+                            Query(
+                                "sum by (reason) "
+                                f"(rate(sidecar_gateway_ratelimit_redis_errors_total{{{SEL}}}[{RATE}]))",
+                                "Redis error: {{reason}}",
+                            ),
+                            Query(
+                                "sum by (rule) "
+                                f"(rate(sidecar_gateway_ratelimit_local_evictions_total{{{SEL}}}[{RATE}]))",
+                                "{{rule}}: local keys evicted",
+                            ),
+                        ],
+                        description=(
+                            "gateway.rate_limits: allowed and rejected (429) requests per rule; error_open and "
+                            "error_closed are decisions Redis could not make (let through, or refused with 503)."
+                        ),
+                        width=12,
+                    ),
+                    Panel(
+                        "Rate limiting: Redis decision latency",
+                        [
+                            Query(
+                                "histogram_quantile(0.5, sum by (le) "
+                                f"(rate(sidecar_gateway_ratelimit_redis_duration_seconds_bucket{{{SEL}}}[{RATE}])))",
+                                "p50",
+                            ),
+                            Query(
+                                "histogram_quantile(0.99, sum by (le) "
+                                f"(rate(sidecar_gateway_ratelimit_redis_duration_seconds_bucket{{{SEL}}}[{RATE}])))",
+                                "p99",
+                            ),
+                        ],
+                        description="Round trip of one rate-limit decision to Redis (past rate_limit_redis.timeout: error).",
+                        unit="s",
+                        width=12,
+                    ),
                 ),
             ),
         ),

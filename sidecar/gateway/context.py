@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from sidecar.correlation import CorrelationIndex
 from sidecar.gateway.access_log import AccessLog
 from sidecar.gateway.correlation_ids import new_request_id
+from sidecar.gateway.edge import build_edge
 from sidecar.gateway.forwarded import ForwardedPolicy
 from sidecar.gateway.metrics import GatewayMetrics, RedRecorder
 from sidecar.gateway.query_mask import mask_query, path_of
@@ -29,6 +31,7 @@ from sidecar.routes import OVERFLOW_ROUTE
 if TYPE_CHECKING:
     from sidecar.gateway.exchange import Exchange
     from sidecar.gateway.proxy import ClientConnection
+    from sidecar.tracing.spans import GatewaySpans
 
 _NOT_ERRORS = ("", "client_disconnect")
 _TARGET_CACHE = 4096
@@ -81,6 +84,10 @@ class GatewayContext:
         self.upstream_failed = self.metrics.upstream_errors.labels
         self.now = time.time
         self._targets: dict[bytes, tuple[str, str]] = {}
+        self.tracing: GatewaySpans | None = None  # spans per request, set when tracing is on
+        self.sample_new_trace: Callable[[str], bytes] | None = None  # traceparent flags per new trace
+        # rate limiting and security headers (docs/edge-protections.md); None when neither is configured
+        self.edge = build_edge(settings, registry, http_metrics.routes, self.writes)
 
     @property
     def closing(self) -> bool:
@@ -106,6 +113,8 @@ class GatewayContext:
             ex.bytes_out,
             ex.trace_id,
         )
+        if self.tracing is not None:
+            self.tracing.record(ex, ended, route, error)
         record: dict[str, Any] = {
             "time": self.access.clock.iso(self.now()),
             "request_id": ex.request_id,

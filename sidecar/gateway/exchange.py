@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sidecar.gateway.proxy import ClientConnection
+    from sidecar.gateway.ratelimit.limiter import LimitState
     from sidecar.gateway.upstream import UpstreamConnection
 
 INF = float("inf")
@@ -33,6 +34,7 @@ class Exchange:
         "http10",
         "is_head",
         "keep_alive",
+        "limits",
         "method",
         "pending",
         "pending_bytes",
@@ -46,6 +48,7 @@ class Exchange:
         "status",
         "target",
         "trace_id",
+        "traceparent_in",
         "tunnel",
         "until_close",
         "upgrade",
@@ -64,6 +67,7 @@ class Exchange:
         self.head = b""
         self.request_id = ""
         self.trace_id = ""
+        self.traceparent_in = b""  # the client's traceparent, kept for the server span's parent
         self.client = ""
         self.user_agent = b""
         self.http10 = False
@@ -90,3 +94,4 @@ class Exchange:
         self.bytes_out = 0
         self.pending: list[bytes] | None = None
         self.pending_bytes = 0
+        self.limits: LimitState | None = None  # rate-limit decisions, when a rule applies

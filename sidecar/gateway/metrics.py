@@ -33,6 +33,8 @@ REJECT_REASONS = (
     "bad_request",
     "concurrency",
     "method",
+    "rate_limited",  # a rate-limit rule refused (429)
+    "rate_limit_unavailable",  # Redis failed and the rule fails closed (503)
 )
 
 

@@ -266,6 +266,8 @@ class ClientConnection(asyncio.Protocol):
         ctx.first_sighting(ex.request_id, "gateway")
         request_id_var.set(ex.request_id)  # the logging context (see bind_log_context)
         trace_id_var.set(ex.trace_id)
+        if ctx.edge is not None:  # rate limits decide now (or ask Redis); _begin waits for the answer
+            ctx.edge.inspect(ex, headers)
         if ex.has_body:
             self.phase = BODY
             self.deadline = now + ctx.body_timeout
@@ -337,6 +339,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _begin(self, ex: Exchange) -> None:
         ctx = self.ctx
+        if ex.limits is not None and ex.limits.held(self, ex):  # waiting for Redis, or refused
+            return
         if ctx.active >= ctx.max_concurrent:
             ctx.metrics.rejected.labels("concurrency").inc()
             ex.close_after = True
@@ -360,7 +364,9 @@ class ClientConnection(asyncio.Protocol):
     def response_head(self, ex: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         ex.status = status
         ex.response_started = True
-        self.send(build_response_head(ex, status, headers, self.ctx.closing))
+        edge = self.ctx.edge
+        extra = edge.response_fields(ex, status, headers) if edge is not None else b""
+        self.send(build_response_head(ex, status, headers, self.ctx.closing, extra))
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         size = len(body)
@@ -394,7 +400,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self._fail(ex, status, f"upstream_{reason}", reason)
 
-    def _fail(self, ex: Exchange, status: int, error: str, message: str = "") -> None:
+    def _fail(self, ex: Exchange, status: int, error: str, message: str = "", extra: bytes = b"") -> None:
         """Answer ``ex`` with the gateway's own error response and finish it."""
         up = ex.upstream
         if up is not None:
@@ -405,8 +411,19 @@ class ClientConnection(asyncio.Protocol):
         ex.response_started = True
         closing = ex.close_after or not ex.request_complete or not ex.keep_alive or self.ctx.closing
         ex.close_after = closing
-        self.send(error_response(status, message or error, ex.request_id, close=closing))
+        self.send(error_response(status, message or error, ex.request_id, close=closing, extra=extra))
         self._finish(ex)
+
+    def refuse(self, ex: Exchange, status: int, reason: str, fields: bytes) -> None:
+        """A rate limit refused ``ex`` (429, or 503 when its Redis failed closed); ``fields`` explain it."""
+        self.ctx.metrics.rejected.labels(reason).inc()
+        self._fail(ex, status, reason, extra=fields)
+
+    def limits_decided(self, ex: Exchange) -> None:
+        """Redis answered the rate-limit decisions ``_begin`` was waiting for: go on with ``ex``."""
+        if self.current is ex and not ex.finished and not self.closed:
+            bind_log_context(ex)
+            self._begin(ex)
 
     def _reject(self, status: int, reason: str, method: bytes = b"", target: bytes = b"") -> None:
         """Refuse a request whose head was not accepted; the connection is closed after the answer."""
@@ -426,6 +443,8 @@ class ClientConnection(asyncio.Protocol):
         if ex.counted:
             ctx.active -= 1
             ctx.red.ended(ex.method)
+        if ex.limits is not None:
+            ex.limits.finished(ex.status)  # count: failed rules spend their budget now
         ctx.record(ex, now)
         if self.current is ex:
             self.current = None

@@ -140,6 +140,7 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     append(request_id.encode("ascii"))
     if traceparents:
         trace_id, traceparent, tracestate = next_hop(traceparents, tracestates, ctx.new_trace_sampled)
+        ex.traceparent_in = traceparents[0]  # the server span's parent, when tracing is on
         append(b"\r\ntraceparent: ")
         append(traceparent)
         if tracestate is not None:
@@ -150,7 +151,8 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
         append(trace_id.encode("ascii"))
         append(b"-")
         append(span_id.encode("ascii"))
-        append(ctx.new_trace_flags)
+        sample = ctx.sample_new_trace  # set by tracing when its sampler decides per trace ID
+        append(ctx.new_trace_flags if sample is None else sample(trace_id))
     ex.trace_id = trace_id
     append(b"\r\n\r\n")
     ex.retriable = not ex.has_body and not ex.upgrade and ex.method in _IDEMPOTENT

@@ -51,9 +51,12 @@ def _end_to_end(
 
 
 def build_response_head(  # noqa: PLR0912 (one decision table for framing and connection)
-    ex: Exchange, status: int, headers: list[tuple[bytes, bytes]], closing: bool
+    ex: Exchange, status: int, headers: list[tuple[bytes, bytes]], closing: bool, extra: bytes = b""
 ) -> bytes:
-    """Set ``ex`` framing flags (``rechunk``, ``until_close``, ``close_after``) and return the head."""
+    """Set ``ex`` framing flags (``rechunk``, ``until_close``, ``close_after``) and return the head.
+
+    ``extra``: CRLF-terminated lines the gateway adds (security and rate-limit headers, see ``edge``).
+    """
     parts = [status_line(status)]
     content_length, transfer_encoding, upgrade, connection = _end_to_end(headers, parts)
     if connection is not None and not (len(connection) == 1 and connection[0].lower() in _PLAIN):
@@ -87,6 +90,8 @@ def build_response_head(  # noqa: PLR0912 (one decision table for framing and co
             else:  # keep inner codings (gzip, ...); the gateway re-applies the chunked framing
                 inner = codings.removesuffix(b"chunked").rstrip(b", ")
                 append(b"Transfer-Encoding: " + inner + b", chunked\r\n")
+    if extra:
+        append(extra)
     append(b"X-Request-ID: ")
     append(ex.request_id.encode("ascii"))
     append(_CRLF)

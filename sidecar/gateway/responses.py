@@ -27,6 +27,8 @@ MESSAGES: dict[str, bytes] = {
     "bad_request": b"malformed HTTP request",
     "method": b"CONNECT is not supported by this reverse proxy",
     "internal": b"the gateway failed to handle the request",
+    "rate_limited": b"rate limit exceeded; retry after the time in Retry-After",
+    "rate_limit_unavailable": b"the rate limiter is unavailable; retry shortly",
 }
 
 
@@ -35,14 +37,18 @@ def status_line(status: int) -> bytes:
     return line if line is not None else b"HTTP/1.1 %d \r\n" % status
 
 
-def error_response(status: int, reason: str, request_id: str | None, *, close: bool = True) -> bytes:
-    """A complete small text/plain response for ``status`` explaining ``reason``."""
+def error_response(
+    status: int, reason: str, request_id: str | None, *, close: bool = True, extra: bytes = b""
+) -> bytes:
+    """A complete small text/plain response for ``status`` explaining ``reason``; ``extra``: more fields."""
     body = b"%d %s: %s\n" % (status, HTTPStatus(status).phrase.encode(), MESSAGES.get(reason, b"error"))
     head = [status_line(status), b"Content-Type: text/plain; charset=utf-8\r\n"]
     head.append(b"Content-Length: %d\r\n" % len(body))
     if request_id:
         head.append(b"X-Request-ID: " + request_id.encode("ascii") + b"\r\n")
-    if status == 503:
+    if extra:
+        head.append(extra)
+    elif status == 503:
         head.append(b"Retry-After: 1\r\n")
     if close:
         head.append(b"Connection: close\r\n")

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY
+from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY, TRACING
 from sidecar.correlation import CorrelationIndex
 from sidecar.gateway.context import GatewayContext
 from sidecar.gateway.proxy import ClientConnection
@@ -52,8 +52,12 @@ class Gateway:
 
     @classmethod
     def for_app(cls, settings: GatewaySettings, app: web.Application) -> Gateway:
-        """A gateway sharing the core app's registry, HTTP metrics, correlation index and health."""
-        return cls(settings, app[HTTP_METRICS], app[REGISTRY], app[CORRELATION], app[HEALTH])
+        """A gateway sharing the core app's registry, HTTP metrics, correlation index, health and tracing."""
+        gateway = cls(settings, app[HTTP_METRICS], app[REGISTRY], app[CORRELATION], app[HEALTH])
+        tracing = app.get(TRACING)
+        if tracing is not None:
+            tracing.attach(gateway.ctx)
+        return gateway
 
     @property
     def port(self) -> int:
@@ -65,6 +69,8 @@ class Gateway:
         host, port = parse_host_port(self.settings.listen, any_port=True)
         ctx = self.ctx
         ctx.access.open()
+        if ctx.edge is not None:
+            ctx.edge.start()  # connects to the rate-limit Redis ahead of the first decision
         self._server = await loop.create_server(
             lambda: ClientConnection(ctx), host, port, reuse_address=True, backlog=BACKLOG
         )
@@ -146,6 +152,8 @@ class Gateway:
             self._sweeper.cancel()
             self._sweeper = None
         await ctx.pool.close()
+        if ctx.edge is not None:
+            await ctx.edge.close()
         ctx.red.flush()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):

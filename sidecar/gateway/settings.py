@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
 
 from sidecar.durations import Duration
+from sidecar.gateway.ratelimit.settings import RateLimitRedis, RateLimitRule, check_rules
+from sidecar.gateway.security_headers import SecurityHeaderSettings
 
 ENV_ALIASES = {"SIDECAR_UPSTREAM": "upstream", "SIDECAR_GATEWAY_LISTEN": "listen"}
 
@@ -115,6 +117,9 @@ class GatewaySettings(BaseModel):
     grace_period: Duration = Field(default=15.0, description="then wait this long for in-flight requests")
     new_trace_sampled: bool = Field(default=True, description="sampled flag on traces the gateway starts")
     access_log: AccessLogSettings = Field(default_factory=AccessLogSettings)
+    rate_limits: list[RateLimitRule] = Field(default_factory=list, description="docs/edge-protections.md")
+    rate_limit_redis: RateLimitRedis | None = Field(default=None, description="shared rate-limit state")
+    security_headers: SecurityHeaderSettings = Field(default_factory=SecurityHeaderSettings)
 
     @field_validator("upstream")
     @classmethod
@@ -135,6 +140,7 @@ class GatewaySettings(BaseModel):
         for name in ("connect_timeout", "read_timeout", "idle_timeout", "header_timeout", "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be greater than zero")
+        check_rules(self.rate_limits, self.rate_limit_redis)
         return self
 
     @property

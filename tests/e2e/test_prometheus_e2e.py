@@ -257,7 +257,20 @@ def sidecar_config(
         "service_name": "e2e-app",
         "checks": [fast | check for check in checks],
         "routes": {"templates": ["/users/{id}", "/status/{code}"]},
-        "gateway": {"listen": f"{HOST}:{gateway}", "access_log": {"enabled": False}},
+        "gateway": {
+            "listen": f"{HOST}:{gateway}",
+            "access_log": {"enabled": False},
+            # one request an hour on /echo/limited: the rate-limit panels and alerts get allowed and
+            # rejected decisions
+            "rate_limits": [
+                {
+                    "name": "e2e-limited",
+                    "limit": 1,
+                    "window": "1h",
+                    "match": {"path_prefixes": ["/echo/limited"]},
+                }
+            ],
+        },
         "logs": {
             "state_dir": str(tmp / "logstate"),
             "files": [{"path": str(tmp / "app.log"), "source": "file", "start": "beginning"}],
@@ -267,8 +280,8 @@ def sidecar_config(
 
 
 async def traffic(base: str, stop: asyncio.Event) -> None:
-    """A steady mix through the gateway: 2xx, 5xx, and some requests slower than 0.5 s."""
-    paths = ["/echo", "/users/1", "/users/2", "/status/500", "/status/503", "/echo"]
+    """A steady mix through the gateway: 2xx, 5xx, 429, and some requests slower than 0.5 s."""
+    paths = ["/echo", "/users/1", "/users/2", "/status/500", "/status/503", "/echo", "/echo/limited"]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         while not stop.is_set():
             for path in paths:

@@ -1,0 +1,215 @@
+"""``gateway.rate_limits`` (the rules) and ``gateway.rate_limit_redis`` (shared state), validated.
+
+A rule says which requests it covers (``match``), whose budget a request spends (``key``), how big
+the budget is (``limit`` per ``window``, ``algorithm``, ``burst``), what spends it (``count``: every
+request, or only failed responses) and where the state lives (``backend``). Names become metric
+labels and ``RateLimit`` policy names, so they are short and plain.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sidecar.durations import Duration
+from sidecar.redaction import mask_url
+from sidecar.routes import RouteTemplate
+
+RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]+")
+MAX_WINDOW = 30 * 86400.0
+
+
+class RateLimitMatch(BaseModel):
+    """Which requests a rule covers: any listed route or path prefix (all paths if none), any method."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    routes: list[str] = Field(default_factory=list, description="route templates such as /users/{id}")
+    path_prefixes: list[str] = Field(default_factory=list, description="raw path prefixes such as /api/")
+    methods: list[str] = Field(default_factory=list, description="HTTP methods (all when empty)")
+
+    @field_validator("routes")
+    @classmethod
+    def _templates(cls, value: list[str]) -> list[str]:
+        for template in value:
+            RouteTemplate(template)  # raises ValueError naming the template
+        return value
+
+    @field_validator("path_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not prefix.startswith("/") or not prefix.isascii():
+                raise ValueError(f"path prefix {prefix!r} must be ASCII and start with '/'")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        methods = [m.strip().upper() for m in value]
+        for method in methods:
+            if not METHOD.fullmatch(method):
+                raise ValueError(f"{method!r} is not an HTTP method")
+        return methods
+
+
+class RateLimitRule(BaseModel):
+    """One limit: ``limit`` requests per ``window`` for each key among the requests ``match`` covers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="metric label and RateLimit policy name: letters, digits, _ . -")
+    match: RateLimitMatch = Field(default_factory=RateLimitMatch)
+    key: str = Field(default="client_ip", description="client_ip, header:<name> or route")
+    on_missing_key: Literal["client_ip", "anonymous", "skip"] = Field(
+        default="client_ip",
+        description="header key absent: limit by client address, share one 'anonymous' budget, or skip",
+    )
+    limit: int = Field(ge=1, le=1_000_000_000, description="requests per window")
+    window: Duration = Field(description="window length, at least 1s (e.g. 1s, 1m, 15m, 1h)")
+    algorithm: Literal["sliding_window", "token_bucket"] = "sliding_window"
+    burst: int | None = Field(
+        default=None, ge=1, le=1_000_000_000, description="token bucket capacity (default: limit)"
+    )
+    count: Literal["all", "failed"] = Field(
+        default="all", description="all requests, or only failed responses (checked before, counted after)"
+    )
+    failed_statuses: list[int] = Field(
+        default_factory=list, description="with count: failed, the statuses that count (default: >= 400)"
+    )
+    backend: Literal["local", "redis"] | None = Field(
+        default=None, description="local or redis (default: redis when rate_limit_redis is set)"
+    )
+    on_redis_error: Literal["open", "closed"] = Field(
+        default="open", description="Redis failed or too slow: allow (open) or refuse with 503 (closed)"
+    )
+    headers: bool = Field(default=True, description="RateLimit/RateLimit-Policy on allowed responses")
+    max_keys: int = Field(
+        default=100_000, ge=1, le=10_000_000, description="local backend: keys kept (LRU, evictions counted)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not RULE_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r}: a rule name is 1-64 letters, digits, '_', '.' or '-' (it becomes a metric label)"
+            )
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        text = value.strip()
+        if text in ("client_ip", "route"):
+            return text
+        kind, sep, header = text.partition(":")
+        if kind.strip().lower() == "header" and sep and HEADER_NAME.fullmatch(header.strip()):
+            return "header:" + header.strip().lower()
+        raise ValueError(f"{value!r}: key is client_ip, route or header:<name> (e.g. header:X-API-Key)")
+
+    @field_validator("failed_statuses")
+    @classmethod
+    def _statuses(cls, value: list[int]) -> list[int]:
+        for status in value:
+            if not 100 <= status <= 599:
+                raise ValueError(f"{status} is not an HTTP status")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RateLimitRule:
+        if not 1.0 <= self.window <= MAX_WINDOW:
+            raise ValueError(f"rule {self.name!r}: window must be between 1s and 30 days")
+        if self.burst is not None and self.algorithm != "token_bucket":
+            raise ValueError(f"rule {self.name!r}: burst applies to algorithm: token_bucket only")
+        if self.failed_statuses and self.count != "failed":
+            raise ValueError(f"rule {self.name!r}: failed_statuses needs count: failed")
+        return self
+
+
+class RateLimitRedis(BaseModel):
+    """Shared rate-limit state: a Redis URL, or an object with the URL and options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="redis://[user:password@]host:port/db, rediss:// for TLS", repr=False)
+    timeout: Duration = Field(default=0.05, description="longest wait for a decision before on_redis_error")
+    connect_timeout: Duration = Field(default=1.0, description="longest wait to connect")
+    key_prefix: str = Field(default="sidecar:ratelimit:", description="prefix of every key")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, data: Any) -> Any:
+        return {"url": data} if isinstance(data, str) else data
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        parse_redis_url(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RateLimitRedis:
+        if not 0.001 <= self.timeout <= 10.0:
+            raise ValueError("rate_limit_redis.timeout must be between 1ms and 10s (e.g. 50ms)")
+        if not 0.01 <= self.connect_timeout <= 60.0:
+            raise ValueError("rate_limit_redis.connect_timeout must be between 10ms and 60s")
+        if not self.key_prefix.isascii() or any(c in self.key_prefix for c in " \r\n"):
+            raise ValueError("rate_limit_redis.key_prefix must be ASCII without spaces")
+        return self
+
+
+class RedisAddress(BaseModel):
+    """A parsed Redis URL (the password is only ever sent to Redis)."""
+
+    host: str
+    port: int
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+
+def parse_redis_url(value: str) -> RedisAddress:
+    """``redis://[user:password@]host[:port][/db]`` or ``rediss://...``; errors never echo the password."""
+    shown = mask_url(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError(f"{shown!r} is not a Redis URL: use redis://host:6379/0") from None
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"{shown!r}: rate_limit_redis must start with redis:// or rediss://")
+    if not parts.hostname:
+        raise ValueError(f"{shown!r}: the Redis URL has no host")
+    db_text = parts.path.strip("/") or "0"
+    if not db_text.isascii() or not db_text.isdigit():
+        raise ValueError(f"{shown!r}: the path of a Redis URL is a database number, e.g. /0")
+    if parts.query:
+        raise ValueError(f"{shown!r}: query options are not supported in rate_limit_redis")
+    return RedisAddress(
+        host=parts.hostname,
+        port=port,
+        db=int(db_text),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        tls=parts.scheme == "rediss",
+    )
+
+
+def check_rules(rules: list[RateLimitRule], redis: RateLimitRedis | None) -> None:
+    """Rules that cannot work together: duplicate names, a Redis backend without a Redis URL."""
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.name in seen:
+            raise ValueError(f"rate_limits: two rules are named {rule.name!r}; names must be unique")
+        seen.add(rule.name)
+        if rule.backend == "redis" and redis is None:
+            raise ValueError(
+                f"rate_limits: rule {rule.name!r} has backend: redis but gateway.rate_limit_redis is not set"
+            )
