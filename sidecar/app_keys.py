@@ -13,6 +13,7 @@ from sidecar.logsources.runtime import LogRuntime
 from sidecar.results import ResultStore
 from sidecar.scheduler import Scheduler
 from sidecar.sentry.forwarder import SentryForwarder
+from sidecar.tracing.runtime import TracingRuntime
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", ResultStore)
@@ -23,3 +24,4 @@ HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 CORRELATION = web.AppKey("correlation", CorrelationIndex)
 LOGS = web.AppKey("logs", LogRuntime)
 SENTRY = web.AppKey("sentry", SentryForwarder)
+TRACING = web.AppKey("tracing", TracingRuntime)  # only when tracing is on

@@ -38,6 +38,7 @@ from sidecar.listener_security import MetricsAuth, is_loopback_host
 from sidecar.logsources.settings import LogSettings
 from sidecar.sentry.settings import SentrySettings, apply_environment
 from sidecar.tls import ListenerTLS, TLSConfig
+from sidecar.tracing.settings import TracingConfigError, TracingSettings, plan_tracing
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,7 @@ class Settings(BaseSettings):
     limits: ListenerLimits = Field(default_factory=ListenerLimits)
     sentry: SentrySettings = Field(default_factory=SentrySettings)
     logs: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -356,6 +358,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise ConfigError([(_location(e["loc"]), _friendly(e)) for e in exc.errors()]) from None
     _add_conventional_checks(settings, env)
     apply_environment(settings, env)  # SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE as fallbacks
+    try:
+        plan_tracing(settings, env)  # OTEL_* variables that cannot work stop start-up too
+    except TracingConfigError as exc:
+        raise ConfigError([(exc.field, str(exc))]) from None
     return settings
 
 

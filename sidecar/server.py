@@ -32,6 +32,7 @@ from sidecar.scheduler import Scheduler
 from sidecar.sentry.lifecycle import install_sentry
 from sidecar.sentry.relay import add_relay_routes
 from sidecar.tls import listener_ssl_context
+from sidecar.tracing.wiring import install_tracing
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> web.Application:
         registry, RouteNormaliser(settings.routes.templates, settings.routes.max_routes)
     )
     install_sentry(app)  # app[SENTRY]; first cleanup context: starts first, stops last
+    install_tracing(app)  # app[TRACING] when on: stops after the gateway, log sources and probes
     setup_logs(app)  # app[LOGS]: log sources start after Sentry (their error sink), stop before it
     app.cleanup_ctx.append(_scheduler_ctx)
     add_routes(app)
