@@ -7,6 +7,7 @@ order they start (aiohttp runs them backwards on shutdown).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -145,6 +146,10 @@ class Server:
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
         await self.start()
+        # Everything built at start-up (modules, config, pools) lives for the whole process: move it
+        # out of the collector's generations so full collections stop rescanning it (20-40 ms pauses).
+        gc.collect()
+        gc.freeze()
         await self._stop.wait()
         if self.gateway is not None:  # /readyz is 503 already; serve on, then let in-flight finish
             await self.gateway.drain(self._hurry)
