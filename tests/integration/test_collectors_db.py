@@ -7,6 +7,7 @@ restart it. Values are checked against what a separate admin connection changes 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -258,7 +259,7 @@ async def test_postgres_recovers_after_restart(postgres_server: PostgresServer) 
 async def test_postgres_standard_port_server() -> None:
     """The machine's own PostgreSQL (5432, trust, db ``test``) when there is one."""
     if not port_open("127.0.0.1", 5432):
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+        skip_or_fail("no PostgreSQL on 127.0.0.1:5432")
     async with opened(pg("postgresql://postgres@127.0.0.1:5432/test")) as collector:
         observation = await collector.collect()
     assert observation.status is Status.PASS
@@ -379,7 +380,7 @@ async def test_mysql_recovers_after_restart(mariadb_server: MariaDBServer) -> No
 async def test_mysql_standard_port_server() -> None:
     """The machine's own MariaDB (3306, root without password) when there is one."""
     if not port_open("127.0.0.1", 3306):
-        pytest.skip("no MySQL/MariaDB on 127.0.0.1:3306")
+        skip_or_fail("no MySQL/MariaDB on 127.0.0.1:3306")
     async with opened(my("mysql://root@127.0.0.1:3306/")) as collector:
         observation = await collector.collect()
     assert sample(observation, "mysql_global_status_threads_connected") >= 1
@@ -522,7 +523,7 @@ async def test_redis_recovers_after_restart(redis_server: RedisServer) -> None:
 async def test_redis_standard_port_server() -> None:
     """The machine's own Redis (6379) when there is one."""
     if not port_open("127.0.0.1", 6379):
-        pytest.skip("no Redis on 127.0.0.1:6379")
+        skip_or_fail("no Redis on 127.0.0.1:6379")
     async with opened(rd("redis://127.0.0.1:6379/0")) as collector:
         observation = await collector.collect()
     assert sample(observation, "redis_connected_clients") >= 1
@@ -585,3 +586,10 @@ async def test_close_while_paused_is_bounded(server_fixture: str, request: pytes
         assert time.monotonic() - started < 3
     finally:
         server.resume()
+
+
+def skip_or_fail(reason: str) -> None:
+    """The machine's standard-port servers are part of the test environment: missing in CI is a failure."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; CI must provide it")
+    pytest.skip(reason)

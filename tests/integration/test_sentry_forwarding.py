@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
-import shutil
 import subprocess
 import time
 import zlib
@@ -36,6 +35,7 @@ from sidecar.sentry.relay import add_relay_routes
 from sidecar.sentry.scrub import FILTERED
 from sidecar.server import create_app
 from tests.sentry_upstream import FakeSentry
+from tests.servers import require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -426,9 +426,7 @@ async def test_big_envelopes_are_scrubbed_off_the_event_loop(relay: Relay, upstr
 
 
 async def test_exposition_passes_promtool(relay: Relay) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (bash tests/run.sh installs it)")
+    promtool = require_binary("promtool")
     core, _ = await relay()
     text = generate_latest(core[REGISTRY]).decode()
     sentry_lines = "\n".join(line for line in text.splitlines() if "sidecar_sentry_" in line) + "\n"
