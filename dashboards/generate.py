@@ -1302,6 +1302,35 @@ def slo() -> Dashboard:
         f" / {LATENCY_BUDGET}"
     )
     windows = ("5m", "1h", "6h", "3d")
+
+    def objective_row(title: str, budget_left: str, ratio: str, budget: float, ratio_title: str) -> Row:
+        """One SLO: error budget left, burn rates against the alert thresholds, and the ratio itself."""
+        return Row(
+            title,
+            (
+                Panel(
+                    "Error budget left (30 days)",
+                    [Query(budget_left, "{{service}}")],
+                    kind="stat",
+                    unit="percentunit",
+                    width=6,
+                    thresholds=((-1e9, "red"), (0.25, "orange"), (0.5, "green")),
+                ),
+                Panel(
+                    "Burn rate (1 = budget lasts exactly 30 days)",
+                    [Query(f"{window(ratio, w)} / {budget}", f"{{{{service}}}} {w}") for w in windows],
+                    width=9,
+                    thresholds=((1, "orange"), (6, "red"), (14.4, "dark-red")),
+                ),
+                Panel(
+                    ratio_title,
+                    [Query(window(ratio, w), f"{{{{service}}}} {w}") for w in windows],
+                    unit="percentunit",
+                    width=9,
+                ),
+            ),
+        )
+
     return Dashboard(
         uid="sidecar-slo",
         title="Sidecar SLO",
@@ -1319,61 +1348,19 @@ def slo() -> Dashboard:
             ),
         ),
         rows=(
-            Row(
+            objective_row(
                 "Availability (99.9% of requests without a 5xx)",
-                (
-                    Panel(
-                        "Error budget left (30 days)",
-                        [Query(budget_left_availability, "{{service}}")],
-                        kind="stat",
-                        unit="percentunit",
-                        width=6,
-                        thresholds=((-1e9, "red"), (0.25, "orange"), (0.5, "green")),
-                    ),
-                    Panel(
-                        "Burn rate (1 = budget lasts exactly 30 days)",
-                        [
-                            Query(f"{window('errors', w)} / {AVAILABILITY_BUDGET}", f"{{{{service}}}} {w}")
-                            for w in windows
-                        ],
-                        width=9,
-                        thresholds=((1, "orange"), (6, "red"), (14.4, "dark-red")),
-                    ),
-                    Panel(
-                        "Error ratio",
-                        [Query(window("errors", w), f"{{{{service}}}} {w}") for w in windows],
-                        unit="percentunit",
-                        width=9,
-                    ),
-                ),
+                budget_left_availability,
+                "errors",
+                AVAILABILITY_BUDGET,
+                "Error ratio",
             ),
-            Row(
+            objective_row(
                 "Latency (99% of requests within 0.5s)",
-                (
-                    Panel(
-                        "Error budget left (30 days)",
-                        [Query(budget_left_latency, "{{service}}")],
-                        kind="stat",
-                        unit="percentunit",
-                        width=6,
-                        thresholds=((-1e9, "red"), (0.25, "orange"), (0.5, "green")),
-                    ),
-                    Panel(
-                        "Burn rate (1 = budget lasts exactly 30 days)",
-                        [
-                            Query(f"{window('slow_requests', w)} / {LATENCY_BUDGET}", f"{{{{service}}}} {w}")
-                            for w in windows
-                        ],
-                        width=9,
-                        thresholds=((1, "orange"), (6, "red"), (14.4, "dark-red")),
-                    ),
-                    Panel(
-                        "Share of requests slower than 0.5s",
-                        [Query(window("slow_requests", w), f"{{{{service}}}} {w}") for w in windows],
-                        unit="percentunit",
-                        width=9,
-                    ),
-                ),
+                budget_left_latency,
+                "slow_requests",
+                LATENCY_BUDGET,
+                "Share of requests slower than 0.5s",
             ),
             Row(
                 "Traffic",
