@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
 from sidecar.correlation import CorrelationIndex
@@ -327,3 +329,27 @@ def capture_logs(name: str = "sidecar") -> Any:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+class Sidecar:
+    """The health/metrics app on a real loopback port, with a gateway sharing its registry."""
+
+    def __init__(self, server: TestServer, gateway: Gateway) -> None:
+        self.server = server
+        self.gateway = gateway
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{HOST}:{self.gateway.port}"
+
+    async def scrape(self, accept: str = OPENMETRICS) -> str:
+        self.gateway.ctx.red.flush()
+        async with (
+            aiohttp.ClientSession() as client,
+            client.get(str(self.server.make_url("/metrics")), headers={"Accept": accept}) as resp,
+        ):
+            assert resp.status == 200
+            return await resp.text()

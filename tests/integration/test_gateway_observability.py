@@ -19,33 +19,16 @@ from sidecar.gateway.service import Gateway
 from sidecar.gateway.settings import GatewaySettings
 from sidecar.logs import request_id_var
 from sidecar.server import create_app
-from tests.integration.gateway_support import HOST, raw_exchange, run_gateway, run_upstream
+from tests.integration.gateway_support import (
+    HOST,
+    Sidecar,
+    raw_exchange,
+    run_gateway,
+    run_upstream,
+)
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-class Sidecar:
-    """The health/metrics app on a real loopback port, with a gateway sharing its registry."""
-
-    def __init__(self, server: TestServer, gateway: Gateway) -> None:
-        self.server = server
-        self.gateway = gateway
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://{HOST}:{self.gateway.port}"
-
-    async def scrape(self, accept: str = OPENMETRICS) -> str:
-        self.gateway.ctx.red.flush()
-        async with (
-            aiohttp.ClientSession() as client,
-            client.get(str(self.server.make_url("/metrics")), headers={"Accept": accept}) as resp,
-        ):
-            assert resp.status == 200
-            return await resp.text()
 
 
 async def start_sidecar(upstream: str, **gateway: object) -> AsyncIterator[Sidecar]:

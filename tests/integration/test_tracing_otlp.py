@@ -27,13 +27,12 @@ from sidecar.config import Settings
 from sidecar.gateway.service import Gateway
 from sidecar.gateway.settings import GatewaySettings
 from sidecar.server import create_app
-from tests.integration.gateway_support import HOST, Upstream, run_upstream
+from tests.integration.gateway_support import HOST, Sidecar, Upstream, run_upstream
 from tests.otlp_receivers import OtlpGrpcReceiver, OtlpHttpReceiver, ReceivedSpan
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 FAST_EXPORT = {"schedule_delay": "20ms"}
@@ -47,25 +46,6 @@ def _no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("OTEL_"):
             monkeypatch.delenv(name)
-
-
-class Sidecar:
-    def __init__(self, server: TestServer, gateway: Gateway) -> None:
-        self.server = server
-        self.gateway = gateway
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://{HOST}:{self.gateway.port}"
-
-    async def scrape(self, accept: str = OPENMETRICS) -> str:
-        self.gateway.ctx.red.flush()
-        async with (
-            aiohttp.ClientSession() as client,
-            client.get(str(self.server.make_url("/metrics")), headers={"Accept": accept}) as resp,
-        ):
-            assert resp.status == 200
-            return await resp.text()
 
 
 async def start_sidecar(
