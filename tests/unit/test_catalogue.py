@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+import subprocess
 from pathlib import Path
 
 import collectors
@@ -13,6 +14,7 @@ from sidecar.app_keys import REGISTRY
 from sidecar.config import Settings
 from sidecar.listeners import rejection_recorder
 from sidecar.server import Server
+from tests.servers import require_binary
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 _COUNTER_SUFFIX = re.compile(r"_total$")
@@ -53,3 +55,26 @@ def test_metric_specs_follow_conventions() -> None:
         for spec in (v for v in vars(module).values() if isinstance(v, MetricSpec)):
             assert spec.help, spec.name
             assert (spec.type == "counter") == spec.name.endswith("_total"), spec.name
+
+
+def test_every_collector_metric_spec_passes_promtool() -> None:
+    """All collectors' families, each with the ``check`` label the sidecar adds, as one exposition."""
+    promtool = require_binary("promtool")
+    lines: list[str] = []
+    for module_info in pkgutil.iter_modules(collectors.__path__):
+        module = importlib.import_module(f"collectors.{module_info.name}")
+        for spec in (v for v in vars(module).values() if isinstance(v, MetricSpec)):
+            lines += [f"# HELP {spec.name} {spec.help}", f"# TYPE {spec.name} {spec.type}"]
+            labels = ",".join(f'{label}="x"' for label in (*spec.labels, "check"))
+            lines.append(f"{spec.name}{{{labels}}} 1")
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        check=False,
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+    assert result.stderr.strip() == ""
