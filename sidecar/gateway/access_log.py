@@ -147,12 +147,10 @@ class AccessLog:
         if self.enabled:
             self._writer.open()
 
-    def emit(self, record: dict[str, Any], status: int, failed: bool) -> None:
+    def emit(self, record: dict[str, Any], status: int, failed: bool, at: float) -> None:
         """Index the record; write it unless it is a success that sampling leaves out."""
         line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-        self._correlation.add(
-            record["request_id"], "access", record, trace_id=record["trace_id"], encoded_size=len(line) - 1
-        )
+        self._correlation.add_access_line(record["request_id"], line, at)
         if not self.enabled:
             return
         sample = self.sample_success

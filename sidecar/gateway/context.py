@@ -115,8 +115,9 @@ class GatewayContext:
         )
         if self.tracing is not None:
             self.tracing.record(ex, ended, route, error)
+        at = self.now()
         record: dict[str, Any] = {
-            "time": self.access.clock.iso(self.now()),
+            "time": self.access.clock.iso(at),
             "request_id": ex.request_id,
             "trace_id": ex.trace_id,
             "method": ex.method.decode("latin-1"),
@@ -134,7 +135,7 @@ class GatewayContext:
         }
         if error:
             record["error"] = error
-        self.access.emit(record, ex.status, error not in _NOT_ERRORS)
+        self.access.emit(record, ex.status, error not in _NOT_ERRORS, at)
 
     def _describe(self, target: bytes) -> tuple[str, str]:
         """(route label, masked path) of a request target; cached unless the route overflowed.
@@ -156,8 +157,9 @@ class GatewayContext:
         """Access line for a request refused before its headers were complete (no RED: no route yet)."""
         self.metrics.rejected.labels(reason).inc()
         request_id = request_id or new_request_id()
+        at = self.now()
         record: dict[str, Any] = {
-            "time": self.access.clock.iso(self.now()),
+            "time": self.access.clock.iso(at),
             "request_id": request_id,
             "trace_id": None,
             "method": method.decode("latin-1") or None,
@@ -172,7 +174,7 @@ class GatewayContext:
             "user_agent": None,
             "error": reason,
         }
-        self.access.emit(record, status, True)
+        self.access.emit(record, status, True, at)
         return request_id
 
     def connection_closed(self, conn: ClientConnection) -> None:

@@ -53,7 +53,7 @@ async def test_access_log_samples_successes_indexes_everything(tmp_path: Path) -
     for i, (status, failed) in enumerate(
         [(200, False), (302, False), (404, False), (502, True), (200, True)]
     ):
-        log.emit({"request_id": f"r{i}", "trace_id": "t", "status": status}, status, failed)
+        log.emit({"request_id": f"r{i}", "trace_id": "t", "status": status}, status, failed, 1.0)
     await log.close()
     written = [json.loads(line)["request_id"] for line in path.read_text().splitlines()]
     assert written == ["r2", "r3", "r4"]  # 4xx, 5xx and proxy failures are never sampled out
@@ -65,7 +65,7 @@ async def test_access_log_writes_off_the_loop_in_batches(tmp_path: Path) -> None
     log = AccessLog(AccessLogSettings(path=str(path)), CorrelationIndex(), CollectorRegistry())
     log.open()
     for i in range(1000):
-        log.emit({"request_id": f"r{i}", "trace_id": None, "status": 200}, 200, False)
+        log.emit({"request_id": f"r{i}", "trace_id": None, "status": 200}, 200, False, 1.0)
     assert path.read_text() == ""  # nothing written synchronously
     await asyncio.sleep(0.5)
     assert len(path.read_text().splitlines()) == 1000
