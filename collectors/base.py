@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from sidecar.settings_model import FrozenModel
 
 
 class Status(enum.StrEnum):
@@ -100,10 +100,8 @@ class ProbeError(Exception):
         self.reason = reason
 
 
-class CollectorOptions(BaseModel):
+class CollectorOptions(FrozenModel, frozen=True):
     """Base for a collector's typed, kind-specific options; unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 OptionsT = TypeVar("OptionsT", bound=CollectorOptions)

@@ -32,10 +32,9 @@ import base64
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import redis.asyncio as aioredis
-from pydantic import Field, field_validator
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
@@ -52,6 +51,7 @@ from collectors.base import (
     Status,
 )
 from collectors.redis import classify_redis_error, client_name, url_passwords, validate_redis_target
+from sidecar.settings_model import Meta, field_validator
 
 # --------------------------------------------------------------------------------------------------
 # Shared by the queue collectors (bullmq, celery, rq, rabbitmq)
@@ -125,15 +125,13 @@ MAX_QUEUE_NAME = 255
 REDIS_MAX_CONNECTIONS = 2
 
 
-class QueueOptions(CollectorOptions):
+class QueueOptions(CollectorOptions, frozen=True):
     """Options every queue check has: which queues, and how many at most."""
 
-    queues: list[str] = Field(
-        default_factory=list, description="queue names to measure; empty means discover them"
-    )
-    max_queues: int = Field(
-        default=1000, ge=1, le=100_000, description="most queues measured (bounds label cardinality)"
-    )
+    queues: Annotated[list[str], Meta(description="queue names to measure; empty means discover them")] = []
+    max_queues: Annotated[
+        int, Meta(ge=1, le=100_000, description="most queues measured (bounds label cardinality)")
+    ] = 1000
 
     @field_validator("queues")
     @classmethod
@@ -146,16 +144,16 @@ class QueueOptions(CollectorOptions):
         return value
 
 
-class DiscoveringQueueOptions(QueueOptions):
+class DiscoveringQueueOptions(QueueOptions, frozen=True):
     """Queue options for brokers whose queues are found with ``SCAN`` when none are configured."""
 
-    discovery_interval_seconds: float = Field(
-        default=60.0, ge=0, le=86_400, description="how long a discovered queue list is reused"
-    )
-    scan_count: int = Field(default=1000, ge=10, le=100_000, description="COUNT hint of each SCAN call")
-    max_scan_calls: int = Field(
-        default=100, ge=1, le=100_000, description="SCAN calls per probe; discovery resumes next probe"
-    )
+    discovery_interval_seconds: Annotated[
+        float, Meta(ge=0, le=86_400, description="how long a discovered queue list is reused")
+    ] = 60.0
+    scan_count: Annotated[int, Meta(ge=10, le=100_000, description="COUNT hint of each SCAN call")] = 1000
+    max_scan_calls: Annotated[
+        int, Meta(ge=1, le=100_000, description="SCAN calls per probe; discovery resumes next probe")
+    ] = 100
 
     def key_scan(self, pattern: str) -> KeyScan:
         """A discovery for ``pattern`` bounded by these options."""
@@ -481,21 +479,21 @@ return table.concat(rows, "\\n")
 """
 
 
-class BullMQOptions(DiscoveringQueueOptions):
+class BullMQOptions(DiscoveringQueueOptions, frozen=True):
     """Where BullMQ keeps its queues, and how much work one probe may do."""
 
-    prefix: str = Field(default="bull", min_length=1, description="BullMQ's key prefix (the prefix option)")
-    overdue_grace_seconds: float = Field(
-        default=5.0, ge=0, le=86_400, description="a delayed job due longer ago than this is overdue"
-    )
-    batch_size: int = Field(default=1000, ge=1, le=10_000, description="queues per pipelined round trip")
-    queues_per_script: int = Field(
-        default=100, ge=1, le=1000, description="queues per script call (bounds how long Redis is busy)"
-    )
-    max_active_scan: int = Field(
-        default=200, ge=0, le=100_000, description="active jobs per queue checked for a lost lock"
-    )
-    count_workers: bool = Field(default=True, description="count worker connections with CLIENT LIST")
+    prefix: Annotated[str, Meta(min_length=1, description="BullMQ's key prefix (the prefix option)")] = "bull"
+    overdue_grace_seconds: Annotated[
+        float, Meta(ge=0, le=86_400, description="a delayed job due longer ago than this is overdue")
+    ] = 5.0
+    batch_size: Annotated[int, Meta(ge=1, le=10_000, description="queues per pipelined round trip")] = 1000
+    queues_per_script: Annotated[
+        int, Meta(ge=1, le=1000, description="queues per script call (bounds how long Redis is busy)")
+    ] = 100
+    max_active_scan: Annotated[
+        int, Meta(ge=0, le=100_000, description="active jobs per queue checked for a lost lock")
+    ] = 200
+    count_workers: Annotated[bool, Meta(description="count worker connections with CLIENT LIST")] = True
 
     @field_validator("prefix")
     @classmethod

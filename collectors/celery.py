@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
-
-from pydantic import Field, field_validator
+from typing import Annotated, Any, ClassVar
 
 from collectors.base import CheckTarget, CollectorOptions, Measurement, MetricSpec, Observation, Sample
 from collectors.bullmq import (
@@ -37,6 +35,7 @@ from collectors.bullmq import (
     cap_queues,
     queue_observation,
 )
+from sidecar.settings_model import Meta, field, field_validator
 
 SEP = "\x06\x16"  # kombu.transport.redis.Channel.sep
 PRIORITY_STEPS = (0, 3, 6, 9)  # kombu.transport.redis.PRIORITY_STEPS
@@ -62,16 +61,16 @@ CELERY_OLDEST_UNACKED_AGE = MetricSpec(
 METRICS: tuple[MetricSpec, ...] = (CELERY_PRIORITY_JOBS, CELERY_UNACKED, CELERY_OLDEST_UNACKED_AGE)
 
 
-class CeleryOptions(DiscoveringQueueOptions):
+class CeleryOptions(DiscoveringQueueOptions, frozen=True):
     """How kombu's Redis transport is configured (``broker_transport_options``)."""
 
-    key_prefix: str = Field(default="", description="the transport's global_keyprefix")
-    priority_steps: list[int] = Field(
-        default_factory=lambda: list(PRIORITY_STEPS), description="the transport's priority_steps"
+    key_prefix: Annotated[str, Meta(description="the transport's global_keyprefix")] = ""
+    priority_steps: Annotated[list[int], Meta(description="the transport's priority_steps")] = field(
+        default_factory=lambda: list(PRIORITY_STEPS)
     )
-    visibility_timeout_seconds: float = Field(
-        default=3600.0, gt=0, le=31_536_000, description="the transport's visibility_timeout"
-    )
+    visibility_timeout_seconds: Annotated[
+        float, Meta(le=31_536_000, gt=0, description="the transport's visibility_timeout")
+    ] = 3600.0
 
     @field_validator("priority_steps")
     @classmethod

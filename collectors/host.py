@@ -24,10 +24,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import psutil
-from pydantic import Field, field_validator
 
 from collectors.base import (
     CheckTarget,
@@ -40,6 +39,7 @@ from collectors.base import (
     Reason,
     Sample,
 )
+from sidecar.settings_model import Meta, field_validator
 
 # --- metric families ----------------------------------------------------------------------------
 
@@ -113,12 +113,12 @@ MAX_PATHS = 16  # each path is a label value: keep the set small and fixed by co
 # --- options ------------------------------------------------------------------------------------
 
 
-class HostOptions(CollectorOptions):
+class HostOptions(CollectorOptions, frozen=True):
     """Options of a ``host`` check."""
 
-    paths: tuple[str, ...] = Field(default=("/",), description="filesystems to watch, by any path on them")
-    cgroup_root: str = Field(default="/sys/fs/cgroup", description="where cgroup v2 is mounted")
-    proc_root: str = Field(default="/proc", description="where procfs is mounted")
+    paths: Annotated[tuple[str, ...], Meta(description="filesystems to watch, by any path on them")] = ("/",)
+    cgroup_root: Annotated[str, Meta(description="where cgroup v2 is mounted")] = "/sys/fs/cgroup"
+    proc_root: Annotated[str, Meta(description="where procfs is mounted")] = "/proc"
 
     @field_validator("paths")
     @classmethod

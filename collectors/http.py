@@ -27,14 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 if TYPE_CHECKING:
     from cryptography import x509
 
 import aiohttp
 from aiohttp.connector import Connection
-from pydantic import Field, field_validator, model_validator
 from yarl import URL
 
 from collectors.base import (
@@ -49,6 +48,7 @@ from collectors.base import (
     Sample,
     Status,
 )
+from sidecar.settings_model import Meta, field_validator, model_validator
 
 # --- metric families (blackbox_exporter names) ---------------------------------------------------
 
@@ -118,22 +118,22 @@ def parse_status_spec(item: int | str) -> tuple[int, int]:
     return lo, hi
 
 
-class HTTPOptions(CollectorOptions):
+class HTTPOptions(CollectorOptions, frozen=True):
     """Options of an ``http`` check."""
 
     method: str = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = {}
     expect_status: tuple[int | str, ...] = ("2xx",)
-    expect_body: str | None = Field(
-        default=None, description="substring or regular expression the body must contain"
-    )
-    json_field: str | None = Field(default=None, description="dotted path of a JSON field, e.g. status")
-    json_status_map: dict[str, Status] = Field(default_factory=dict)
+    expect_body: Annotated[
+        str | None, Meta(description="substring or regular expression the body must contain")
+    ] = None
+    json_field: Annotated[str | None, Meta(description="dotted path of a JSON field, e.g. status")] = None
+    json_status_map: dict[str, Status] = {}
     tls_verify: bool = True
-    ca_file: str | None = Field(default=None, description="PEM bundle of CAs trusted for this check")
-    tls_warn_days: float = Field(default=14.0, ge=0)
+    ca_file: Annotated[str | None, Meta(description="PEM bundle of CAs trusted for this check")] = None
+    tls_warn_days: Annotated[float, Meta(ge=0)] = 14.0
     follow_redirects: bool = True
-    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=0, le=16 * MAX_BODY_BYTES)
+    max_body_bytes: Annotated[int, Meta(ge=0, le=16 * MAX_BODY_BYTES)] = MAX_BODY_BYTES
 
     @field_validator("method")
     @classmethod

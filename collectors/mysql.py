@@ -106,7 +106,7 @@ SSL_CA_KEYS = ("ssl-ca", "ssl_ca", "sslca", "sslrootcert")
 SSL_MODES = ("disabled", "preferred", "required", "verify_ca", "verify_identity")
 
 
-class MySQLOptions(CollectorOptions):
+class MySQLOptions(CollectorOptions, frozen=True):
     """No options yet; the target URL says everything."""
 
 

@@ -131,7 +131,7 @@ UNIT_SECONDS = "s"
 UNIT_RATIO = "ratio"
 
 
-class PostgresOptions(CollectorOptions):
+class PostgresOptions(CollectorOptions, frozen=True):
     """``expect_primary``: True fails the check on a standby, False fails it on a primary."""
 
     expect_primary: bool | None = None

@@ -21,10 +21,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import psutil
-from pydantic import Field, model_validator
 
 from collectors.base import (
     CheckTarget,
@@ -37,6 +36,7 @@ from collectors.base import (
     Reason,
     Sample,
 )
+from sidecar.settings_model import Meta, model_validator
 
 RESIDENT_MEMORY = MetricSpec("sidecar_app_process_resident_memory_bytes", "Resident memory size in bytes.")
 VIRTUAL_MEMORY = MetricSpec("sidecar_app_process_virtual_memory_bytes", "Virtual memory size in bytes.")
@@ -63,13 +63,13 @@ METRICS: tuple[MetricSpec, ...] = (
 )
 
 
-class ProcessOptions(CollectorOptions):
+class ProcessOptions(CollectorOptions, frozen=True):
     """Options of a ``process`` check; neither option watches the sidecar itself."""
 
-    pid_file: str | None = Field(default=None, description="file holding the app's pid, e.g. /run/app.pid")
-    name: str | None = Field(
-        default=None, description="process name, or a substring of its command line (oldest match wins)"
-    )
+    pid_file: Annotated[str | None, Meta(description="file holding the app's pid, e.g. /run/app.pid")] = None
+    name: Annotated[
+        str | None, Meta(description="process name, or a substring of its command line (oldest match wins)")
+    ] = None
 
     @model_validator(mode="after")
     def _one_selector(self) -> ProcessOptions:

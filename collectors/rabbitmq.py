@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated, ClassVar
 from urllib.parse import unquote, urlsplit
 
 import aiormq
@@ -33,7 +33,6 @@ from aiormq.exceptions import (
     IncompatibleProtocolError,
     ProbableAuthenticationError,
 )
-from pydantic import Field
 
 from collectors.base import (
     CheckTarget,
@@ -44,6 +43,7 @@ from collectors.base import (
     Status,
 )
 from collectors.bullmq import QueueOptions, QueueStats, cap_queues, queue_observation
+from sidecar.settings_model import Meta
 
 SCHEMES = ("amqp", "amqps")
 EXAMPLE_TARGET = "amqp://user:password@rabbitmq.internal:5672/vhost"
@@ -60,10 +60,10 @@ ERROR_REASONS: tuple[tuple[tuple[type[BaseException], ...], Reason], ...] = (
 )
 
 
-class RabbitMQOptions(QueueOptions):
+class RabbitMQOptions(QueueOptions, frozen=True):
     """The queues to measure; AMQP cannot list them, so at least one is required."""
 
-    queues: list[str] = Field(min_length=1, description="queue names to measure (passive declare)")
+    queues: Annotated[list[str], Meta(min_length=1, description="queue names to measure (passive declare)")]
 
 
 class RabbitMQCollector(Collector[RabbitMQOptions]):

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
@@ -121,7 +121,7 @@ UNIT_SECONDS = "s"
 UNIT_RATIO = "ratio"
 
 
-class RedisOptions(CollectorOptions):
+class RedisOptions(CollectorOptions, frozen=True):
     """No options yet; the target URL says everything (``rediss://`` for TLS)."""
 
 
@@ -169,7 +169,7 @@ class RedisCollector(Collector[RedisOptions]):
         # INFO first: it pays for a (re)connect, so the timed PING is one round trip.
         info: dict[str, Any] = await client.info()
         started = time.perf_counter()
-        await client.ping()
+        await cast("Awaitable[bool]", client.ping())  # redis-py 7 types it as Awaitable | bool
         response_time = time.perf_counter() - started
         return observe(response_time, info)
 

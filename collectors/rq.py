@@ -25,14 +25,13 @@ per queue).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
-
-from pydantic import Field, field_validator
+from typing import Annotated, Any, ClassVar, cast
 
 from collectors.base import CollectorOptions, Observation
 from collectors.bullmq import QueueOptions, QueueStats, RedisQueueCollector, cap_queues, queue_observation
+from sidecar.settings_model import Meta, field_validator
 
 RQ_STATES = ("wait", "active", "failed", "completed", "deferred", "delayed", "canceled")
 # Per-queue KEYS of the script, in order.
@@ -87,16 +86,16 @@ return {
 """
 
 
-class RQOptions(QueueOptions):
+class RQOptions(QueueOptions, frozen=True):
     """Where RQ keeps its keys, and what counts as overdue."""
 
-    key_prefix: str = Field(default="rq", min_length=1, description="RQ_KEY_PREFIX of the app")
-    overdue_grace_seconds: float = Field(
-        default=5.0, ge=0, le=86_400, description="a scheduled job due longer ago than this is overdue"
-    )
-    max_workers_checked: int = Field(
-        default=1000, ge=1, le=100_000, description="most worker keys checked per queue"
-    )
+    key_prefix: Annotated[str, Meta(min_length=1, description="RQ_KEY_PREFIX of the app")] = "rq"
+    overdue_grace_seconds: Annotated[
+        float, Meta(ge=0, le=86_400, description="a scheduled job due longer ago than this is overdue")
+    ] = 5.0
+    max_workers_checked: Annotated[
+        int, Meta(ge=1, le=100_000, description="most worker keys checked per queue")
+    ] = 1000
 
     @field_validator("key_prefix")
     @classmethod
@@ -170,7 +169,7 @@ class RQCollector(RedisQueueCollector):
         if opts.queues:
             wanted: list[str] = list(opts.queues)
         else:
-            members = await self.client.smembers(f"{opts.key_prefix}:queues")
+            members = await cast("Awaitable[set[Any]]", self.client.smembers(f"{opts.key_prefix}:queues"))
             wanted = [n for key in members if (n := queue_from_key(opts.key_prefix, str(key)))]
         names, left_out = cap_queues(wanted, opts.max_queues)
         now = time.time()

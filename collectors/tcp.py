@@ -63,7 +63,7 @@ def parse_host_port(target: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-class TCPOptions(CollectorOptions):
+class TCPOptions(CollectorOptions, frozen=True):
     """The ``tcp`` check has no options; the target says everything."""
 
 

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def masked_config(settings: Settings) -> dict[str, Any]:
     """The resolved configuration with every secret replaced, safe to paste into a ticket."""
-    data = settings.model_dump(mode="json")
+    data = settings.model_dump()
     masked: dict[str, Any] = _mask(data)
     return masked
 

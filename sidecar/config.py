@@ -7,27 +7,18 @@ reported field by field, with the fix, before anything starts.
 
 from __future__ import annotations
 
-import difflib
+import json
 import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+import types
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from collectors import KNOWN_KINDS, CollectorUnavailable, load_collector
 from collectors.base import Collector, CollectorOptions
@@ -37,6 +28,19 @@ from sidecar.http_guard import ListenerLimits
 from sidecar.listener_security import MetricsAuth, is_loopback_host
 from sidecar.logsources.settings import LogSettings
 from sidecar.sentry.settings import SentrySettings, apply_environment
+from sidecar.settings_model import (
+    FrozenModel,
+    Meta,
+    Model,
+    SecretStr,
+    ValidationError,
+    did_you_mean,
+    field,
+    field_validator,
+    is_model_type,
+    location,
+    model_validator,
+)
 from sidecar.tls import ListenerTLS, TLSConfig
 from sidecar.tracing.settings import TracingConfigError, TracingSettings, plan_tracing
 
@@ -55,10 +59,9 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-class Threshold(BaseModel):
+class Threshold(FrozenModel, frozen=True):
     """``above`` (default for plain numbers) or ``below`` a limit: ``0.8``, ``">0.8"``, ``"<14"``."""
 
-    model_config = ConfigDict(frozen=True)
     limit: float
     below: bool = False
 
@@ -89,26 +92,21 @@ class Threshold(BaseModel):
         return f"{'<' if self.below else '>'}{self.limit:.15g}"  # re-parses to the same limit
 
 
-class CheckConfig(BaseModel):
+class CheckConfig(Model, dict=True):
     """One dependency check: what to probe, how often, and what its result means for readiness."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str
     kind: str
     target: str | None = None
     interval: Duration = 10.0
     timeout: Duration = 3.0
-    critical: bool | None = Field(default=None, description="default: the kind's own default")
-    warn: dict[str, Threshold] = Field(default_factory=dict)
-    fail: dict[str, Threshold] = Field(default_factory=dict)
-    rise: int = Field(default=2, ge=1, le=100, description="passes in a row before a failed check is ready")
-    fall: int = Field(default=1, ge=1, le=100, description="failures in a row before a check is not ready")
-    max_backoff: Duration | None = Field(default=None, description="longest wait between failing probes")
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    _collector_class: type[Collector] | None = PrivateAttr(default=None)  # type: ignore[type-arg]
-    _typed_options: CollectorOptions | None = PrivateAttr(default=None)
+    critical: Annotated[bool | None, Meta(description="default: the kind's own default")] = None
+    warn: dict[str, Threshold] = {}
+    fail: dict[str, Threshold] = {}
+    rise: Annotated[int, Meta(ge=1, le=100, description="passes in a row before a failed check is ready")] = 2
+    fall: Annotated[int, Meta(ge=1, le=100, description="failures in a row before a check is not ready")] = 1
+    max_backoff: Annotated[Duration | None, Meta(description="longest wait between failing probes")] = None
+    options: dict[str, Any] = {}
 
     @field_validator("name")
     @classmethod
@@ -123,7 +121,7 @@ class CheckConfig(BaseModel):
     @classmethod
     def _known_kind(cls, value: str) -> str:
         if value not in KNOWN_KINDS:
-            hint = _did_you_mean(value, KNOWN_KINDS)
+            hint = did_you_mean(value, KNOWN_KINDS)
             raise ValueError(f"unknown kind {value!r}{hint}; use one of: {', '.join(KNOWN_KINDS)}")
         return value
 
@@ -144,24 +142,23 @@ class CheckConfig(BaseModel):
             raise ValueError(f"a {self.kind} check needs a target")
         self.target = cls.validate_target(self.target)
         try:
-            self._typed_options = cls.options_model.model_validate(self.options)
+            typed_options = cls.options_model.model_validate(self.options)
         except ValidationError as exc:
-            details = "; ".join(
-                f"options.{'.'.join(str(p) for p in e['loc'])}: {_friendly(e)}" for e in exc.errors()
-            )
-            raise ValueError(details) from None
-        self._collector_class = cls
+            raise ValidationError([(("options", *loc), message) for loc, message in exc.problems]) from None
+        # resolved once here; kept beside the fields (not fields themselves: never configured or dumped)
+        self.__dict__["collector_class"] = cls
+        self.__dict__["typed_options"] = typed_options
         return self
 
     @property
     def collector_class(self) -> type[Collector]:  # type: ignore[type-arg]
-        assert self._collector_class is not None
-        return self._collector_class
+        cls: type[Collector] = self.__dict__["collector_class"]  # type: ignore[type-arg]
+        return cls
 
     @property
     def typed_options(self) -> CollectorOptions:
-        assert self._typed_options is not None
-        return self._typed_options
+        options: CollectorOptions = self.__dict__["typed_options"]
+        return options
 
     @property
     def is_critical(self) -> bool:
@@ -172,13 +169,11 @@ class CheckConfig(BaseModel):
         return self.max_backoff if self.max_backoff is not None else max(self.interval, 4 * self.interval)
 
 
-class RouteSettings(BaseModel):
+class RouteSettings(Model):
     """How request paths become ``http_route`` labels (shared by the gateway and log-derived metrics)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    templates: list[str] = Field(default_factory=list, description="route templates such as /users/{id}")
-    max_routes: int = Field(default=200, ge=1, le=10_000, description="distinct routes before overflow")
+    templates: Annotated[list[str], Meta(description="route templates such as /users/{id}")] = []
+    max_routes: Annotated[int, Meta(ge=1, le=10_000, description="distinct routes before overflow")] = 200
 
     @field_validator("templates")
     @classmethod
@@ -189,35 +184,40 @@ class RouteSettings(BaseModel):
         return value
 
 
-class Settings(BaseSettings):
-    """Everything the sidecar reads at start-up."""
+class Settings(Model, dict=True):
+    """Everything the sidecar reads at start-up; ``SIDECAR_*`` environment variables win over the values
+    given (see ``environment_overlay``)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="SIDECAR_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
-    )
-
-    listen: str = Field(default="0.0.0.0:9797", description="health and metrics listener")
-    admin_listen: str = Field(default="127.0.0.1:9798", description="admin listener (drain, debug)")
+    listen: Annotated[str, Meta(description="health and metrics listener")] = "0.0.0.0:9797"
+    admin_listen: Annotated[str, Meta(description="admin listener (drain, debug)")] = "127.0.0.1:9798"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    service_name: str = Field(default="app", description="the service the sidecar stands next to")
-    shutdown_timeout: Duration = Field(default=15.0, description="longest clean shutdown")
-    default_checks: bool = Field(default=True, description="add host and own-process checks")
-    admin_token: SecretStr | None = Field(
-        default=None, description="bearer token the admin listener requires"
+    service_name: Annotated[str, Meta(description="the service the sidecar stands next to")] = "app"
+    shutdown_timeout: Annotated[Duration, Meta(description="longest clean shutdown")] = 15.0
+    default_checks: Annotated[bool, Meta(description="add host and own-process checks")] = True
+    admin_token: Annotated[SecretStr | None, Meta(description="bearer token the admin listener requires")] = (
+        None
     )
-    checks: list[CheckConfig] = Field(default_factory=list)
-    routes: RouteSettings = Field(default_factory=RouteSettings)
-    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
-    metrics_auth: MetricsAuth | None = Field(
-        default=None, description="credentials /metrics and /health require (basic or bearer_token)"
-    )
-    tls: TLSConfig | None = Field(default=None, description="TLS for every listener without its own")
-    listen_tls: ListenerTLS = Field(default=None, description="TLS of the health listener; false: none")
-    admin_tls: ListenerTLS = Field(default=None, description="TLS of the admin listener; false: none")
-    limits: ListenerLimits = Field(default_factory=ListenerLimits)
-    sentry: SentrySettings = Field(default_factory=SentrySettings)
-    logs: LogSettings = Field(default_factory=LogSettings)
-    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    checks: list[CheckConfig] = []
+    routes: RouteSettings = field(default_factory=RouteSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    metrics_auth: Annotated[
+        MetricsAuth | None,
+        Meta(description="credentials /metrics and /health require (basic or bearer_token)"),
+    ] = None
+    tls: Annotated[TLSConfig | None, Meta(description="TLS for every listener without its own")] = None
+    listen_tls: Annotated[ListenerTLS, Meta(description="TLS of the health listener; false: none")] = None
+    admin_tls: Annotated[ListenerTLS, Meta(description="TLS of the admin listener; false: none")] = None
+    limits: ListenerLimits = field(default_factory=ListenerLimits)
+    sentry: SentrySettings = field(default_factory=SentrySettings)
+    logs: LogSettings = field(default_factory=LogSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_wins(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        return deep_merge(data, environment_overlay(cls, os.environ))
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -277,18 +277,6 @@ class Settings(BaseSettings):
             seen.add(check.name)
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The YAML file arrives as init values; the environment must win over it.
-        return (env_settings, init_settings)
-
 
 def parse_listen(value: str) -> tuple[str, int]:
     """``host:port`` (``[::1]:9797`` for IPv6) -> (host, port)."""
@@ -299,30 +287,110 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+ENV_PREFIX = "sidecar_"
+ENV_NESTING = "__"
 
 
-def _friendly(error: Mapping[str, Any]) -> str:
-    if error["type"] == "extra_forbidden":
-        key = str(error["loc"][-1]) if error["loc"] else ""
-        known = [*Settings.model_fields, *CheckConfig.model_fields]
-        return f"unknown setting{_did_you_mean(key, known)}: remove it or fix its spelling"
-    if error["type"] == "missing":
-        return "required: add it"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+def environment_overlay(model: type[Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """``SIDECAR_<KEY>`` and ``SIDECAR_<SECTION>__<KEY>`` (any depth, any case) as nested settings.
 
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
+    Values of lists, mappings and sections are JSON (``SIDECAR_CHECKS='[{"name": ...}]'``); a JSON
+    section and ``__`` keys inside it merge, the keys winning. Plain values stay text and are converted
+    by the model, so ``SIDECAR_DEFAULT_CHECKS=false`` and ``SIDECAR_ROUTES__MAX_ROUTES=50`` work.
+    Variables naming no setting are left alone, except under a section (``SIDECAR_GATEWAY__UPSTREEM``),
+    where the model reports the unknown key.
+    """
+    fields = model_field_types(model)
+    whole: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for name, raw in sorted(environ.items()):
+        lower = name.lower()
+        if not lower.startswith(ENV_PREFIX):
+            continue
+        top, *keys = lower[len(ENV_PREFIX) :].split(ENV_NESTING)
+        if top not in fields or (keys and not is_section(fields[top])):
+            continue
+        tp: Any = fields[top]
+        target = nested.setdefault(top, {}) if keys else whole
+        for key in keys[:-1]:
+            tp = section_field_types(tp).get(key)
+            child = target.setdefault(key, {})
+            if not isinstance(child, dict):
+                break
+            target = child
         else:
-            text += f".{part}" if text else part
-    return text or "(top level)"
+            last = keys[-1] if keys else top
+            if keys:
+                tp = section_field_types(tp).get(last)
+            try:
+                target[last] = env_value(tp, raw)
+            except ValueError as exc:
+                problems.append(((name,), str(exc)))
+    if problems:
+        raise ValidationError(problems)
+    for top, values in nested.items():
+        whole[top] = deep_merge(whole[top], values) if isinstance(whole.get(top), dict) else values
+    return whole
+
+
+def model_field_types(model: type[Any]) -> dict[str, Any]:
+    """Field name -> type (``Annotated`` extras stripped) of a settings model."""
+    hints = typing.get_type_hints(model)
+    return {name: hints[name] for name in model.__struct_fields__}
+
+
+def _models_in(tp: Any) -> list[type[Any]]:
+    if isinstance(tp, type):
+        return [tp] if is_model_type(tp) else []
+    return [m for arg in typing.get_args(tp) for m in _models_in(arg)]
+
+
+def is_section(tp: Any) -> bool:
+    """A field whose value is a mapping of settings (a model, or a model or null)."""
+    return bool(_models_in(tp))
+
+
+def section_field_types(tp: Any) -> dict[str, Any]:
+    models = _models_in(tp)
+    return model_field_types(models[0]) if models else {}
+
+
+def _is_complex(tp: Any) -> bool:
+    if isinstance(tp, type):
+        return is_model_type(tp) or issubclass(tp, list | tuple | dict)
+    if typing.get_origin(tp) in (list, tuple, dict):
+        return True
+    return any(_is_complex(arg) for arg in typing.get_args(tp))
+
+
+def env_value(tp: Any, raw: str) -> Any:
+    """A variable's text, JSON-decoded where the setting is a list, mapping or section.
+
+    Where the setting may also be plain (``rate_limit_redis``: a URL or a section), text that is not
+    JSON is kept as text.
+    """
+    if tp is None or not _is_complex(tp):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            return raw
+        raise ValueError(
+            'this setting is a list or a section: give it as JSON, e.g. ["a", "b"] or {"key": 1}'
+        ) from None
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; mappings present in both merge key by key, anything else is replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -355,7 +423,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError([(_location(e["loc"]), _friendly(e)) for e in exc.errors()]) from None
+        raise ConfigError([(location(loc), message) for loc, message in exc.problems]) from None
     _add_conventional_checks(settings, env)
     apply_environment(settings, env)  # SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE as fallbacks
     try:
@@ -395,7 +463,7 @@ def _add_conventional_checks(settings: Settings, env: Mapping[str, str]) -> None
         try:
             settings.checks.append(CheckConfig(**spec))
         except ValidationError as exc:
-            message = "; ".join(_friendly(e) for e in exc.errors())
+            message = "; ".join(message for _loc, message in exc.problems)
             if defaulted or ("needs" in message and "pip install" in message):
                 log.warning("skipping default check %s: %s", spec["name"], message)
                 continue

@@ -25,14 +25,14 @@ import logging
 import re
 import ssl
 from collections.abc import Callable
-from typing import Literal, cast
+from typing import Annotated, Literal, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from pydantic import BaseModel, ConfigDict, Field
 from yarl import URL
 
 from sidecar.durations import Duration
+from sidecar.settings_model import FrozenModel, Meta
 
 RejectReason = Literal[
     "header_timeout", "header_too_large", "too_many_headers", "malformed", "body_too_large"
@@ -47,29 +47,28 @@ _AIOHTTP_MAX_LINE = 8190  # aiohttp's own parser limit for one line; ours must b
 _AIOHTTP_MAX_HEADERS = 128
 
 
-class ListenerLimits(BaseModel):
+class ListenerLimits(FrozenModel, frozen=True):
     """Limits on what a client may send to any listener; the defaults suit probes, scrapes and APIs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    header_timeout: Duration = Field(
-        default=10.0, gt=0, le=300, description="longest time from a request's first byte to its last header"
-    )
-    idle_timeout: Duration = Field(
-        default=75.0, gt=0, le=3600, description="how long an idle keep-alive connection stays open"
-    )
-    max_header_bytes: int = Field(
-        default=32 * 1024, ge=1024, le=1024 * 1024, description="request line plus all headers, in bytes"
-    )
-    max_header_line: int = Field(
-        default=_AIOHTTP_MAX_LINE, ge=256, le=_AIOHTTP_MAX_LINE, description="longest single line, in bytes"
-    )
-    max_headers: int = Field(
-        default=100, ge=1, le=_AIOHTTP_MAX_HEADERS - 1, description="most header fields in one request"
-    )
-    max_body_bytes: int = Field(
-        default=1024 * 1024, ge=1, description="largest declared body on the admin listener (or logs.http's)"
-    )
+    header_timeout: Annotated[
+        Duration,
+        Meta(le=300, gt=0, description="longest time from a request's first byte to its last header"),
+    ] = 10.0
+    idle_timeout: Annotated[
+        Duration, Meta(le=3600, gt=0, description="how long an idle keep-alive connection stays open")
+    ] = 75.0
+    max_header_bytes: Annotated[
+        int, Meta(ge=1024, le=1024 * 1024, description="request line plus all headers, in bytes")
+    ] = 32 * 1024
+    max_header_line: Annotated[
+        int, Meta(ge=256, le=_AIOHTTP_MAX_LINE, description="longest single line, in bytes")
+    ] = _AIOHTTP_MAX_LINE
+    max_headers: Annotated[
+        int, Meta(ge=1, le=_AIOHTTP_MAX_HEADERS - 1, description="most header fields in one request")
+    ] = 100
+    max_body_bytes: Annotated[
+        int, Meta(ge=1, description="largest declared body on the admin listener (or logs.http's)")
+    ] = 1024 * 1024
 
 
 def _response(status: int, reason: str, text: str) -> bytes:

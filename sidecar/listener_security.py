@@ -13,21 +13,21 @@ import base64
 import binascii
 import hmac
 import ipaddress
+from typing import Annotated
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from sidecar.settings_model import FrozenModel, Meta, SecretStr, model_validator
 
 OPEN_PATHS = frozenset({"/livez", "/readyz"})
 """Paths that never ask for credentials (plus everything under ``/readyz/``): probes carry none."""
 
 
-class BasicAuth(BaseModel):
+class BasicAuth(FrozenModel, frozen=True):
     """HTTP basic credentials, as Prometheus' ``basic_auth`` sends them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    username: str = Field(min_length=1)
+    username: Annotated[str, Meta(min_length=1)]
     password: SecretStr
 
     @model_validator(mode="after")
@@ -39,16 +39,14 @@ class BasicAuth(BaseModel):
         return self
 
 
-class MetricsAuth(BaseModel):
+class MetricsAuth(FrozenModel, frozen=True):
     """Credentials ``/metrics`` and ``/health`` require: exactly one of ``basic`` or ``bearer_token``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     basic: BasicAuth | None = None
     bearer_token: SecretStr | None = None
-    protect_health: bool = Field(
-        default=True, description="also require the credentials on /health (it shows observed values)"
-    )
+    protect_health: Annotated[
+        bool, Meta(description="also require the credentials on /health (it shows observed values)")
+    ] = True
 
     @model_validator(mode="after")
     def _exactly_one(self) -> MetricsAuth:

@@ -446,7 +446,7 @@ class LogParser:
                 self._levels[name] = level
                 self._levels[name.lower()] = level
             self._override_unit = _UNIT_SECONDS[overrides.duration_unit]
-            for name in FieldOverrides.model_fields:
+            for name in FieldOverrides.__struct_fields__:
                 specs = getattr(overrides, name)
                 if name in {"levels", "duration_unit"} or not specs:
                     continue

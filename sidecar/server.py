@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -19,7 +20,6 @@ from sidecar.admin_api import create_admin_app
 from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY, SCHEDULER, SETTINGS, STORE
 from sidecar.config import ConfigError, Settings, load_settings
 from sidecar.correlation import CorrelationIndex
-from sidecar.gateway.service import Gateway
 from sidecar.health import HealthModel
 from sidecar.health_api import add_routes
 from sidecar.http_metrics import HttpMetrics
@@ -34,6 +34,9 @@ from sidecar.sentry.lifecycle import install_sentry
 from sidecar.sentry.relay import add_relay_routes
 from sidecar.tls import listener_ssl_context
 from sidecar.tracing.wiring import install_tracing
+
+if TYPE_CHECKING:
+    from sidecar.gateway.service import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,11 @@ class Server:
         self._runners: list[web.AppRunner] = []
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()  # a second SIGTERM/SIGINT cuts the drain short
-        self.gateway = Gateway.for_app(settings.gateway, self.app) if settings.gateway.enabled else None
+        self.gateway: Gateway | None = None
+        if settings.gateway.enabled:  # the proxy's modules are loaded only when it is configured
+            from sidecar.gateway.service import Gateway  # noqa: PLC0415
+
+            self.gateway = Gateway.for_app(settings.gateway, self.app)
 
     async def start(self) -> None:
         s = self.settings

@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sidecar.settings_model import FrozenModel, Meta, model_validator
 
 _MIN_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
-class TLSConfig(BaseModel):
+class TLSConfig(FrozenModel, frozen=True):
     """Certificate and key (PEM) a listener serves; TLS 1.2 or newer only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cert_file: Path = Field(description="PEM certificate chain, leaf first")
-    key_file: Path = Field(description="PEM private key of the leaf certificate (unencrypted)")
-    min_version: Literal["TLSv1.2", "TLSv1.3"] = Field(
-        default="TLSv1.2", description="oldest protocol version accepted"
-    )
+    cert_file: Annotated[Path, Meta(description="PEM certificate chain, leaf first")]
+    key_file: Annotated[Path, Meta(description="PEM private key of the leaf certificate (unencrypted)")]
+    min_version: Annotated[
+        Literal["TLSv1.2", "TLSv1.3"], Meta(description="oldest protocol version accepted")
+    ] = "TLSv1.2"
 
     @model_validator(mode="after")
     def _loadable(self) -> TLSConfig:

@@ -1,6 +1,6 @@
 """What every gateway connection shares: settings as plain attributes, the pool, metrics and the access log.
 
-The protocols read settings from here on every request, so they are copied out of the pydantic
+The protocols read settings from here on every request, so they are copied out of the settings
 model into attributes once. Recording a finished request (RED metrics, access record, correlation
 index) happens here, in one place, whatever way the request ended.
 """

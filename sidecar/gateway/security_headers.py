@@ -17,13 +17,12 @@ block of bytes per combination of headers the app already set.
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated, Any
 
 from sidecar.gateway.hop_by_hop import is_hop_by_hop
 from sidecar.gateway.query_mask import path_of
 from sidecar.routes import RouteTemplate
+from sidecar.settings_model import Meta, Model, field, field_validator, model_validator
 
 # Helmet 8 defaults (helmetjs.github.io), in Helmet's order; Content-Security-Policy only when configured.
 HELMET_DEFAULTS: tuple[tuple[str, str], ...] = (
@@ -67,15 +66,13 @@ def _check_headers(value: dict[str, Any]) -> dict[str, str | None]:
     return out
 
 
-class SecurityHeaderRoute(BaseModel):
+class SecurityHeaderRoute(Model):
     """Changes for some routes: ``enabled: false`` for none at all, or values to change, drop or add."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    routes: list[str] = Field(default_factory=list, description="route templates such as /embed/{id}")
-    path_prefixes: list[str] = Field(default_factory=list, description="raw path prefixes such as /static/")
+    routes: Annotated[list[str], Meta(description="route templates such as /embed/{id}")] = []
+    path_prefixes: Annotated[list[str], Meta(description="raw path prefixes such as /static/")] = []
     enabled: bool = True
-    headers: dict[str, Any] = Field(default_factory=dict, description="name: value, or name: null to drop")
+    headers: Annotated[dict[str, Any], Meta(description="name: value, or name: null to drop")] = {}
 
     @field_validator("routes")
     @classmethod
@@ -104,21 +101,21 @@ class SecurityHeaderRoute(BaseModel):
         return self
 
 
-class SecurityHeaderSettings(BaseModel):
+class SecurityHeaderSettings(Model):
     """``gateway.security_headers``: Helmet's default set, a CSP, removals and per-route changes."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(default=False, description="add the headers (off by default: opt in)")
-    content_security_policy: str | None = Field(default=None, description="a CSP, e.g. default-src 'self'")
-    content_security_policy_report_only: bool = Field(
-        default=False, description="send the CSP as Content-Security-Policy-Report-Only"
+    enabled: Annotated[bool, Meta(description="add the headers (off by default: opt in)")] = False
+    content_security_policy: Annotated[str | None, Meta(description="a CSP, e.g. default-src 'self'")] = None
+    content_security_policy_report_only: Annotated[
+        bool, Meta(description="send the CSP as Content-Security-Policy-Report-Only")
+    ] = False
+    headers: Annotated[
+        dict[str, Any], Meta(description="change (value), drop (null) or add headers of the default set")
+    ] = {}
+    remove: Annotated[list[str], Meta(description="taken out of responses")] = field(
+        default_factory=lambda: ["X-Powered-By"]
     )
-    headers: dict[str, Any] = Field(
-        default_factory=dict, description="change (value), drop (null) or add headers of the default set"
-    )
-    remove: list[str] = Field(default_factory=lambda: ["X-Powered-By"], description="taken out of responses")
-    routes: list[SecurityHeaderRoute] = Field(default_factory=list)
+    routes: list[SecurityHeaderRoute] = []
 
     @field_validator("headers")
     @classmethod

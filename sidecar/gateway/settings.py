@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
 
 from sidecar.durations import Duration
 from sidecar.gateway.ratelimit.settings import RateLimitRedis, RateLimitRule, check_rules
 from sidecar.gateway.security_headers import SecurityHeaderSettings
+from sidecar.settings_model import IPvAnyNetwork, Meta, Model, field, field_validator, model_validator
 
 ENV_ALIASES = {"SIDECAR_UPSTREAM": "upstream", "SIDECAR_GATEWAY_LISTEN": "listen"}
 
@@ -74,52 +73,48 @@ def parse_upstream(value: str) -> UpstreamAddress:
     return UpstreamAddress(host, port, None, parts.netloc.encode("ascii"))
 
 
-class AccessLogSettings(BaseModel):
+class AccessLogSettings(Model):
     """One JSON line per request, to stdout (``-``) or a file."""
 
-    model_config = ConfigDict(extra="forbid")
-
     enabled: bool = True
-    path: str = Field(default="-", description="'-' for stdout, else a file appended to")
-    sample_success: float = Field(
-        default=1.0, ge=0.0, le=1.0, description="share of responses below 400 that are logged"
-    )
+    path: Annotated[str, Meta(description="'-' for stdout, else a file appended to")] = "-"
+    sample_success: Annotated[
+        float, Meta(ge=0.0, le=1.0, description="share of responses below 400 that are logged")
+    ] = 1.0
 
 
-class GatewaySettings(BaseModel):
+class GatewaySettings(Model):
     """The reverse proxy in front of the app: where it listens, where the app is, limits and drain."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    upstream: str | None = Field(default=None, description="the app: http://127.0.0.1:3000 or unix:/path")
-    listen: str = Field(default="0.0.0.0:8080", description="where clients connect")
-    trusted_proxies: list[IPvAnyNetwork] = Field(
-        default_factory=list, description="CIDRs whose X-Forwarded-* headers are believed"
-    )
-    preserve_host: bool = Field(default=True, description="pass the client's Host to the app")
-    websockets: bool = Field(default=True, description="proxy Upgrade: websocket requests")
-    connect_timeout: Duration = Field(default=5.0, description="longest wait to connect to the app")
-    read_timeout: Duration = Field(default=60.0, description="longest silence from the app mid-request")
-    idle_timeout: Duration = Field(default=75.0, description="keep-alive: close a silent client after this")
-    header_timeout: Duration = Field(default=10.0, description="a client must send its headers within this")
-    body_timeout: Duration = Field(default=60.0, description="longest silence from a client sending a body")
-    upstream_idle_timeout: Duration = Field(
-        default=4.0, description="close pooled app connections idle this long (below the app's own)"
-    )
-    max_idle_upstream: int = Field(default=128, ge=0, le=100_000, description="pooled app connections")
-    max_header_bytes: int = Field(default=16384, ge=1024, le=1024 * 1024, description="request head size")
-    max_concurrent_requests: int = Field(
-        default=4096, ge=1, le=1_000_000, description="in flight before 503 + Retry-After"
-    )
-    drain_period: Duration = Field(
-        default=10.0, description="keep serving after SIGTERM so load balancers see /readyz fail"
-    )
-    grace_period: Duration = Field(default=15.0, description="then wait this long for in-flight requests")
-    new_trace_sampled: bool = Field(default=True, description="sampled flag on traces the gateway starts")
-    access_log: AccessLogSettings = Field(default_factory=AccessLogSettings)
-    rate_limits: list[RateLimitRule] = Field(default_factory=list, description="docs/edge-protections.md")
-    rate_limit_redis: RateLimitRedis | None = Field(default=None, description="shared rate-limit state")
-    security_headers: SecurityHeaderSettings = Field(default_factory=SecurityHeaderSettings)
+    upstream: Annotated[str | None, Meta(description="the app: http://127.0.0.1:3000 or unix:/path")] = None
+    listen: Annotated[str, Meta(description="where clients connect")] = "0.0.0.0:8080"
+    trusted_proxies: Annotated[
+        list[IPvAnyNetwork], Meta(description="CIDRs whose X-Forwarded-* headers are believed")
+    ] = []
+    preserve_host: Annotated[bool, Meta(description="pass the client's Host to the app")] = True
+    websockets: Annotated[bool, Meta(description="proxy Upgrade: websocket requests")] = True
+    connect_timeout: Annotated[Duration, Meta(description="longest wait to connect to the app")] = 5.0
+    read_timeout: Annotated[Duration, Meta(description="longest silence from the app mid-request")] = 60.0
+    idle_timeout: Annotated[Duration, Meta(description="keep-alive: close a silent client after this")] = 75.0
+    header_timeout: Annotated[Duration, Meta(description="a client must send its headers within this")] = 10.0
+    body_timeout: Annotated[Duration, Meta(description="longest silence from a client sending a body")] = 60.0
+    upstream_idle_timeout: Annotated[
+        Duration, Meta(description="close pooled app connections idle this long (below the app's own)")
+    ] = 4.0
+    max_idle_upstream: Annotated[int, Meta(ge=0, le=100_000, description="pooled app connections")] = 128
+    max_header_bytes: Annotated[int, Meta(ge=1024, le=1024 * 1024, description="request head size")] = 16384
+    max_concurrent_requests: Annotated[
+        int, Meta(ge=1, le=1_000_000, description="in flight before 503 + Retry-After")
+    ] = 4096
+    drain_period: Annotated[
+        Duration, Meta(description="keep serving after SIGTERM so load balancers see /readyz fail")
+    ] = 10.0
+    grace_period: Annotated[Duration, Meta(description="then wait this long for in-flight requests")] = 15.0
+    new_trace_sampled: Annotated[bool, Meta(description="sampled flag on traces the gateway starts")] = True
+    access_log: AccessLogSettings = field(default_factory=AccessLogSettings)
+    rate_limits: Annotated[list[RateLimitRule], Meta(description="docs/edge-protections.md")] = []
+    rate_limit_redis: Annotated[RateLimitRedis | None, Meta(description="shared rate-limit state")] = None
+    security_headers: SecurityHeaderSettings = field(default_factory=SecurityHeaderSettings)
 
     @field_validator("upstream")
     @classmethod

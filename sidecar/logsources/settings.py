@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated, Literal
 
 from sidecar.durations import Duration
+from sidecar.settings_model import Meta, Model, field, field_validator, model_validator
 
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 NORMAL_LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
@@ -28,17 +27,15 @@ def _valid_source(value: str) -> str:
     return value
 
 
-class FileSourceSettings(BaseModel):
+class FileSourceSettings(Model):
     """One glob of files to follow; every file it matches is read as the same ``source``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(description="file path or glob, e.g. /var/log/app/*.log")
-    start: Literal["beginning", "end"] = Field(
-        default="end",
-        description="where to start in files found at the first start (later files: beginning)",
-    )
-    source: str = Field(default="file", description="the `source` label of the lines read")
+    path: Annotated[str, Meta(description="file path or glob, e.g. /var/log/app/*.log")]
+    start: Annotated[
+        Literal["beginning", "end"],
+        Meta(description="where to start in files found at the first start (later files: beginning)"),
+    ] = "end"
+    source: Annotated[str, Meta(description="the `source` label of the lines read")] = "file"
 
     @field_validator("path")
     @classmethod
@@ -53,48 +50,45 @@ class FileSourceSettings(BaseModel):
         return _valid_source(value)
 
 
-class HttpIngestSettings(BaseModel):
+class HttpIngestSettings(Model):
     """``POST /ingest/logs`` on the admin listener (NDJSON, optionally gzip-compressed)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     enabled: bool = True
-    max_body_bytes: int = Field(default=1 * MIB, ge=KIB, le=256 * MIB, description="413 above this")
-    max_decompressed_bytes: int = Field(
-        default=16 * MIB, ge=KIB, le=1024 * MIB, description="413 when a compressed body inflates past this"
-    )
-    max_concurrent: int = Field(default=4, ge=1, le=256, description="ingest requests at once; 503 beyond")
+    max_body_bytes: Annotated[int, Meta(ge=KIB, le=256 * MIB, description="413 above this")] = 1 * MIB
+    max_decompressed_bytes: Annotated[
+        int, Meta(ge=KIB, le=1024 * MIB, description="413 when a compressed body inflates past this")
+    ] = 16 * MIB
+    max_concurrent: Annotated[int, Meta(ge=1, le=256, description="ingest requests at once; 503 beyond")] = 4
 
 
-class FieldOverrides(BaseModel):
+class FieldOverrides(Model):
     """Where to find each normalised field when the app's names are not the usual ones.
 
     Each entry is a list of paths tried in order before the built-in names; a path is a top-level key
     or dotted (``ctx.requestId``).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    level: list[str] = Field(default_factory=list)
-    message: list[str] = Field(default_factory=list)
-    time: list[str] = Field(default_factory=list)
-    request_id: list[str] = Field(default_factory=list)
-    trace_id: list[str] = Field(default_factory=list)
-    error_type: list[str] = Field(default_factory=list)
-    error_message: list[str] = Field(default_factory=list)
-    error_stack: list[str] = Field(default_factory=list)
-    method: list[str] = Field(default_factory=list)
-    url: list[str] = Field(default_factory=list)
-    route: list[str] = Field(default_factory=list)
-    status: list[str] = Field(default_factory=list)
-    duration: list[str] = Field(default_factory=list)
-    duration_unit: Literal["s", "ms", "us", "ns"] = Field(
-        default="ms", description="unit of the values found through `duration` overrides"
-    )
-    bytes: list[str] = Field(default_factory=list)
-    levels: dict[str, str] = Field(
-        default_factory=dict, description="the app's level names mapped to trace/debug/info/warn/error/fatal"
-    )
+    level: list[str] = []
+    message: list[str] = []
+    time: list[str] = []
+    request_id: list[str] = []
+    trace_id: list[str] = []
+    error_type: list[str] = []
+    error_message: list[str] = []
+    error_stack: list[str] = []
+    method: list[str] = []
+    url: list[str] = []
+    route: list[str] = []
+    status: list[str] = []
+    duration: list[str] = []
+    duration_unit: Annotated[
+        Literal["s", "ms", "us", "ns"],
+        Meta(description="unit of the values found through `duration` overrides"),
+    ] = "ms"
+    bytes: list[str] = []
+    levels: Annotated[
+        dict[str, str], Meta(description="the app's level names mapped to trace/debug/info/warn/error/fatal")
+    ] = {}
 
     @field_validator("levels")
     @classmethod
@@ -106,33 +100,33 @@ class FieldOverrides(BaseModel):
 
     def is_empty(self) -> bool:
         return not any(
-            getattr(self, name) for name in type(self).model_fields if name not in {"duration_unit"}
+            getattr(self, name) for name in type(self).__struct_fields__ if name not in {"duration_unit"}
         )
 
 
-class LogSettings(BaseModel):
+class LogSettings(Model):
     """Everything about reading the app's logs; all sources are off until configured."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    files: list[FileSourceSettings] = Field(default_factory=list)
-    stdin: bool = Field(default=False, description="read log lines piped into the sidecar")
-    http: HttpIngestSettings = Field(default_factory=HttpIngestSettings)
-    state_dir: Path = Field(
-        default=Path("/var/lib/sidecar"), description="where file offsets are checkpointed"
+    files: list[FileSourceSettings] = []
+    stdin: Annotated[bool, Meta(description="read log lines piped into the sidecar")] = False
+    http: HttpIngestSettings = field(default_factory=HttpIngestSettings)
+    state_dir: Annotated[Path, Meta(description="where file offsets are checkpointed")] = Path(
+        "/var/lib/sidecar"
     )
-    fields: FieldOverrides = Field(default_factory=FieldOverrides)
-    reemit: bool = Field(default=False, description="write normalised JSON lines to stdout")
-    access_metrics: bool = Field(
-        default=True, description="feed access lines into http_server_request_duration_seconds"
+    fields: FieldOverrides = field(default_factory=FieldOverrides)
+    reemit: Annotated[bool, Meta(description="write normalised JSON lines to stdout")] = False
+    access_metrics: Annotated[
+        bool, Meta(description="feed access lines into http_server_request_duration_seconds")
+    ] = True
+    correlate: Annotated[bool, Meta(description="index lines with a request ID for /debug/requests")] = True
+    max_line_bytes: Annotated[int, Meta(ge=KIB, le=64 * MIB, description="longer lines are skipped")] = (
+        1 * MIB
     )
-    correlate: bool = Field(default=True, description="index lines with a request ID for /debug/requests")
-    max_line_bytes: int = Field(default=1 * MIB, ge=KIB, le=64 * MIB, description="longer lines are skipped")
-    poll_interval: Duration = Field(default=0.25, description="how often a file at its end is checked")
-    rotate_wait: Duration = Field(default=5.0, description="how long a rotated-away file is still read")
-    checkpoint_interval: Duration = Field(default=1.0, description="how often offsets are saved")
-    queue_batches: int = Field(default=64, ge=1, le=10_000, description="batches queued per source")
-    max_files: int = Field(default=256, ge=1, le=10_000, description="files followed at once")
+    poll_interval: Annotated[Duration, Meta(description="how often a file at its end is checked")] = 0.25
+    rotate_wait: Annotated[Duration, Meta(description="how long a rotated-away file is still read")] = 5.0
+    checkpoint_interval: Annotated[Duration, Meta(description="how often offsets are saved")] = 1.0
+    queue_batches: Annotated[int, Meta(ge=1, le=10_000, description="batches queued per source")] = 64
+    max_files: Annotated[int, Meta(ge=1, le=10_000, description="files followed at once")] = 256
 
     @model_validator(mode="after")
     def _positive_intervals(self) -> LogSettings:

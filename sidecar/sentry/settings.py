@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from sidecar.durations import Duration
 from sidecar.sentry.dsn import Dsn
+from sidecar.settings_model import Meta, Model, SecretStr, field, field_validator, model_validator
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
@@ -30,73 +29,66 @@ def _check_dsn(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-class RelaySettings(BaseModel):
+class RelaySettings(Model):
     """``POST /api/<project>/envelope/`` and ``/store/`` on the admin listener, for the app's own SDK."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(default=True, description="serve the relay routes when app_dsn is set")
-    max_body_bytes: int = Field(
-        default=1 * MIB, ge=KIB, le=256 * MIB, description="413 when the (compressed) body is larger"
-    )
-    max_decompressed_bytes: int = Field(
-        default=20 * MIB, ge=KIB, le=1024 * MIB, description="413 when the body inflates past this"
-    )
-    opaque_items: Literal["drop", "forward"] = Field(
-        default="drop",
-        description=(
-            "items whose payload is not JSON (attachments, replay recordings, statsd, unknown binary) "
-            "cannot be scrubbed: drop them (counted) or forward them unscrubbed"
+    enabled: Annotated[bool, Meta(description="serve the relay routes when app_dsn is set")] = True
+    max_body_bytes: Annotated[
+        int, Meta(ge=KIB, le=256 * MIB, description="413 when the (compressed) body is larger")
+    ] = 1 * MIB
+    max_decompressed_bytes: Annotated[
+        int, Meta(ge=KIB, le=1024 * MIB, description="413 when the body inflates past this")
+    ] = 20 * MIB
+    opaque_items: Annotated[
+        Literal["drop", "forward"],
+        Meta(
+            description="items whose payload is not JSON (attachments, replay recordings, statsd, "
+            "unknown binary) cannot be scrubbed: drop them (counted) or forward them unscrubbed"
         ),
-    )
+    ] = "drop"
 
 
-class SpoolSettings(BaseModel):
+class SpoolSettings(Model):
     """Where events wait for Sentry: written before they are acknowledged, removed once Sentry took them."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    dir: Path | None = Field(
-        default=Path("/var/lib/sidecar/sentry-spool"),
-        description="spool directory; null keeps events in memory only (lost on restart)",
-    )
-    max_bytes: int = Field(default=64 * MIB, ge=64 * KIB, le=64 * 1024 * MIB)
-    max_events: int = Field(default=10_000, ge=10, le=10_000_000)
-    queue_events: int = Field(
-        default=1_000, ge=10, le=1_000_000, description="events waiting in memory for the spool writer"
-    )
+    dir: Annotated[
+        Path | None, Meta(description="spool directory; null keeps events in memory only (lost on restart)")
+    ] = Path("/var/lib/sidecar/sentry-spool")
+    max_bytes: Annotated[int, Meta(ge=64 * KIB, le=64 * 1024 * MIB)] = 64 * MIB
+    max_events: Annotated[int, Meta(ge=10, le=10_000_000)] = 10_000
+    queue_events: Annotated[
+        int, Meta(ge=10, le=1_000_000, description="events waiting in memory for the spool writer")
+    ] = 1_000
 
 
-class ScrubSettings(BaseModel):
+class ScrubSettings(Model):
     """Additions to the built-in denylist, and keys that are never filtered by name."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    extra_keys: list[str] = Field(default_factory=list, description="more sensitive key names")
-    allow_keys: list[str] = Field(
-        default_factory=list, description="key names never filtered by name (value patterns still apply)"
-    )
+    extra_keys: Annotated[list[str], Meta(description="more sensitive key names")] = []
+    allow_keys: Annotated[
+        list[str], Meta(description="key names never filtered by name (value patterns still apply)")
+    ] = []
 
 
-class SentrySettings(BaseModel):
+class SentrySettings(Model):
     """Sentry forwarding; everything is off until ``app_dsn`` (app events) or ``dsn`` (own errors) is set."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    dsn: SecretStr | None = Field(default=None, description="the sidecar's own errors (default: $SENTRY_DSN)")
-    app_dsn: SecretStr | None = Field(default=None, description="the app's Sentry project")
-    environment: str | None = Field(default=None, description="default: $SENTRY_ENVIRONMENT")
-    release: str | None = Field(default=None, description="default: $SENTRY_RELEASE")
-    relay: RelaySettings = Field(default_factory=RelaySettings)
-    forward_log_errors: bool = Field(default=True, description="error/fatal log lines become events")
-    forward_gateway_5xx: bool = Field(default=False, description="5xx responses become events")
-    dedupe_window: Duration = Field(default=60.0, description="identical errors within it are counted once")
-    spool: SpoolSettings = Field(default_factory=SpoolSettings)
-    scrub: ScrubSettings = Field(default_factory=ScrubSettings)
-    max_in_flight: int = Field(default=4, ge=1, le=64, description="envelopes sent to Sentry at once")
-    send_timeout: Duration = Field(default=10.0, description="longest wait for Sentry's answer")
-    backoff_initial: Duration = Field(default=1.0, description="first wait after a failed send")
-    backoff_max: Duration = Field(default=60.0, description="longest wait between failed sends")
+    dsn: Annotated[SecretStr | None, Meta(description="the sidecar's own errors (default: $SENTRY_DSN)")] = (
+        None
+    )
+    app_dsn: Annotated[SecretStr | None, Meta(description="the app's Sentry project")] = None
+    environment: Annotated[str | None, Meta(description="default: $SENTRY_ENVIRONMENT")] = None
+    release: Annotated[str | None, Meta(description="default: $SENTRY_RELEASE")] = None
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    forward_log_errors: Annotated[bool, Meta(description="error/fatal log lines become events")] = True
+    forward_gateway_5xx: Annotated[bool, Meta(description="5xx responses become events")] = False
+    dedupe_window: Annotated[Duration, Meta(description="identical errors within it are counted once")] = 60.0
+    spool: SpoolSettings = field(default_factory=SpoolSettings)
+    scrub: ScrubSettings = field(default_factory=ScrubSettings)
+    max_in_flight: Annotated[int, Meta(ge=1, le=64, description="envelopes sent to Sentry at once")] = 4
+    send_timeout: Annotated[Duration, Meta(description="longest wait for Sentry's answer")] = 10.0
+    backoff_initial: Annotated[Duration, Meta(description="first wait after a failed send")] = 1.0
+    backoff_max: Annotated[Duration, Meta(description="longest wait between failed sends")] = 60.0
 
     _check_dsns = field_validator("dsn", "app_dsn")(_check_dsn)
 

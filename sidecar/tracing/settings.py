@@ -15,12 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-
 from sidecar.durations import Duration
+from sidecar.settings_model import Meta, Model, SecretStr, field_validator, model_validator
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
@@ -60,55 +59,69 @@ def check_endpoint(value: str) -> str:
     return text
 
 
-class TracingSettings(BaseModel):
+class TracingSettings(Model):
     """``tracing:``: where spans go and what is traced. Unset keys fall back to the ``OTEL_*`` variables."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool | None = Field(
-        default=None,
-        description="default: on when an OTLP endpoint is set or in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT",
-    )
-    endpoint: str | None = Field(
-        default=None,
-        description=(
-            "collector base URL, e.g. http://otel-collector:4318; http/protobuf posts to "
+    enabled: Annotated[
+        bool | None,
+        Meta(
+            description="default: on when an OTLP endpoint is set or in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT"
+        ),
+    ] = None
+    endpoint: Annotated[
+        str | None,
+        Meta(
+            description="collector base URL, e.g. http://otel-collector:4318; http/protobuf posts to "
             "<endpoint>/v1/traces (a URL already ending in /v1/traces is used as it is)"
         ),
-    )
-    protocol: Protocol | None = Field(
-        default=None,
-        description="http/protobuf or grpc; default: OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL or http/protobuf",
-    )
-    headers: dict[str, SecretStr] | None = Field(
-        default=None, description="sent with every export (API keys); default: OTEL_EXPORTER_OTLP_HEADERS"
-    )
-    timeout: Duration | None = Field(
-        default=None, description="per export request; default: OTEL_EXPORTER_OTLP_TIMEOUT, else 10s"
-    )
-    sample_ratio: float | None = Field(
-        default=None,
-        ge=0.0,
-        le=1.0,
-        description="share of new traces sampled (parent-based); default: OTEL_TRACES_SAMPLER(_ARG)",
-    )
-    max_queue_size: int | None = Field(
-        default=None,
-        ge=1,
-        le=1_000_000,
-        description="spans waiting for export; past it new spans are dropped (counted); default 2048",
-    )
-    max_export_batch_size: int | None = Field(
-        default=None, ge=1, le=100_000, description="spans per export request; default 512"
-    )
-    schedule_delay: Duration | None = Field(
-        default=None, description="longest wait before a partial batch is sent; default 5s"
-    )
-    service_version: str | None = Field(
-        default=None,
-        description="resource service.version; default: OTEL_RESOURCE_ATTRIBUTES or SENTRY_RELEASE",
-    )
-    probes: bool = Field(default=False, description="also export a span per dependency probe")
+    ] = None
+    protocol: Annotated[
+        Protocol | None,
+        Meta(
+            description="http/protobuf or grpc; "
+            "default: OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL or http/protobuf"
+        ),
+    ] = None
+    headers: Annotated[
+        dict[str, SecretStr] | None,
+        Meta(description="sent with every export (API keys); default: OTEL_EXPORTER_OTLP_HEADERS"),
+    ] = None
+    timeout: Annotated[
+        Duration | None, Meta(description="per export request; default: OTEL_EXPORTER_OTLP_TIMEOUT, else 10s")
+    ] = None
+    sample_ratio: (
+        Annotated[
+            float,
+            Meta(
+                ge=0.0,
+                le=1.0,
+                description="share of new traces sampled (parent-based); default: OTEL_TRACES_SAMPLER(_ARG)",
+            ),
+        ]
+        | None
+    ) = None
+    max_queue_size: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=1_000_000,
+                description="spans waiting for export; past it new spans are dropped (counted); default 2048",
+            ),
+        ]
+        | None
+    ) = None
+    max_export_batch_size: (
+        Annotated[int, Meta(ge=1, le=100_000, description="spans per export request; default 512")] | None
+    ) = None
+    schedule_delay: Annotated[
+        Duration | None, Meta(description="longest wait before a partial batch is sent; default 5s")
+    ] = None
+    service_version: Annotated[
+        str | None,
+        Meta(description="resource service.version; default: OTEL_RESOURCE_ATTRIBUTES or SENTRY_RELEASE"),
+    ] = None
+    probes: Annotated[bool, Meta(description="also export a span per dependency probe")] = False
 
     @field_validator("endpoint")
     @classmethod

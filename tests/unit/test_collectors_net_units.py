@@ -9,7 +9,6 @@ from pathlib import Path
 import aiohttp
 import psutil
 import pytest
-from pydantic import ValidationError
 
 from collectors import host as host_mod
 from collectors import http, load_collector, process, tcp
@@ -27,6 +26,7 @@ from collectors.host import (
 from collectors.http import HTTPCollector, HTTPOptions, header_secrets, json_field_value, parse_status_spec
 from collectors.process import ProcessCollector, ProcessOptions, ProcessReading, cpu_ratio
 from collectors.tcp import TCPCollector, parse_host_port
+from sidecar.settings_model import ValidationError
 
 pytestmark = pytest.mark.timeout(10)
 

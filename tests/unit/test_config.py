@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,27 @@ def test_environment_wins_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     settings = load_settings(path)
     assert settings.listen == "127.0.0.1:2222"
     assert settings.log_level == "debug"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("on", True), ("YES", True), ("true", True), ("1", True), ("off", False), ("no", False), ("0", False)],
+)
+def test_boolean_settings_accept_the_usual_spellings(
+    text: str, expected: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIDECAR_DEFAULT_CHECKS", text)
+    monkeypatch.setenv("SIDECAR_GATEWAY__WEBSOCKETS", text)
+    settings = load_settings(write(tmp_path, f"logs:\n  correlate: {text!r}\n"))
+    assert (settings.default_checks, settings.gateway.websockets, settings.logs.correlate) == (expected,) * 3
+
+
+def test_a_boolean_setting_refuses_other_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIDECAR_DEFAULT_CHECKS", "maybe")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    assert info.value.problems[0][0] == "default_checks"
+    assert "true or false" in info.value.problems[0][1]
 
 
 def test_every_bad_field_is_named_with_a_fix(tmp_path: Path) -> None:
@@ -169,3 +191,29 @@ def test_version() -> None:
         check=False,
     )
     assert proc.returncode == 0 and proc.stdout.startswith("sidecar ")
+
+
+def test_runtime_with_default_features_imports_no_heavy_modules() -> None:
+    """The resident set is budgeted (bench/health.py, < 58 MB): the configuration must not pull pydantic
+    back in, redis-py must not import the OpenTelemetry SDK (its 7.2+ releases do), and the gateway's
+    proxy modules load only when an upstream is configured."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        for name in list(os.environ):
+            if name.startswith(("OTEL_", "SIDECAR_", "SENTRY_")):
+                del os.environ[name]
+        from sidecar.config import load_settings
+        from sidecar.server import Server
+        settings = load_settings(environ={"REDIS_URL": "redis://127.0.0.1:1/0"})
+        Server(settings)
+        assert "redis.asyncio" in sys.modules  # the Redis collector was really loaded
+        heavy = ("pydantic", "pydantic_core", "pydantic_settings", "opentelemetry.sdk",
+                 "sidecar.gateway.proxy", "sidecar.gateway.upstream", "sidecar.gateway.service")
+        print(sorted(m for m in sys.modules if m.startswith(heavy)))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.splitlines()
+    assert out == ["[]"]

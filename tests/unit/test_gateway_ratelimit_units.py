@@ -8,7 +8,6 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from sidecar.gateway.ratelimit import headers as rl_headers
 from sidecar.gateway.ratelimit.local import (
@@ -30,6 +29,7 @@ from sidecar.gateway.ratelimit.redis_backend import (
 )
 from sidecar.gateway.ratelimit.settings import RateLimitRedis, RateLimitRule, parse_redis_url
 from sidecar.gateway.settings import GatewaySettings
+from sidecar.settings_model import ValidationError
 
 RULE = {"name": "api", "limit": 10, "window": "1m"}
 

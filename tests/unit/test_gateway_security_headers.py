@@ -4,9 +4,9 @@ per-route changes, and settings that would break a response refused."""
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
 from sidecar.gateway.security_headers import HELMET_DEFAULTS, SecurityHeaders, SecurityHeaderSettings
+from sidecar.settings_model import ValidationError
 
 
 def lines(block: bytes) -> dict[str, str]:

@@ -14,11 +14,11 @@ import math
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from sidecar.config import CHECK_NAME, CheckConfig, ConfigError, Settings, Threshold, parse_listen
 from sidecar.durations import parse_duration
 from sidecar.listener_security import is_loopback_host
+from sidecar.settings_model import ValidationError
 
 pytestmark = pytest.mark.timeout(120)
 FAST = settings(max_examples=300, deadline=None)

@@ -15,7 +15,6 @@ from aiormq.exceptions import (
     IncompatibleProtocolError,
     ProbableAuthenticationError,
 )
-from pydantic import ValidationError
 from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -65,6 +64,7 @@ from collectors.rq import (
     rq_stats,
 )
 from sidecar.config import CheckConfig
+from sidecar.settings_model import ValidationError
 
 ALL_METRICS: tuple[MetricSpec, ...] = (*QUEUE_METRICS, *CELERY_METRICS)
 

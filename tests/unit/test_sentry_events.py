@@ -7,7 +7,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from pydantic import SecretStr
 
 from sidecar.correlation import CorrelationIndex
 from sidecar.logparse import LogParser
@@ -17,6 +16,7 @@ from sidecar.sentry.forwarder import SentryForwarder
 from sidecar.sentry.scrub import FILTERED
 from sidecar.sentry.settings import SentrySettings
 from sidecar.sentry.stacktrace import parse_stack
+from sidecar.settings_model import SecretStr
 
 pytestmark = pytest.mark.timeout(30)
 

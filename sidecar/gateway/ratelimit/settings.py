@@ -9,14 +9,13 @@ labels and ``RateLimit`` policy names, so they are short and plain.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sidecar.durations import Duration
 from sidecar.redaction import mask_url
 from sidecar.routes import RouteTemplate
+from sidecar.settings_model import Meta, Model, field, field_validator, model_validator
 
 RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -24,14 +23,12 @@ METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]+")
 MAX_WINDOW = 30 * 86400.0
 
 
-class RateLimitMatch(BaseModel):
+class RateLimitMatch(Model):
     """Which requests a rule covers: any listed route or path prefix (all paths if none), any method."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    routes: list[str] = Field(default_factory=list, description="route templates such as /users/{id}")
-    path_prefixes: list[str] = Field(default_factory=list, description="raw path prefixes such as /api/")
-    methods: list[str] = Field(default_factory=list, description="HTTP methods (all when empty)")
+    routes: Annotated[list[str], Meta(description="route templates such as /users/{id}")] = []
+    path_prefixes: Annotated[list[str], Meta(description="raw path prefixes such as /api/")] = []
+    methods: Annotated[list[str], Meta(description="HTTP methods (all when empty)")] = []
 
     @field_validator("routes")
     @classmethod
@@ -58,40 +55,42 @@ class RateLimitMatch(BaseModel):
         return methods
 
 
-class RateLimitRule(BaseModel):
+class RateLimitRule(Model, kw_only=True):
     """One limit: ``limit`` requests per ``window`` for each key among the requests ``match`` covers."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(description="metric label and RateLimit policy name: letters, digits, _ . -")
-    match: RateLimitMatch = Field(default_factory=RateLimitMatch)
-    key: str = Field(default="client_ip", description="client_ip, header:<name> or route")
-    on_missing_key: Literal["client_ip", "anonymous", "skip"] = Field(
-        default="client_ip",
-        description="header key absent: limit by client address, share one 'anonymous' budget, or skip",
-    )
-    limit: int = Field(ge=1, le=1_000_000_000, description="requests per window")
-    window: Duration = Field(description="window length, at least 1s (e.g. 1s, 1m, 15m, 1h)")
+    name: Annotated[str, Meta(description="metric label and RateLimit policy name: letters, digits, _ . -")]
+    match: RateLimitMatch = field(default_factory=RateLimitMatch)
+    key: Annotated[str, Meta(description="client_ip, header:<name> or route")] = "client_ip"
+    on_missing_key: Annotated[
+        Literal["client_ip", "anonymous", "skip"],
+        Meta(description="header key absent: limit by client address, share one 'anonymous' budget, or skip"),
+    ] = "client_ip"
+    limit: Annotated[int, Meta(ge=1, le=1_000_000_000, description="requests per window")]
+    window: Annotated[Duration, Meta(description="window length, at least 1s (e.g. 1s, 1m, 15m, 1h)")]
     algorithm: Literal["sliding_window", "token_bucket"] = "sliding_window"
-    burst: int | None = Field(
-        default=None, ge=1, le=1_000_000_000, description="token bucket capacity (default: limit)"
-    )
-    count: Literal["all", "failed"] = Field(
-        default="all", description="all requests, or only failed responses (checked before, counted after)"
-    )
-    failed_statuses: list[int] = Field(
-        default_factory=list, description="with count: failed, the statuses that count (default: >= 400)"
-    )
-    backend: Literal["local", "redis"] | None = Field(
-        default=None, description="local or redis (default: redis when rate_limit_redis is set)"
-    )
-    on_redis_error: Literal["open", "closed"] = Field(
-        default="open", description="Redis failed or too slow: allow (open) or refuse with 503 (closed)"
-    )
-    headers: bool = Field(default=True, description="RateLimit/RateLimit-Policy on allowed responses")
-    max_keys: int = Field(
-        default=100_000, ge=1, le=10_000_000, description="local backend: keys kept (LRU, evictions counted)"
-    )
+    burst: (
+        Annotated[int, Meta(ge=1, le=1_000_000_000, description="token bucket capacity (default: limit)")]
+        | None
+    ) = None
+    count: Annotated[
+        Literal["all", "failed"],
+        Meta(description="all requests, or only failed responses (checked before, counted after)"),
+    ] = "all"
+    failed_statuses: Annotated[
+        list[int], Meta(description="with count: failed, the statuses that count (default: >= 400)")
+    ] = []
+    backend: Annotated[
+        Literal["local", "redis"] | None,
+        Meta(description="local or redis (default: redis when rate_limit_redis is set)"),
+    ] = None
+    on_redis_error: Annotated[
+        Literal["open", "closed"],
+        Meta(description="Redis failed or too slow: allow (open) or refuse with 503 (closed)"),
+    ] = "open"
+    headers: Annotated[bool, Meta(description="RateLimit/RateLimit-Policy on allowed responses")] = True
+    max_keys: Annotated[
+        int, Meta(ge=1, le=10_000_000, description="local backend: keys kept (LRU, evictions counted)")
+    ] = 100_000
 
     @field_validator("name")
     @classmethod
@@ -132,15 +131,19 @@ class RateLimitRule(BaseModel):
         return self
 
 
-class RateLimitRedis(BaseModel):
+class RateLimitRedis(Model):
     """Shared rate-limit state: a Redis URL, or an object with the URL and options."""
 
-    model_config = ConfigDict(extra="forbid")
+    url: Annotated[str, Meta(description="redis://[user:password@]host:port/db, rediss:// for TLS")]
+    timeout: Annotated[Duration, Meta(description="longest wait for a decision before on_redis_error")] = 0.05
+    connect_timeout: Annotated[Duration, Meta(description="longest wait to connect")] = 1.0
+    key_prefix: Annotated[str, Meta(description="prefix of every key")] = "sidecar:ratelimit:"
 
-    url: str = Field(description="redis://[user:password@]host:port/db, rediss:// for TLS", repr=False)
-    timeout: Duration = Field(default=0.05, description="longest wait for a decision before on_redis_error")
-    connect_timeout: Duration = Field(default=1.0, description="longest wait to connect")
-    key_prefix: str = Field(default="sidecar:ratelimit:", description="prefix of every key")
+    def __repr__(self) -> str:  # the URL may carry a password
+        return (
+            f"RateLimitRedis(url={mask_url(self.url)!r}, timeout={self.timeout!r}, "
+            f"connect_timeout={self.connect_timeout!r}, key_prefix={self.key_prefix!r})"
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -164,7 +167,7 @@ class RateLimitRedis(BaseModel):
         return self
 
 
-class RedisAddress(BaseModel):
+class RedisAddress(Model):
     """A parsed Redis URL (the password is only ever sent to Redis)."""
 
     host: str
