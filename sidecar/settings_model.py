@@ -563,20 +563,22 @@ def _show(value: Any) -> str:
 
 
 def _secret(value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
-    if isinstance(value, SecretStr):
-        return value
-    if isinstance(value, str):
-        return SecretStr(value)
-    problems.append((loc, f"expected a string, got {_kind(value)}"))
-    return _INVALID
+    return _from_text(SecretStr, "a string", value, loc, problems)
 
 
 def _path(value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
-    if isinstance(value, Path):
+    return _from_text(Path, "a path", value, loc, problems)
+
+
+def _from_text(
+    tp: Callable[[str], Any], noun: str, value: Any, loc: Loc, problems: list[tuple[Loc, str]]
+) -> Any:
+    """``value`` as ``tp`` when it is one already or is text; otherwise a problem naming ``noun``."""
+    if isinstance(value, tp):  # type: ignore[arg-type]
         return value
     if isinstance(value, str):
-        return Path(value)
-    problems.append((loc, f"expected a path, got {_kind(value)}"))
+        return tp(value)
+    problems.append((loc, f"expected {noun}, got {_kind(value)}"))
     return _INVALID
 
 
