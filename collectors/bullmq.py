@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from collectors.base import (
@@ -50,7 +48,7 @@ from collectors.base import (
     Sample,
     Status,
 )
-from collectors.redis import classify_redis_error, client_name, url_passwords, validate_redis_target
+from collectors.redis import classify_redis_error, probe_client, url_passwords, validate_redis_target
 from sidecar.settings_model import Meta, field_validator
 
 # --------------------------------------------------------------------------------------------------
@@ -273,17 +271,7 @@ class RedisQueueCollector(Collector[Any]):
         """Build the client and its small pool; redis-py connects on the first command."""
         if self._client is not None:
             return
-        self._client = aioredis.Redis.from_url(
-            self.check.target or "",
-            max_connections=REDIS_MAX_CONNECTIONS,
-            socket_connect_timeout=self.check.timeout,
-            socket_timeout=self.check.timeout,
-            client_name=client_name(self.check.name),
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-            decode_responses=True,
-            protocol=2,
-        )
+        self._client = probe_client(self.check, REDIS_MAX_CONNECTIONS)
 
     async def close(self) -> None:
         client, self._client = self._client, None

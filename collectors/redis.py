@@ -130,6 +130,23 @@ def client_name(check_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.:-]", "_", f"sidecar-{check_name}")
 
 
+def probe_client(check: CheckTarget, max_connections: int) -> aioredis.Redis:
+    """A client for probing: a small pool, the check's timeout, no retries (the scheduler backs off),
+    named in CLIENT LIST; redis-py connects on the first command."""
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        check.target or "",
+        max_connections=max_connections,
+        socket_connect_timeout=check.timeout,
+        socket_timeout=check.timeout,
+        client_name=client_name(check.name),
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+        decode_responses=True,
+        protocol=2,  # RESP2 works on every server version and proxy; a URL ?protocol=3 wins
+    )
+    return client
+
+
 class RedisCollector(Collector[RedisOptions]):
     """Probes one Redis server (or Valkey, KeyDB) with PING and INFO."""
 
@@ -145,17 +162,7 @@ class RedisCollector(Collector[RedisOptions]):
         """Build the client and its pool; redis-py connects on the first command."""
         if self._client is not None:
             return
-        self._client = aioredis.Redis.from_url(
-            self.check.target or "",
-            max_connections=MAX_CONNECTIONS,
-            socket_connect_timeout=self.check.timeout,
-            socket_timeout=self.check.timeout,
-            client_name=client_name(self.check.name),
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-            decode_responses=True,
-            protocol=2,  # RESP2 works on every server version and proxy; a URL ?protocol=3 wins
-        )
+        self._client = probe_client(self.check, MAX_CONNECTIONS)
 
     async def close(self) -> None:
         client, self._client = self._client, None
