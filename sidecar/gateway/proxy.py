@@ -31,6 +31,7 @@ from sidecar.gateway.forwarded import Peer
 from sidecar.gateway.request_head import build_request_head
 from sidecar.gateway.response_head import build_interim_head, build_response_head
 from sidecar.gateway.responses import error_response
+from sidecar.gateway.write_batch import BatchedWriter
 from sidecar.logs import request_id_var, trace_id_var
 
 if TYPE_CHECKING:
@@ -69,8 +70,10 @@ def bind_log_context(ex: Exchange | None) -> None:
         trace_id_var.set(ex.trace_id)
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(BatchedWriter, asyncio.Protocol):
     """One client connection; proxies its requests one at a time (pipelined ones wait their turn)."""
+
+    ctx: GatewayContext
 
     __slots__ = (
         "closed",
@@ -80,7 +83,6 @@ class ClientConnection(asyncio.Protocol):
         "head_bytes",
         "headers",
         "in_head",
-        "out",
         "parser",
         "parsing",
         "paused",
@@ -155,24 +157,6 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             self.deadline = INF
             self.transport.close()
-
-    def send(self, data: bytes) -> None:
-        """Queue bytes for the client; they leave with the loop iteration's write batch."""
-        out = self.out
-        if out is not None:
-            out.append(data)
-        elif not self.closed:
-            self.out = [data]
-            self.ctx.writes.add(self)
-
-    def flush(self) -> None:
-        out = self.out
-        self.out = None
-        if out and not self.closed:
-            if len(out) == 1:
-                self.transport.write(out[0])
-            else:
-                self.transport.writelines(out)
 
     def timed_out(self) -> None:
         """Called by the sweeper past ``deadline``; what it means depends on the phase."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from sidecar.gateway.exchange import INF, Exchange
+from sidecar.gateway.write_batch import BatchedWriter
 
 if TYPE_CHECKING:
     from sidecar.gateway.context import GatewayContext
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(BatchedWriter, asyncio.Protocol):
     """One connection to the app; feeds responses back to the exchange's client connection."""
+
+    ctx: GatewayContext
 
     __slots__ = (
         "bodiless",
@@ -38,7 +41,6 @@ class UpstreamConnection(asyncio.Protocol):
         "headers",
         "interim",
         "keep_alive",
-        "out",
         "parser",
         "pool",
         "read_paused",
@@ -129,24 +131,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self.transport.abort()
         ex.conn.upstream_failed(ex, "timeout", 504)
-
-    def send(self, data: bytes) -> None:
-        """Queue bytes for the app; they leave with the loop iteration's write batch."""
-        out = self.out
-        if out is not None:
-            out.append(data)
-        elif not self.closed:
-            self.out = [data]
-            self.ctx.writes.add(self)
-
-    def flush(self) -> None:
-        out = self.out
-        self.out = None
-        if out and not self.closed:
-            if len(out) == 1:
-                self.transport.write(out[0])
-            else:
-                self.transport.writelines(out)
 
     def close(self) -> None:
         self.flush()

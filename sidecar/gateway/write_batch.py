@@ -11,7 +11,7 @@ and nothing waits longer than one loop iteration (``call_soon`` runs before the 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Flushable(Protocol):
@@ -40,3 +40,39 @@ class WriteBatch:
         self._dirty = []
         for conn in dirty:
             conn.flush()
+
+
+class _HasWriteBatch(Protocol):
+    writes: WriteBatch
+
+
+class BatchedWriter:
+    """``send``/``flush`` for a connection whose bytes leave with the loop iteration's write batch.
+
+    Shared by the client and upstream connections; they hold ``closed``, ``ctx`` and ``transport``
+    in their own slots.
+    """
+
+    __slots__ = ("out",)
+    out: list[bytes] | None  # bytes waiting for this loop iteration's write batch
+    closed: bool
+    ctx: _HasWriteBatch
+    transport: Any
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for the peer; they leave with the loop iteration's write batch."""
+        out = self.out
+        if out is not None:
+            out.append(data)
+        elif not self.closed:
+            self.out = [data]
+            self.ctx.writes.add(self)
+
+    def flush(self) -> None:
+        out = self.out
+        self.out = None
+        if out and not self.closed:
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.writelines(out)
