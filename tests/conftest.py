@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from tests.servers import MariaDBServer, PostgresServer, RedisServer, Server, find_binary, require_binary
 
@@ -28,6 +29,22 @@ def _serve(server: Server) -> Iterator[Any]:
 
 def _params(request: pytest.FixtureRequest) -> dict[str, Any]:
     return dict(getattr(request, "param", None) or {})
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """One throwaway redis-server per test module, for tests that share it and flush it after each."""
+    require_binary("redis-server")
+    with RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def flush_redis_after(redis_url: str) -> Iterator[None]:
+    """Empty the module's Redis after a test (use with ``pytest.mark.usefixtures``)."""
+    yield
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushall()
 
 
 @pytest.fixture

@@ -15,12 +15,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 from bullmq import Queue, Worker
 from prometheus_client import CollectorRegistry, generate_latest
@@ -33,26 +32,12 @@ from sidecar.health import HealthModel
 from sidecar.metrics import CheckMetrics
 from sidecar.probe import Probe
 from sidecar.results import ResultStore
-from tests.servers import RedisServer, free_port, require_binary
+from tests.servers import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60), pytest.mark.usefixtures("flush_redis_after")]
 
 NODE_DIR = Path(__file__).parent / "node"
 NODE_SCRIPT = NODE_DIR / "bullmq_jobs.mjs"
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    require_binary("redis-server")
-    with RedisServer() as server:
-        yield server.url
-
-
-@pytest.fixture(autouse=True)
-def _clean(redis_url: str) -> Iterator[None]:
-    yield
-    with redis.Redis.from_url(redis_url) as client:
-        client.flushall()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,8 @@ from celery import Celery
 
 from collectors.base import CheckTarget, Observation
 from collectors.celery import CeleryCollector, CeleryOptions
-from tests.servers import RedisServer, require_binary
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90), pytest.mark.usefixtures("flush_redis_after")]
 
 APP = textwrap.dedent(
     """
@@ -50,20 +48,6 @@ APP = textwrap.dedent(
         time.sleep(3600)
     """
 )
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    require_binary("redis-server")
-    with RedisServer() as server:
-        yield server.url
-
-
-@pytest.fixture(autouse=True)
-def _clean(redis_url: str) -> Iterator[None]:
-    yield
-    with redis.Redis.from_url(redis_url) as client:
-        client.flushall()
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,8 @@ from rq import Queue
 
 from collectors.base import CheckTarget, Observation, Status
 from collectors.rq import RQCollector, RQOptions
-from tests.servers import RedisServer, require_binary
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90), pytest.mark.usefixtures("flush_redis_after")]
 
 TASKS = textwrap.dedent(
     """
@@ -42,20 +41,6 @@ TASKS = textwrap.dedent(
     """
 )
 ALL_STATES = ("wait", "active", "failed", "completed", "deferred", "delayed", "canceled")
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    require_binary("redis-server")
-    with RedisServer() as server:
-        yield server.url
-
-
-@pytest.fixture(autouse=True)
-def _clean(redis_url: str) -> Iterator[None]:
-    yield
-    with redis.Redis.from_url(redis_url) as client:
-        client.flushall()
 
 
 @pytest.fixture(scope="module")
