@@ -32,25 +32,128 @@ MAX_BUFFER_BYTES = 16 * 1024 * 1024
 class UtcClock:
     """ISO-8601 UTC timestamps with milliseconds, formatting the seconds part once per second."""
 
-    __slots__ = ("_last", "_millisecond", "_prefix", "_second")
+    __slots__ = ("_last", "_last_bytes", "_millisecond", "_prefix", "_second")
 
     def __init__(self) -> None:
         self._second = -1
         self._millisecond = -1
         self._prefix = ""
         self._last = ""
+        self._last_bytes = b""
 
     def iso(self, now: float) -> str:
         millisecond = int(now * 1000)
-        if millisecond == self._millisecond:  # busy: many requests end within one millisecond
-            return self._last
+        if millisecond != self._millisecond:  # busy: many requests end within one millisecond
+            self._advance(millisecond)
+        return self._last
+
+    def iso_bytes(self, now: float) -> bytes:
+        """``iso`` as ASCII bytes, for the access line."""
+        millisecond = int(now * 1000)
+        if millisecond != self._millisecond:
+            self._advance(millisecond)
+        return self._last_bytes
+
+    def _advance(self, millisecond: int) -> None:
         second = millisecond // 1000
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         self._millisecond = millisecond
         self._last = f"{self._prefix}.{millisecond % 1000:03d}Z"
-        return self._last
+        self._last_bytes = self._last.encode("ascii")
+
+
+_LINE = (
+    b'{"time":"%b","request_id":%b,"trace_id":%b,"method":%b,"route":%b,"path":%b,"status":%d,'
+    b'"duration_ms":%b,"upstream_ms":%b,"bytes_in":%d,"bytes_out":%d,"client":%b,"user_agent":%b%b}\n'
+)
+_NULL = b"null"
+_CACHE_LIMIT = 1024
+
+
+def json_string(text: str) -> bytes:
+    """``text`` as a JSON string, quotes included (orjson does the escaping)."""
+    return orjson.dumps(text)
+
+
+class AccessLineEncoder:
+    """Encodes access records as JSON lines from already-escaped fragments.
+
+    Why not a dict through ``orjson.dumps``: building that dict, rounding two floats and encoding it
+    cost a fifth of the gateway's CPU per request. Here the values that repeat across requests
+    (method, route and path, client, user agent) are escaped once and cached (bounded); the rest are
+    numbers, or IDs that only need escaping when a client sent an unusual one.
+    """
+
+    __slots__ = ("_agents", "_clients", "_methods")
+
+    def __init__(self) -> None:
+        self._methods: dict[bytes, bytes] = {}
+        self._clients: dict[str, bytes] = {}
+        self._agents: dict[bytes, bytes] = {}
+
+    def encode(
+        self,
+        time_iso: bytes,
+        request_id: str,
+        trace_id: str | None,
+        method: bytes,
+        route: bytes,
+        path: bytes,
+        status: int,
+        duration: float | None,
+        upstream: float | None,
+        bytes_in: int,
+        bytes_out: int,
+        client: str,
+        user_agent: bytes | None,
+        error: str,
+    ) -> bytes:
+        """One line; ``route``/``path`` are JSON fragments (see ``route_fragments``), times in seconds."""
+        method_json = self._methods.get(method)
+        if method_json is None:
+            text = json_string(method.decode("latin-1")) if method else _NULL
+            method_json = self._cached(self._methods, method, text)
+        client_json = self._clients.get(client)
+        if client_json is None:
+            client_json = self._cached(self._clients, client, json_string(client))
+        if user_agent is None:
+            agent_json = _NULL
+        else:
+            agent_json = self._agents.get(user_agent) or self._cached(
+                self._agents, user_agent, json_string(user_agent.decode("latin-1"))
+            )
+        return _LINE % (
+            time_iso,
+            _id_json(request_id),
+            _NULL if trace_id is None else _id_json(trace_id),
+            method_json,
+            route,
+            path,
+            status,
+            _NULL if duration is None else b"%.3f" % (duration * 1000.0),
+            _NULL if upstream is None else b"%.3f" % (upstream * 1000.0),
+            bytes_in,
+            bytes_out,
+            client_json,
+            agent_json,
+            b',"error":' + json_string(error) if error else b"",
+        )
+
+    @staticmethod
+    def _cached(cache: dict[Any, bytes], key: Any, value: bytes) -> bytes:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = value
+        return value
+
+
+def _id_json(value: str) -> bytes:
+    """Request and trace IDs are printable ASCII; only a quote or backslash needs orjson's escaping."""
+    if '"' in value or "\\" in value:
+        return json_string(value)
+    return b'"%b"' % value.encode("ascii")
 
 
 class LineWriter:
@@ -142,15 +245,15 @@ class AccessLog:
         )
         self._writer = LineWriter(settings.path, self.dropped)
         self.clock = UtcClock()
+        self.encoder = AccessLineEncoder()
 
     def open(self) -> None:
         if self.enabled:
             self._writer.open()
 
-    def emit(self, record: dict[str, Any], status: int, failed: bool, at: float) -> None:
-        """Index the record; write it unless it is a success that sampling leaves out."""
-        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-        self._correlation.add_access_line(record["request_id"], line, at)
+    def emit(self, request_id: str, line: bytes, status: int, failed: bool, at: float) -> None:
+        """Index the line under ``request_id``; write it unless it is a success sampling leaves out."""
+        self._correlation.add_access_line(request_id, line, at)
         if not self.enabled:
             return
         sample = self.sample_success

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
 from sidecar.correlation import CorrelationIndex
-from sidecar.gateway.access_log import AccessLog
+from sidecar.gateway.access_log import AccessLog, json_string
 from sidecar.gateway.correlation_ids import new_request_id
 from sidecar.gateway.edge import build_edge
 from sidecar.gateway.forwarded import ForwardedPolicy
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sidecar.tracing.spans import GatewaySpans
 
 _NOT_ERRORS = ("", "client_disconnect")
+_NULL = b"null"
 _TARGET_CACHE = 4096
 
 
@@ -83,7 +84,7 @@ class GatewayContext:
         self.first_sighting = http_metrics.first_sighting
         self.upstream_failed = self.metrics.upstream_errors.labels
         self.now = time.time
-        self._targets: dict[bytes, tuple[str, str]] = {}
+        self._targets: dict[bytes, tuple[str, bytes, bytes]] = {}
         self.tracing: GatewaySpans | None = None  # spans per request, set when tracing is on
         self.sample_new_trace: Callable[[str], bytes] | None = None  # traceparent flags per new trace
         # rate limiting and security headers (docs/edge-protections.md); None when neither is configured
@@ -101,12 +102,13 @@ class GatewayContext:
         known = self._targets.get(target)
         if known is None:
             known = self._describe(target)
-        route, path = known
+        route, route_json, path_json = known
         error = ex.error
+        status = ex.status
         self.red.observe(
             ex.method,
             route,
-            ex.status,
+            status,
             "" if error in _NOT_ERRORS else error,
             duration,
             ex.bytes_in,
@@ -116,35 +118,34 @@ class GatewayContext:
         if self.tracing is not None:
             self.tracing.record(ex, ended, route, error)
         at = self.now()
-        record: dict[str, Any] = {
-            "time": self.access.clock.iso(at),
-            "request_id": ex.request_id,
-            "trace_id": ex.trace_id,
-            "method": ex.method.decode("latin-1"),
-            "route": route,
-            "path": path,
-            "status": ex.status,
-            "duration_ms": round(duration * 1000.0, 3),
-            "upstream_ms": round((ex.upstream_ended - ex.upstream_started) * 1000.0, 3)
-            if ex.upstream_ended
-            else None,
-            "bytes_in": ex.bytes_in,
-            "bytes_out": ex.bytes_out,
-            "client": ex.client,
-            "user_agent": ex.user_agent.decode("latin-1"),
-        }
-        if error:
-            record["error"] = error
-        self.access.emit(record, ex.status, error not in _NOT_ERRORS, at)
+        access = self.access
+        request_id = ex.request_id
+        line = access.encoder.encode(
+            access.clock.iso_bytes(at),
+            request_id,
+            ex.trace_id,
+            ex.method,
+            route_json,
+            path_json,
+            status,
+            duration,
+            ex.upstream_ended - ex.upstream_started if ex.upstream_ended else None,
+            ex.bytes_in,
+            ex.bytes_out,
+            ex.client,
+            ex.user_agent,
+            error,
+        )
+        access.emit(request_id, line, status, error not in _NOT_ERRORS, at)
 
-    def _describe(self, target: bytes) -> tuple[str, str]:
-        """(route label, masked path) of a request target; cached unless the route overflowed.
+    def _describe(self, target: bytes) -> tuple[str, bytes, bytes]:
+        """(route label, route and masked path as JSON) of a request target; cached unless overflowed.
 
         An overflowed route is looked up every time, so the route normaliser counts every request
         folded into the overflow value, as it promises.
         """
         route = self.red.route(path_of(target))
-        known = (route, mask_query(target))
+        known = (route, json_string(route), json_string(mask_query(target)))
         if route != OVERFLOW_ROUTE:
             if len(self._targets) >= _TARGET_CACHE:
                 self._targets.clear()
@@ -158,23 +159,24 @@ class GatewayContext:
         self.metrics.rejected.labels(reason).inc()
         request_id = request_id or new_request_id()
         at = self.now()
-        record: dict[str, Any] = {
-            "time": self.access.clock.iso(at),
-            "request_id": request_id,
-            "trace_id": None,
-            "method": method.decode("latin-1") or None,
-            "route": None,
-            "path": mask_query(target) if target else None,
-            "status": status,
-            "duration_ms": None,
-            "upstream_ms": None,
-            "bytes_in": 0,
-            "bytes_out": 0,
-            "client": peer,
-            "user_agent": None,
-            "error": reason,
-        }
-        self.access.emit(record, status, True, at)
+        access = self.access
+        line = access.encoder.encode(
+            access.clock.iso_bytes(at),
+            request_id,
+            None,
+            method,
+            _NULL,
+            json_string(mask_query(target)) if target else _NULL,
+            status,
+            None,
+            None,
+            0,
+            0,
+            peer,
+            None,
+            reason,
+        )
+        access.emit(request_id, line, status, True, at)
         return request_id
 
     def connection_closed(self, conn: ClientConnection) -> None:

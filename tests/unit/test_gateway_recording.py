@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from sidecar.correlation import CorrelationIndex
-from sidecar.gateway.access_log import AccessLog, UtcClock
+from sidecar.gateway.access_log import AccessLineEncoder, AccessLog, UtcClock, json_string
 from sidecar.gateway.metrics import RedRecorder, method_label
 from sidecar.gateway.query_mask import mask_query, path_of
 from sidecar.gateway.settings import AccessLogSettings
@@ -37,6 +37,96 @@ def test_utc_clock_formats_milliseconds() -> None:
     assert clock.iso(0.0) == "1970-01-01T00:00:00.000Z"
     assert clock.iso(1_700_000_000.5) == "2023-11-14T22:13:20.500Z"
     assert clock.iso(1_700_000_000.999) == "2023-11-14T22:13:20.999Z"
+    assert clock.iso_bytes(1_700_000_000.999) == b"2023-11-14T22:13:20.999Z"
+    assert clock.iso_bytes(1_700_000_001.0) == b"2023-11-14T22:13:21.000Z"
+
+
+def encode_line(**overrides: object) -> dict[str, object]:
+    """One access line from the encoder, parsed back: what a log shipper reads."""
+    fields: dict[str, object] = {
+        "time_iso": b"2026-11-23T22:00:00.123Z",
+        "request_id": "3f2c1a9e-7b4d-4e2a-9c1f-0a1b2c3d4e5f",
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "method": b"GET",
+        "route": json_string("/users/{id}"),
+        "path": json_string(mask_query(b"/users/7?token=abc")),
+        "status": 200,
+        "duration": 0.0012345,
+        "upstream": 0.001,
+        "bytes_in": 12,
+        "bytes_out": 3456,
+        "client": "192.0.2.10",
+        "user_agent": b"curl/8.5.0",
+        "error": "",
+    }
+    fields.update(overrides)
+    line = AccessLineEncoder().encode(**fields)  # type: ignore[arg-type]
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    parsed: dict[str, object] = json.loads(line)
+    return parsed
+
+
+def test_access_line_fields_and_units() -> None:
+    assert encode_line() == {
+        "time": "2026-11-23T22:00:00.123Z",
+        "request_id": "3f2c1a9e-7b4d-4e2a-9c1f-0a1b2c3d4e5f",
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "method": "GET",
+        "route": "/users/{id}",
+        "path": "/users/7?token=***",
+        "status": 200,
+        "duration_ms": 1.234,  # milliseconds, three decimals
+        "upstream_ms": 1.0,
+        "bytes_in": 12,
+        "bytes_out": 3456,
+        "client": "192.0.2.10",
+        "user_agent": "curl/8.5.0",
+    }
+
+
+def test_access_line_escapes_what_clients_control() -> None:
+    hostile = encode_line(
+        request_id='a"b\\c',  # printable ASCII, so a valid X-Request-ID, but JSON-special
+        method=b"PURGE",
+        user_agent=b'Mozilla "quoted" \\ \xff\x01 end',
+        error="upstream_refused",
+    )
+    assert hostile["request_id"] == 'a"b\\c'
+    assert hostile["user_agent"] == 'Mozilla "quoted" \\ \xff\x01 end'  # latin-1, control escaped
+    assert hostile["method"] == "PURGE"
+    assert hostile["error"] == "upstream_refused"
+
+
+def test_access_line_nulls_for_requests_refused_before_routing() -> None:
+    refused = encode_line(
+        trace_id=None, method=b"", route=b"null", path=b"null", duration=None, upstream=None, user_agent=None
+    )
+    for key in ("trace_id", "method", "route", "path", "duration_ms", "upstream_ms", "user_agent"):
+        assert refused[key] is None, key
+    assert "error" not in encode_line()
+
+
+def test_access_line_caches_stay_bounded() -> None:
+    encoder = AccessLineEncoder()
+    for i in range(5000):
+        line = encoder.encode(
+            b"t",
+            "r",
+            "t",
+            b"GET",
+            b"null",
+            b"null",
+            200,
+            0.0,
+            0.0,
+            0,
+            0,
+            f"10.0.{i // 256}.{i % 256}",
+            f"agent {i}".encode(),
+            "",
+        )
+        assert f"agent {i}".encode() in line
+    assert all(len(cache) <= 1024 for cache in (encoder._clients, encoder._agents, encoder._methods))
 
 
 def test_unknown_methods_are_other() -> None:
@@ -53,7 +143,8 @@ async def test_access_log_samples_successes_indexes_everything(tmp_path: Path) -
     for i, (status, failed) in enumerate(
         [(200, False), (302, False), (404, False), (502, True), (200, True)]
     ):
-        log.emit({"request_id": f"r{i}", "trace_id": "t", "status": status}, status, failed, 1.0)
+        line = json.dumps({"request_id": f"r{i}", "trace_id": "t", "status": status}).encode() + b"\n"
+        log.emit(f"r{i}", line, status, failed, 1.0)
     await log.close()
     written = [json.loads(line)["request_id"] for line in path.read_text().splitlines()]
     assert written == ["r2", "r3", "r4"]  # 4xx, 5xx and proxy failures are never sampled out
@@ -65,7 +156,8 @@ async def test_access_log_writes_off_the_loop_in_batches(tmp_path: Path) -> None
     log = AccessLog(AccessLogSettings(path=str(path)), CorrelationIndex(), CollectorRegistry())
     log.open()
     for i in range(1000):
-        log.emit({"request_id": f"r{i}", "trace_id": None, "status": 200}, 200, False, 1.0)
+        line = json.dumps({"request_id": f"r{i}", "trace_id": None, "status": 200}).encode() + b"\n"
+        log.emit(f"r{i}", line, 200, False, 1.0)
     assert path.read_text() == ""  # nothing written synchronously
     await asyncio.sleep(0.5)
     assert len(path.read_text().splitlines()) == 1000
