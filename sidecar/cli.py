@@ -31,9 +31,25 @@ _SECRET_KEY_PARTS = (
 )
 
 
+class _Version(argparse.Action):
+    """``sidecar --version``: also says whether the gateway's hot path is compiled (see setup.py)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from sidecar.gateway import compiled  # noqa: PLC0415 (only this option loads the gateway)
+
+        print(f"sidecar {__version__} (gateway: {'compiled' if compiled() else 'pure Python'})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sidecar", description="Observability sidecar and metrics gateway.")
-    parser.add_argument("--version", action="version", version=f"sidecar {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("run", "start the sidecar"),

@@ -10,12 +10,31 @@ A missing server binary skips the test, or fails it under ``CI=true``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
 from tests.servers import MariaDBServer, PostgresServer, RedisServer, Server, find_binary, require_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test stale native code: a compiled module shadows its edited ``.py`` (setup.py)."""
+    stale = [
+        str(source.relative_to(ROOT))
+        for native in (ROOT / "sidecar").rglob("*.so")
+        if (source := native.with_name(native.name.split(".", 1)[0] + ".py")).exists()
+        and source.stat().st_mtime > native.stat().st_mtime
+    ]
+    if stale:
+        pytest.exit(
+            f"compiled modules are older than their source ({', '.join(stale)}): rebuild them with "
+            "`.venv/bin/pip install -e .` (tests/run.sh does) or remove the .so files",
+            returncode=4,
+        )
 
 
 def _serve(server: Server) -> Iterator[Any]:

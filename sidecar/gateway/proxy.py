@@ -70,8 +70,12 @@ def bind_log_context(ex: Exchange | None) -> None:
         trace_id_var.set(ex.trace_id)
 
 
-class ClientConnection(BatchedWriter, asyncio.Protocol):
-    """One client connection; proxies its requests one at a time (pipelined ones wait their turn)."""
+class ClientConnection(BatchedWriter):
+    """One client connection; proxies its requests one at a time (pipelined ones wait their turn).
+
+    An ``asyncio.Protocol`` by its methods, not by inheritance: a class deriving from a Python class
+    cannot be compiled to a native one (see ``setup.py``), and the event loop only calls the methods.
+    """
 
     ctx: GatewayContext
 
@@ -97,6 +101,7 @@ class ClientConnection(BatchedWriter, asyncio.Protocol):
 
     def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
+        self.writes = ctx.writes
         self.transport: Any = None
         self.parser = HttpRequestParser(self)
         self.url = b""

@@ -13,13 +13,14 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY, TRACING
 from sidecar.correlation import CorrelationIndex
+from sidecar.gateway import compiled
 from sidecar.gateway.context import GatewayContext
 from sidecar.gateway.proxy import ClientConnection
 from sidecar.gateway.settings import GatewaySettings, parse_host_port
@@ -72,13 +73,17 @@ class Gateway:
         if ctx.edge is not None:
             ctx.edge.start()  # connects to the rate-limit Redis ahead of the first decision
         self._server = await loop.create_server(
-            lambda: ClientConnection(ctx), host, port, reuse_address=True, backlog=BACKLOG
+            lambda: cast("asyncio.Protocol", ClientConnection(ctx)),  # duck-typed: see the class
+            host,
+            port,
+            reuse_address=True,
+            backlog=BACKLOG,
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
         self._sweeper = loop.call_later(self._tick, self._sweep)
         log.info(
             "gateway listening",
-            extra={"address": self.settings.listen, "upstream": str(ctx.address)},
+            extra={"address": self.settings.listen, "upstream": str(ctx.address), "compiled": compiled()},
         )
 
     def _sweep(self) -> None:

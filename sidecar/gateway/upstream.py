@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class UpstreamConnection(BatchedWriter, asyncio.Protocol):
-    """One connection to the app; feeds responses back to the exchange's client connection."""
+class UpstreamConnection(BatchedWriter):
+    """One connection to the app; feeds responses back to the exchange's client connection.
+
+    An ``asyncio.Protocol`` by its methods, not by inheritance: a class deriving from a Python class
+    cannot be compiled to a native one (see ``setup.py``), and the event loop only calls the methods.
+    """
 
     ctx: GatewayContext
 
@@ -53,6 +57,7 @@ class UpstreamConnection(BatchedWriter, asyncio.Protocol):
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
         self.ctx = pool.ctx
+        self.writes = pool.ctx.writes
         self.transport: Any = None
         self.parser = HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
@@ -304,16 +309,17 @@ class UpstreamPool:
     async def _connect(self, ex: Exchange) -> None:
         loop = asyncio.get_running_loop()
         address = self.ctx.address
+
+        def protocol() -> asyncio.Protocol:
+            return cast("asyncio.Protocol", UpstreamConnection(self))  # duck-typed: see the class
+
         try:
             async with asyncio.timeout(self.ctx.connect_timeout):
                 if address.unix_path is not None:
-                    _, up = await loop.create_unix_connection(
-                        lambda: UpstreamConnection(self), address.unix_path
-                    )
+                    _, made = await loop.create_unix_connection(protocol, address.unix_path)
                 else:
-                    _, up = await loop.create_connection(
-                        lambda: UpstreamConnection(self), address.host, address.port
-                    )
+                    _, made = await loop.create_connection(protocol, address.host, address.port)
+            up = cast("UpstreamConnection", made)
         except TimeoutError:
             self._failed(ex, "connect_timeout", 504)
             return

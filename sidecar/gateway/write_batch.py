@@ -42,21 +42,17 @@ class WriteBatch:
             conn.flush()
 
 
-class _HasWriteBatch(Protocol):
-    writes: WriteBatch
-
-
 class BatchedWriter:
     """``send``/``flush`` for a connection whose bytes leave with the loop iteration's write batch.
 
-    Shared by the client and upstream connections; they hold ``closed``, ``ctx`` and ``transport``
-    in their own slots.
+    Shared by the client and upstream connections; they hold ``closed`` and ``transport`` in their
+    own slots.
     """
 
-    __slots__ = ("out",)
+    __slots__ = ("out", "writes")
     out: list[bytes] | None  # bytes waiting for this loop iteration's write batch
+    writes: WriteBatch  # the gateway's one batch (``GatewayContext.writes``)
     closed: bool
-    ctx: _HasWriteBatch
     transport: Any
 
     def send(self, data: bytes) -> None:
@@ -66,7 +62,7 @@ class BatchedWriter:
             out.append(data)
         elif not self.closed:
             self.out = [data]
-            self.ctx.writes.add(self)
+            self.writes.add(self)
 
     def flush(self) -> None:
         out = self.out

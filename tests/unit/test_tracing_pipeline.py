@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -20,9 +21,15 @@ from prometheus_client import CollectorRegistry
 
 from collectors.base import Reason
 from collectors.base import Status as CheckStatus
+from sidecar.correlation import CorrelationIndex
+from sidecar.gateway.context import GatewayContext
 from sidecar.gateway.exchange import Exchange
-from sidecar.gateway.settings import parse_upstream
-from sidecar.results import CheckResult
+from sidecar.gateway.proxy import ClientConnection
+from sidecar.gateway.settings import GatewaySettings, parse_upstream
+from sidecar.health import HealthModel
+from sidecar.http_metrics import HttpMetrics
+from sidecar.results import CheckResult, ResultStore
+from sidecar.routes import RouteNormaliser
 from sidecar.tracing.exporter_metrics import CountingBatchSpanProcessor, ExportMetrics
 from sidecar.tracing.otlp_encoding import EncodedSpan, RequestEncoder, SpanEncoder, to_readable
 from sidecar.tracing.provider import build_resource, new_trace_sampling
@@ -37,6 +44,16 @@ RESOURCE = Resource.create(
 )  # one object, as in the sidecar (spans are grouped by it)
 
 
+@functools.cache
+def client_connection() -> ClientConnection:
+    """A real (unconnected) client connection: compiled gateway classes check their fields' types."""
+    registry = CollectorRegistry()
+    settings = GatewaySettings(upstream="http://127.0.0.1:3000", access_log={"enabled": False})  # type: ignore[arg-type]
+    metrics = HttpMetrics(registry, RouteNormaliser())
+    ctx = GatewayContext(settings, metrics, registry, CorrelationIndex(), HealthModel(ResultStore()))
+    return ClientConnection(ctx)
+
+
 def exchange(
     *,
     method: bytes = b"GET",
@@ -48,7 +65,7 @@ def exchange(
     status: int = 200,
     upstream: bool = True,
 ) -> Exchange:
-    ex = Exchange(None, method, target, 100.0)  # type: ignore[arg-type]
+    ex = Exchange(client_connection(), method, target, 100.0)
     ex.head = (
         method + b" " + target + b" HTTP/1.1\r\nUser-Agent: curl/8\r\n" + host + b"X-Request-ID: rid-1\r\n"
         b"traceparent: 00-" + TRACE.encode() + b"-" + HOP.encode() + b"-" + flags.encode()
