@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry
 
@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     from sidecar.gateway.proxy import ClientConnection
     from sidecar.tracing.spans import GatewaySpans
 
-_NOT_ERRORS = ("", "client_disconnect")
-_NULL = b"null"
-_TARGET_CACHE = 4096
+_NOT_ERRORS: Final = ("", "client_disconnect")
+_NULL: Final = b"null"
+_TARGET_CACHE: Final = 4096
 
 
 class GatewayContext:

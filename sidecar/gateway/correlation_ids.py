@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Final
 
-MAX_REQUEST_ID = 128
-_VALID = re.compile(rb"[\x21-\x7e]{1,128}")
+MAX_REQUEST_ID: Final = 128
+_VALID: Final = re.compile(rb"[\x21-\x7e]{1,128}")
 _VERSION_MASK = ~(0xF000 << 64) & ((1 << 128) - 1)
 _VERSION_4 = 0x4000 << 64
 _VARIANT_MASK = ~(0xC000 << 48) & ((1 << 128) - 1)
@@ -31,9 +32,9 @@ def new_request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
+_VARIANT: Final = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+_ZERO_TRACE: Final = "0" * 32
+_ZERO_SPAN: Final = "0" * 16
 
 
 def fresh_ids() -> tuple[str, str, str]:

@@ -6,14 +6,14 @@ protocols read and write its fields directly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from sidecar.gateway.proxy import ClientConnection
     from sidecar.gateway.ratelimit.limiter import LimitState
     from sidecar.gateway.upstream import UpstreamConnection
 
-INF = float("inf")
+INF: Final = float("inf")
 
 
 class Exchange:

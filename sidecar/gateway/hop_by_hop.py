@@ -9,29 +9,30 @@ one dict lookup per header instead of lower-casing and comparing.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"}
 )
 
 # Request header kinds (small ints: compared in the hot loop).
-KEEP = 0
-DROP = 1
-CONNECTION = 2
-HOST = 3
-REQUEST_ID = 4
-TRACEPARENT = 5
-TRACESTATE = 6
-X_FORWARDED_FOR = 7
-X_FORWARDED_PROTO = 8
-X_FORWARDED_HOST = 9
-FORWARDED = 10
-USER_AGENT = 11
-CONTENT_LENGTH = 12
-TRANSFER_ENCODING = 13
-UPGRADE = 14
+KEEP: Final = 0
+DROP: Final = 1
+CONNECTION: Final = 2
+HOST: Final = 3
+REQUEST_ID: Final = 4
+TRACEPARENT: Final = 5
+TRACESTATE: Final = 6
+X_FORWARDED_FOR: Final = 7
+X_FORWARDED_PROTO: Final = 8
+X_FORWARDED_HOST: Final = 9
+FORWARDED: Final = 10
+USER_AGENT: Final = 11
+CONTENT_LENGTH: Final = 12
+TRANSFER_ENCODING: Final = 13
+UPGRADE: Final = 14
 
-_REQUEST_SPECIAL = {
+_REQUEST_SPECIAL: Final = {
     b"connection": CONNECTION,
     b"host": HOST,
     b"x-request-id": REQUEST_ID,
@@ -46,14 +47,14 @@ _REQUEST_SPECIAL = {
     b"transfer-encoding": TRANSFER_ENCODING,
     b"upgrade": UPGRADE,
 }
-_RESPONSE_SPECIAL = {
+_RESPONSE_SPECIAL: Final = {
     b"connection": CONNECTION,
     b"content-length": CONTENT_LENGTH,
     b"transfer-encoding": TRANSFER_ENCODING,
     b"upgrade": UPGRADE,
     b"x-request-id": REQUEST_ID,
 }
-_CACHE_LIMIT = 2048
+_CACHE_LIMIT: Final = 2048
 REQUEST_KINDS: dict[bytes, int] = {}  # raw name -> kind, filled by request_kind (read inline on the hot path)
 RESPONSE_KINDS: dict[bytes, int] = {}
 

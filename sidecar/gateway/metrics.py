@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from bisect import bisect_left
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.samples import Exemplar
 
 from sidecar.http_metrics import DURATION_BUCKETS, KNOWN_METHODS, SIZE_BUCKETS, HttpMetrics
 
-EXEMPLAR_INTERVAL = 1.0
-FLUSH_INTERVAL = 0.1
-_MAX_SERIES = 20_000
-_METHODS = {m.encode(): m for m in KNOWN_METHODS}
+EXEMPLAR_INTERVAL: Final = 1.0
+FLUSH_INTERVAL: Final = 0.1
+_DURATION_BOUNDS: Final[tuple[float, ...]] = DURATION_BUCKETS  # Final: compiled code reads them directly
+_SIZE_BOUNDS: Final[tuple[float, ...]] = SIZE_BUCKETS
+_MAX_SERIES: Final = 20_000
+_METHODS: Final = {m.encode(): m for m in KNOWN_METHODS}
 
 UPSTREAM_ERROR_REASONS = ("refused", "reset", "timeout", "connect_timeout", "connect_error", "protocol")
 REJECT_REASONS = (
@@ -153,14 +154,14 @@ class RedRecorder:
         if not self._fast:
             series.observe_now(seconds, request_bytes, response_bytes, trace_id)
             return
-        index = bisect_left(DURATION_BUCKETS, seconds)
+        index = _bucket(_DURATION_BOUNDS, seconds)
         series.duration_counts[index] += 1
         series.duration_sum += seconds
         if series.exemplars[index] is None:
             series.exemplars[index] = (trace_id, seconds, time.time())
-        series.request_counts[bisect_left(SIZE_BUCKETS, request_bytes)] += 1
+        series.request_counts[_bucket(_SIZE_BOUNDS, request_bytes)] += 1
         series.request_sum += request_bytes
-        series.response_counts[bisect_left(SIZE_BUCKETS, response_bytes)] += 1
+        series.response_counts[_bucket(_SIZE_BOUNDS, response_bytes)] += 1
         series.response_sum += response_bytes
         if not series.dirty:
             series.dirty = True
@@ -177,6 +178,18 @@ class RedRecorder:
         now = time.monotonic()
         for series in dirty:
             series.flush(now)
+
+
+def _bucket(bounds: tuple[float, ...], value: float) -> int:
+    """``bisect_left(bounds, value)``: the index of the first bound >= ``value``, ``len`` past the last.
+
+    A forward scan: nearly every request lands in the first bucket or two, so this compiles to a
+    comparison or two instead of a call out to ``bisect``.
+    """
+    for index, bound in enumerate(bounds):
+        if value <= bound:
+            return index
+    return len(bounds)
 
 
 def _has_private_api(probe: Any) -> bool:

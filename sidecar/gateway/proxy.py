@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections import deque
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
@@ -41,19 +41,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.gateway")
 
 # Connection phases, for the sweeper: what the deadline means.
-IDLE = 0  # waiting for the first byte of a request: close quietly
-HEAD = 1  # part of a request head received: 408
-BODY = 2  # request body arriving: 408, or abort once the response has started
-BUSY = 3  # request complete, waiting for the app: the upstream deadline applies
+IDLE: Final = 0  # waiting for the first byte of a request: close quietly
+HEAD: Final = 1  # part of a request head received: 408
+BODY: Final = 2  # request body arriving: 408, or abort once the response has started
+BUSY: Final = 3  # request complete, waiting for the app: the upstream deadline applies
 
 # Reasons to stop reading from the client (bit mask).
-_UPSTREAM_FULL = 1
-_PENDING_FULL = 2
-_PIPELINED = 4
-PENDING_LIMIT = 64 * 1024
+_UPSTREAM_FULL: Final = 1
+_PENDING_FULL: Final = 2
+_PIPELINED: Final = 4
+PENDING_LIMIT: Final = 64 * 1024
 
 
-_NO_PEER = Peer("", False, b"")
+_NO_PEER: Final = Peer("", False, b"")
 
 
 class _Stop(Exception):

@@ -8,7 +8,7 @@ always HTTP/1.1 keep-alive, so no ``Connection`` field is sent except for a WebS
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sidecar.gateway import hop_by_hop as hbh
 from sidecar.gateway.correlation_ids import fresh_ids, request_id_of
@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from sidecar.gateway.exchange import Exchange
     from sidecar.gateway.forwarded import Peer
 
-_SEP = b": "
-_CRLF = b"\r\n"
-_PLAIN = frozenset({b"keep-alive", b"close", b"upgrade"})  # usual Connection values: nothing to remove
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+_SEP: Final = b": "
+_CRLF: Final = b"\r\n"
+_PLAIN: Final = frozenset({b"keep-alive", b"close", b"upgrade"})  # usual Connection values: nothing to remove
+_IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kept in one frame)
@@ -35,8 +35,6 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
 ) -> bytes:
     """Fill ``ex`` (IDs, client, framing) and return the head to write to the app."""
     parts = [ex.method, b" ", ex.target, b" HTTP/1.1\r\n"]
-    append = parts.append
-    cached_kind = hbh.REQUEST_KINDS.get
     host = xff = xfp = xfh = None
     content_length = transfer_encoding = upgrade = None
     request_ids: list[bytes] = []
@@ -45,22 +43,22 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     connection: list[bytes] | None = None
     forwarded: list[bytes] | None = None
     for name, value in headers:
-        kind = cached_kind(name)
+        kind = hbh.REQUEST_KINDS.get(name)
         if kind is None:
             kind = hbh.request_kind(name)
         if kind == 0:  # KEEP: the common case first
-            append(name)
-            append(_SEP)
-            append(value)
-            append(_CRLF)
+            parts.append(name)
+            parts.append(_SEP)
+            parts.append(value)
+            parts.append(_CRLF)
         elif kind == hbh.HOST:
             host = value
         elif kind == hbh.USER_AGENT:
             ex.user_agent = value
-            append(name)
-            append(_SEP)
-            append(value)
-            append(_CRLF)
+            parts.append(name)
+            parts.append(_SEP)
+            parts.append(value)
+            parts.append(_CRLF)
         elif kind == hbh.REQUEST_ID:
             request_ids.append(value)
         elif kind == hbh.TRACEPARENT:
@@ -97,63 +95,63 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
             )
     trusted = peer.trusted
     if host is not None and ctx.preserve_host:
-        append(b"Host: ")
-        append(host)
-        append(_CRLF)
+        parts.append(b"Host: ")
+        parts.append(host)
+        parts.append(_CRLF)
     else:
-        append(ctx.upstream_host_line)
+        parts.append(ctx.upstream_host_line)
     if transfer_encoding is not None:
         ex.chunked = ex.has_body = True
-        append(b"Transfer-Encoding: ")
-        append(transfer_encoding)
-        append(_CRLF)
+        parts.append(b"Transfer-Encoding: ")
+        parts.append(transfer_encoding)
+        parts.append(_CRLF)
     elif content_length is not None:
         ex.has_body = content_length.strip() not in (b"0", b"")
-        append(b"Content-Length: ")
-        append(content_length)
-        append(_CRLF)
+        parts.append(b"Content-Length: ")
+        parts.append(content_length)
+        parts.append(_CRLF)
     if upgrade_requested and upgrade is not None and ctx.websockets and b"websocket" in upgrade.lower():
         ex.upgrade = True
-        append(b"Upgrade: ")
-        append(upgrade)
-        append(b"\r\nConnection: upgrade\r\n")
+        parts.append(b"Upgrade: ")
+        parts.append(upgrade)
+        parts.append(b"\r\nConnection: upgrade\r\n")
     if forwarded is not None and trusted:
         for value in forwarded:
-            append(b"Forwarded: ")
-            append(value)
-            append(_CRLF)
+            parts.append(b"Forwarded: ")
+            parts.append(value)
+            parts.append(_CRLF)
     if trusted:
-        append(ctx.policy.headers(peer.address, xff, xfp, xfh, host))
+        parts.append(ctx.policy.headers(peer.address, xff, xfp, xfh, host))
         ex.client = ctx.policy.client_address(peer.address, xff)
     else:  # the common case: what this connection's peer is was worked out once
-        append(peer.forwarded)
+        parts.append(peer.forwarded)
         if host is not None:
-            append(b"X-Forwarded-Host: ")
-            append(host)
-            append(_CRLF)
+            parts.append(b"X-Forwarded-Host: ")
+            parts.append(host)
+            parts.append(_CRLF)
         ex.client = peer.address
     request_id, trace_id, span_id = fresh_ids()
     if request_ids:
         request_id, _ = request_id_of(request_ids)
     ex.request_id = request_id
-    append(b"X-Request-ID: ")
-    append(request_id.encode("ascii"))
+    parts.append(b"X-Request-ID: ")
+    parts.append(request_id.encode("ascii"))
     if traceparents:
         trace_id, traceparent, tracestate = next_hop(traceparents, tracestates, ctx.new_trace_sampled)
         ex.traceparent_in = traceparents[0]  # the server span's parent, when tracing is on
-        append(b"\r\ntraceparent: ")
-        append(traceparent)
+        parts.append(b"\r\ntraceparent: ")
+        parts.append(traceparent)
         if tracestate is not None:
-            append(b"\r\ntracestate: ")
-            append(tracestate)
+            parts.append(b"\r\ntracestate: ")
+            parts.append(tracestate)
     else:
-        append(b"\r\ntraceparent: 00-")
-        append(trace_id.encode("ascii"))
-        append(b"-")
-        append(span_id.encode("ascii"))
+        parts.append(b"\r\ntraceparent: 00-")
+        parts.append(trace_id.encode("ascii"))
+        parts.append(b"-")
+        parts.append(span_id.encode("ascii"))
         sample = ctx.sample_new_trace  # set by tracing when its sampler decides per trace ID
-        append(ctx.new_trace_flags if sample is None else sample(trace_id))
+        parts.append(ctx.new_trace_flags if sample is None else sample(trace_id))
     ex.trace_id = trace_id
-    append(b"\r\n\r\n")
+    parts.append(b"\r\n\r\n")
     ex.retriable = not ex.has_body and not ex.upgrade and ex.method in _IDEMPOTENT
     return b"".join(parts)

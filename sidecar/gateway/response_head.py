@@ -9,7 +9,7 @@ fully read.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sidecar.gateway import hop_by_hop as hbh
 from sidecar.gateway.responses import status_line
@@ -17,28 +17,26 @@ from sidecar.gateway.responses import status_line
 if TYPE_CHECKING:
     from sidecar.gateway.exchange import Exchange
 
-_SEP = b": "
-_CRLF = b"\r\n"
-_PLAIN = frozenset({b"keep-alive", b"close"})  # the usual Connection values: nothing else to remove
+_SEP: Final = b": "
+_CRLF: Final = b"\r\n"
+_PLAIN: Final = frozenset({b"keep-alive", b"close"})  # the usual Connection values: nothing else to remove
 
 
 def _end_to_end(
     headers: list[tuple[bytes, bytes]], parts: list[bytes]
 ) -> tuple[bytes | None, bytes | None, bytes | None, list[bytes] | None]:
     """Append kept fields to ``parts``; return (content-length, transfer-encoding, upgrade, connection)."""
-    append = parts.append
-    cached_kind = hbh.RESPONSE_KINDS.get
     content_length = transfer_encoding = upgrade = None
     connection: list[bytes] | None = None
     for name, value in headers:
-        kind = cached_kind(name)
+        kind = hbh.RESPONSE_KINDS.get(name)
         if kind is None:
             kind = hbh.response_kind(name)
         if kind == 0:
-            append(name)
-            append(_SEP)
-            append(value)
-            append(_CRLF)
+            parts.append(name)
+            parts.append(_SEP)
+            parts.append(value)
+            parts.append(_CRLF)
         elif kind == hbh.CONTENT_LENGTH:
             content_length = value
         elif kind == hbh.TRANSFER_ENCODING:
@@ -64,20 +62,19 @@ def build_response_head(  # noqa: PLR0912 (one decision table for framing and co
         if nominated:
             parts = [status_line(status)]
             _end_to_end(hbh.without_nominated(headers, nominated), parts)
-    append = parts.append
     if status == 101:
-        append(b"Upgrade: ")
-        append(upgrade or b"websocket")
-        append(b"\r\nConnection: upgrade\r\n")
+        parts.append(b"Upgrade: ")
+        parts.append(upgrade or b"websocket")
+        parts.append(b"\r\nConnection: upgrade\r\n")
     elif ex.is_head or status in (204, 304):
         if content_length is not None and status != 204:
-            append(b"Content-Length: ")
-            append(content_length)
-            append(_CRLF)
+            parts.append(b"Content-Length: ")
+            parts.append(content_length)
+            parts.append(_CRLF)
     elif content_length is not None and transfer_encoding is None:
-        append(b"Content-Length: ")
-        append(content_length)
-        append(_CRLF)
+        parts.append(b"Content-Length: ")
+        parts.append(content_length)
+        parts.append(_CRLF)
     else:
         codings = transfer_encoding.lower().strip() if transfer_encoding is not None else b""
         ex.until_close = not codings.endswith(b"chunked")
@@ -86,22 +83,22 @@ def build_response_head(  # noqa: PLR0912 (one decision table for framing and co
         else:
             ex.rechunk = True
             if codings in (b"", b"chunked"):
-                append(b"Transfer-Encoding: chunked\r\n")
+                parts.append(b"Transfer-Encoding: chunked\r\n")
             else:  # keep inner codings (gzip, ...); the gateway re-applies the chunked framing
                 inner = codings.removesuffix(b"chunked").rstrip(b", ")
-                append(b"Transfer-Encoding: " + inner + b", chunked\r\n")
+                parts.append(b"Transfer-Encoding: " + inner + b", chunked\r\n")
     if extra:
-        append(extra)
-    append(b"X-Request-ID: ")
-    append(ex.request_id.encode("ascii"))
-    append(_CRLF)
+        parts.append(extra)
+    parts.append(b"X-Request-ID: ")
+    parts.append(ex.request_id.encode("ascii"))
+    parts.append(_CRLF)
     if status != 101:
         if ex.upgrade or closing or not ex.keep_alive or ex.close_after or not ex.request_complete:
             ex.close_after = True
-            append(b"Connection: close\r\n")
+            parts.append(b"Connection: close\r\n")
         elif ex.http10:
-            append(b"Connection: keep-alive\r\n")
-    append(_CRLF)
+            parts.append(b"Connection: keep-alive\r\n")
+    parts.append(_CRLF)
     return b"".join(parts)
 
 
