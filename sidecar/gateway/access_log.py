@@ -65,7 +65,7 @@ class UtcClock:
 
 
 _NULL: Final = b"null"
-_STATUS_TEXT: Final = {status: str(status).encode() for status in range(100, 600)}
+_THOUSANDTHS: Final = tuple(b"%03d" % n for n in range(1000))
 _CACHE_LIMIT: Final = 1024
 
 
@@ -121,35 +121,25 @@ class AccessLineEncoder:
             agent_json = self._agents.get(user_agent) or self._cached(
                 self._agents, user_agent, json_string(user_agent.decode("latin-1"))
             )
-        return b"".join(  # one copy into the line, no format string to interpret
-            (
-                b'{"time":"',
+        # A literal format of %b and %d only: compiled, it is one size sum and one copy per piece.
+        return (
+            b'{"time":"%b","request_id":%b,"trace_id":%b,"method":%b,"route":%b,"path":%b,"status":%d,'
+            b'"duration_ms":%b,"upstream_ms":%b,"bytes_in":%d,"bytes_out":%d,"client":%b,"user_agent":%b%b}\n'
+            % (
                 time_iso,
-                b'","request_id":',
                 _id_json(request_id),
-                b',"trace_id":',
                 _NULL if trace_id is None else _id_json(trace_id),
-                b',"method":',
                 method_json,
-                b',"route":',
                 route,
-                b',"path":',
                 path,
-                b',"status":',
-                _STATUS_TEXT.get(status) or str(status).encode(),
-                b',"duration_ms":',
-                _NULL if duration is None else b"%.3f" % (duration * 1000.0),
-                b',"upstream_ms":',
-                _NULL if upstream is None else b"%.3f" % (upstream * 1000.0),
-                b',"bytes_in":',
-                str(bytes_in).encode(),
-                b',"bytes_out":',
-                str(bytes_out).encode(),
-                b',"client":',
+                status,
+                _milliseconds(duration),
+                _milliseconds(upstream),
+                bytes_in,
+                bytes_out,
                 client_json,
-                b',"user_agent":',
                 agent_json,
-                b',"error":' + json_string(error) + b"}\n" if error else b"}\n",
+                b',"error":' + json_string(error) if error else b"",
             )
         )
 
@@ -161,11 +151,19 @@ class AccessLineEncoder:
         return value
 
 
+def _milliseconds(seconds: float | None) -> bytes:
+    """Seconds as a JSON number of milliseconds with three decimals; ``null`` when not measured."""
+    if seconds is None:
+        return _NULL
+    micros = max(0, int(seconds * 1_000_000.0 + 0.5))
+    return b"%d.%b" % (micros // 1000, _THOUSANDTHS[micros % 1000])
+
+
 def _id_json(value: str) -> bytes:
     """Request and trace IDs are printable ASCII; only a quote or backslash needs orjson's escaping."""
     if '"' in value or "\\" in value:
         return json_string(value)
-    return b'"' + value.encode("ascii") + b'"'
+    return b'"%b"' % value.encode("ascii")
 
 
 class LineWriter:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from sidecar.gateway.correlation_ids import new_request_id, request_id_of, valid_request_id
+from sidecar.gateway.correlation_ids import fresh_ids, new_request_id, request_id_of, valid_request_id
 from sidecar.gateway.traceparent import next_hop, parse_traceparent, valid_tracestate
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -38,6 +38,20 @@ def test_two_request_id_headers_are_not_trusted() -> None:
 
 def test_generated_ids_are_unique() -> None:
     assert len({new_request_id() for _ in range(10_000)}) == 10_000
+
+
+UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def test_fresh_ids_are_well_formed_and_distinct_across_random_draws() -> None:
+    """fresh_ids hands out 64 requests' worth of one random draw at a time: cross several draws."""
+    ids = [fresh_ids() for _ in range(64 * 5 + 7)]
+    for request_id, trace_id, span_id in ids:
+        assert UUID4.fullmatch(request_id), request_id
+        assert re.fullmatch(r"[0-9a-f]{32}", trace_id) and trace_id != "0" * 32
+        assert re.fullmatch(r"[0-9a-f]{16}", span_id) and span_id != "0" * 16
+    for column in zip(*ids, strict=True):
+        assert len(set(column)) == len(ids)
 
 
 def test_version_00_traceparent() -> None:

@@ -51,7 +51,7 @@ def encode_line(**overrides: object) -> dict[str, object]:
         "route": json_string("/users/{id}"),
         "path": json_string(mask_query(b"/users/7?token=abc")),
         "status": 200,
-        "duration": 0.0012345,
+        "duration": 0.0012344,
         "upstream": 0.001,
         "bytes_in": 12,
         "bytes_out": 3456,
