@@ -23,7 +23,6 @@ from setuptools import setup
 COMPILED = [
     "sidecar/gateway/proxy.py",
     "sidecar/gateway/request_head.py",
-    "sidecar/gateway/hop_by_hop.py",
     "sidecar/gateway/forwarded.py",
     "sidecar/gateway/correlation_ids.py",
     "sidecar/gateway/traceparent.py",
@@ -35,10 +34,11 @@ COMPILED = [
     "sidecar/gateway/context.py",
     "sidecar/gateway/metrics.py",
     "sidecar/gateway/access_log.py",
-    "sidecar/gateway/query_mask.py",
 ]
-# Only gateway modules: they load only when an upstream is configured, so a sidecar without the
-# gateway does not map the compiled library (its resident memory is budgeted, bench/health.py).
+# Only gateway modules that load when an upstream is configured: a sidecar without the gateway must
+# not map the compiled library (its resident memory is budgeted, bench/health.py). hop_by_hop and
+# query_mask are also imported by the settings, so they stay interpreted: the hot path reads their
+# caches, and their Final constants are inlined where it compares them.
 
 
 def _extensions() -> list[object]:

@@ -55,8 +55,8 @@ _RESPONSE_SPECIAL: Final = {
     b"x-request-id": REQUEST_ID,
 }
 _CACHE_LIMIT: Final = 2048
-REQUEST_KINDS: dict[bytes, int] = {}  # raw name -> kind, filled by request_kind (read inline on the hot path)
-RESPONSE_KINDS: dict[bytes, int] = {}
+REQUEST_KINDS: Final[dict[bytes, int]] = {}  # raw name -> kind, filled by request_kind (never rebound)
+RESPONSE_KINDS: Final[dict[bytes, int]] = {}
 
 
 def is_hop_by_hop(lower_name: bytes) -> bool:

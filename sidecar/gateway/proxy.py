@@ -249,7 +249,7 @@ class ClientConnection(BatchedWriter):
         now = perf_counter()
         ex = Exchange(self, method, url, now)
         keep_alive = ex.keep_alive = parser.should_keep_alive()
-        ex.head = build_request_head(ctx, self.peer, ex, headers, parser.should_upgrade())
+        ex.head = build_request_head(ctx, self.peer, ex, headers, parser)
         if not keep_alive or ex.http10:  # http10 was set when a Connection field was present
             ex.http10 = parser.get_http_version() == "1.0"
         ctx.first_sighting(ex.request_id, "gateway")

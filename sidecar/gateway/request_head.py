@@ -15,10 +15,13 @@ from sidecar.gateway.correlation_ids import fresh_ids, request_id_of
 from sidecar.gateway.traceparent import next_hop
 
 if TYPE_CHECKING:
+    from httptools import HttpRequestParser
+
     from sidecar.gateway.context import GatewayContext
     from sidecar.gateway.exchange import Exchange
     from sidecar.gateway.forwarded import Peer
 
+_KINDS: Final = hbh.REQUEST_KINDS  # the classification cache, held where compiled code reads it fast
 _PLAIN: Final = frozenset({b"keep-alive", b"close", b"upgrade"})  # usual Connection values: nothing to remove
 _IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -28,7 +31,7 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     peer: Peer,
     ex: Exchange,
     headers: list[tuple[bytes, bytes]],
-    upgrade_requested: bool,
+    parser: HttpRequestParser,
     nominated_checked: bool = False,
 ) -> bytes:
     """Fill ``ex`` (IDs, client, framing) and return the head to write to the app."""
@@ -42,7 +45,7 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     connection: list[bytes] | None = None
     forwarded: list[bytes] | None = None
     for name, value in headers:
-        kind = hbh.REQUEST_KINDS.get(name)
+        kind = _KINDS.get(name)
         if kind is None:
             kind = hbh.request_kind(name)
         if kind == 0:  # KEEP: the common case first
@@ -83,9 +86,7 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     ):
         nominated = hbh.extra_nominated(hbh.connection_tokens(connection))
         if nominated:
-            return build_request_head(
-                ctx, peer, ex, hbh.without_nominated(headers, nominated), upgrade_requested, True
-            )
+            return build_request_head(ctx, peer, ex, hbh.without_nominated(headers, nominated), parser, True)
     trusted = peer.trusted
     if host is not None and ctx.preserve_host:
         parts.append(b"Host: %b\r\n" % host)
@@ -97,7 +98,12 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     elif content_length is not None:
         ex.has_body = content_length.strip() not in (b"0", b"")
         parts.append(b"Content-Length: %b\r\n" % content_length)
-    if upgrade_requested and upgrade is not None and ctx.websockets and b"websocket" in upgrade.lower():
+    if (
+        upgrade is not None
+        and ctx.websockets
+        and b"websocket" in upgrade.lower()
+        and parser.should_upgrade()  # asked only when it matters: a call per request otherwise
+    ):
         ex.upgrade = True
         parts.append(b"Upgrade: %b\r\nConnection: upgrade\r\n" % upgrade)
     if forwarded is not None and trusted:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sidecar.gateway.exchange import Exchange
 
 _CRLF: Final = b"\r\n"
+_KINDS: Final = hbh.RESPONSE_KINDS  # the classification cache, held where compiled code reads it fast
 _PLAIN: Final = frozenset({b"keep-alive", b"close"})  # the usual Connection values: nothing else to remove
 
 
@@ -28,7 +29,7 @@ def _end_to_end(
     content_length = transfer_encoding = upgrade = None
     connection: list[bytes] | None = None
     for name, value in headers:
-        kind = hbh.RESPONSE_KINDS.get(name)
+        kind = _KINDS.get(name)
         if kind is None:
             kind = hbh.response_kind(name)
         if kind == 0:
