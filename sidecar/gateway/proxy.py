@@ -32,7 +32,7 @@ from sidecar.gateway.request_head import build_request_head
 from sidecar.gateway.response_head import build_interim_head, build_response_head
 from sidecar.gateway.responses import error_response
 from sidecar.gateway.write_batch import BatchedWriter
-from sidecar.logs import request_id_var, trace_id_var
+from sidecar.logs import request_context
 
 if TYPE_CHECKING:
     from sidecar.gateway.context import GatewayContext
@@ -62,12 +62,7 @@ class _Stop(Exception):
 
 def bind_log_context(ex: Exchange | None) -> None:
     """Put the request's IDs in the sidecar's logging context (``sidecar.logs``) for this callback chain."""
-    if ex is None:
-        request_id_var.set(None)
-        trace_id_var.set(None)
-    else:
-        request_id_var.set(ex.request_id)
-        trace_id_var.set(ex.trace_id)
+    request_context.set(ex)
 
 
 class ClientConnection(BatchedWriter):
@@ -253,8 +248,7 @@ class ClientConnection(BatchedWriter):
         if not keep_alive or ex.http10:  # http10 was set when a Connection field was present
             ex.http10 = parser.get_http_version() == "1.0"
         ctx.first_sighting(ex.request_id, "gateway")
-        request_id_var.set(ex.request_id)  # the logging context (see bind_log_context)
-        trace_id_var.set(ex.trace_id)
+        request_context.set(ex)  # the logging context (see bind_log_context)
         if ctx.edge is not None:  # rate limits decide now (or ask Redis); _begin waits for the answer
             ctx.edge.inspect(ex, headers)
         if ex.has_body:
@@ -444,8 +438,7 @@ class ClientConnection(BatchedWriter):
         if ex.close_after:
             self._close()
             return
-        request_id_var.set(None)
-        trace_id_var.set(None)
+        request_context.set(None)
         queue = self.queue
         if queue:
             nxt = queue.popleft()

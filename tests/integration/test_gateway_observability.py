@@ -17,7 +17,7 @@ from sidecar.app_keys import CORRELATION, HTTP_METRICS
 from sidecar.config import Settings
 from sidecar.gateway.service import Gateway
 from sidecar.gateway.settings import GatewaySettings
-from sidecar.logs import request_id_var
+from sidecar.logs import request_context
 from sidecar.server import create_app
 from tests.integration.gateway_support import (
     HOST,
@@ -202,4 +202,4 @@ async def test_proxy_failures_are_always_logged_even_when_sampling_everything_ou
 async def test_logging_context_is_cleared_between_requests() -> None:
     async with run_upstream() as app, run_gateway(app.url) as gw:
         await raw_exchange(gw.port, b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Request-ID: r-1\r\n\r\n")
-        assert request_id_var.get() is None  # nothing leaked into this (unrelated) task's context
+        assert request_context.get() is None  # nothing leaked into this (unrelated) task's context
