@@ -40,6 +40,13 @@ COMPILED = [
 # query_mask are also imported by the settings, so they stay interpreted: the hot path reads their
 # caches, and their Final constants are inlined where it compares them.
 
+# What every sidecar loads and the gateway calls per request (request ID sightings, the correlation
+# index): a second, small library, so a sidecar without the gateway maps only this one.
+COMPILED_CORE = [
+    "sidecar/http_metrics.py",
+    "sidecar/correlation.py",
+]
+
 
 def _extensions() -> list[object]:
     if os.environ.get("SIDECAR_COMPILE", "1").lower() in ("0", "false", "no", "off"):
@@ -49,7 +56,11 @@ def _extensions() -> list[object]:
     except ImportError:  # building without the declared build requirements (e.g. --no-build-isolation)
         print("warning: mypyc is not installed; the gateway stays pure Python", file=sys.stderr)
         return []
-    extensions = mypycify(COMPILED, opt_level="3", group_name="sidecar_native")
+    extensions = mypycify(
+        COMPILED + COMPILED_CORE,
+        opt_level="3",
+        separate=[(COMPILED, "sidecar_native"), (COMPILED_CORE, "sidecar_core")],
+    )
     for extension in extensions:
         extension.optional = True  # no compiler: install the pure-Python modules, not fail
     return list(extensions)
