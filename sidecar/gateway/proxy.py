@@ -20,25 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from sidecar import logs
 from sidecar.gateway.exchange import INF, Exchange
 from sidecar.gateway.forwarded import Peer
 from sidecar.gateway.request_head import build_request_head
 from sidecar.gateway.response_head import build_interim_head, build_response_head
 from sidecar.gateway.responses import error_response
 from sidecar.gateway.write_batch import BatchedWriter
-from sidecar.logs import request_context
 
 if TYPE_CHECKING:
     from sidecar.gateway.context import GatewayContext
     from sidecar.gateway.upstream import UpstreamConnection
 
 log = logging.getLogger("sidecar.gateway")
+_clock: Final = time.perf_counter  # Final: compiled code calls it without a globals lookup
+_request_context: Final = logs.request_context
 
 # Connection phases, for the sweeper: what the deadline means.
 IDLE: Final = 0  # waiting for the first byte of a request: close quietly
@@ -62,7 +64,7 @@ class _Stop(Exception):
 
 def bind_log_context(ex: Exchange | None) -> None:
     """Put the request's IDs in the sidecar's logging context (``sidecar.logs``) for this callback chain."""
-    request_context.set(ex)
+    _request_context.set(ex)
 
 
 class ClientConnection(BatchedWriter):
@@ -123,7 +125,7 @@ class ClientConnection(BatchedWriter):
         peer = transport.get_extra_info("peername")
         self.peer = ctx.policy.peer(str(peer[0]) if isinstance(peer, tuple) else "")
         ctx.connections.add(self)
-        self.deadline = perf_counter() + min(ctx.header_timeout, ctx.idle_timeout)
+        self.deadline = _clock() + min(ctx.header_timeout, ctx.idle_timeout)
         if ctx.stopping:
             self.closed = True
             transport.close()
@@ -196,7 +198,7 @@ class ClientConnection(BatchedWriter):
             return
         if self.phase == IDLE:
             self.phase = HEAD
-            self.deadline = perf_counter() + self.ctx.header_timeout
+            self.deadline = _clock() + self.ctx.header_timeout
         if self.in_head:
             self.head_bytes += len(data)
         try:
@@ -241,14 +243,14 @@ class ClientConnection(BatchedWriter):
         if method == b"CONNECT":
             self._reject(405, "method", method, url)
             raise _Stop
-        now = perf_counter()
+        now = _clock()
         ex = Exchange(self, method, url, now)
         keep_alive = ex.keep_alive = parser.should_keep_alive()
         ex.head = build_request_head(ctx, self.peer, ex, headers, parser)
         if not keep_alive or ex.http10:  # http10 was set when a Connection field was present
             ex.http10 = parser.get_http_version() == "1.0"
         ctx.first_sighting(ex.request_id, "gateway")
-        request_context.set(ex)  # the logging context (see bind_log_context)
+        _request_context.set(ex)  # the logging context (see bind_log_context)
         if ctx.edge is not None:  # rate limits decide now (or ask Redis); _begin waits for the answer
             ctx.edge.inspect(ex, headers)
         if ex.has_body:
@@ -278,7 +280,7 @@ class ClientConnection(BatchedWriter):
         if ex.chunked:
             body = b"%x\r\n%b\r\n" % (size, body)
         up = ex.upstream
-        now = perf_counter()
+        now = _clock()
         if up is not None:
             up.send(body)
             up.deadline = now + self.ctx.read_timeout
@@ -422,7 +424,7 @@ class ClientConnection(BatchedWriter):
             return
         ex.finished = True
         ctx = self.ctx
-        now = perf_counter()
+        now = _clock()
         if ex.counted:
             ctx.active -= 1
             ctx.red.ended(ex.method)
@@ -438,7 +440,7 @@ class ClientConnection(BatchedWriter):
         if ex.close_after:
             self._close()
             return
-        request_context.set(None)
+        _request_context.set(None)
         queue = self.queue
         if queue:
             nxt = queue.popleft()
@@ -470,7 +472,7 @@ class ClientConnection(BatchedWriter):
         if not self.paused and not self.closed:
             self.transport.resume_reading()
             if self.phase == BODY:
-                self.deadline = perf_counter() + self.ctx.body_timeout
+                self.deadline = _clock() + self.ctx.body_timeout
 
     def upstream_write_blocked(self, blocked: bool) -> None:
         if blocked:
