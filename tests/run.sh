@@ -47,4 +47,19 @@ set +e
 status=$?
 set -e
 if [ "$status" = 5 ]; then echo "no tests were collected"; exit 1; fi
-exit "$status"
+if [ "$status" != 0 ] || [ $# -gt 0 ]; then exit "$status"; fi
+
+# The gateway also runs interpreted (a build without a compiler, or SIDECAR_COMPILE=0): its tests
+# again on a copy of the sources without the compiled modules.
+echo "== pytest (gateway interpreted)"
+pure="$(mktemp -d)"
+trap 'rm -rf "$pure"' EXIT
+tar --exclude='*.so' --exclude='__pycache__' --exclude='node_modules' -cf - sidecar collectors tests pyproject.toml \
+  | tar -xf - -C "$pure"
+root="$PWD"
+cd "$pure"
+if "$root/.venv/bin/python" -c 'import sys, sidecar.gateway as g; sys.exit(not g.compiled())'; then
+  echo "error: the copy without .so files still runs compiled modules"; exit 1
+fi
+"$root/.venv/bin/python" -m pytest -q -p no:cacheprovider \
+  tests/unit/test_gateway_*.py tests/unit/test_properties_gateway.py tests/integration/test_gateway_*.py
