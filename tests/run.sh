@@ -30,6 +30,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# With a C compiler the install compiles the gateway's hot path (setup.py); check that it did.
+if command -v cc >/dev/null 2>&1 \
+  && ! .venv/bin/python -c 'import sys, sidecar.gateway as g; sys.exit(not g.compiled())'; then
+  echo "error: a C compiler is installed but the gateway was not compiled (see the pip output above)"
+  exit 1
+fi
 # BullMQ for Node, so the queue tests also drive jobs from the real Node library (skipped without npm).
 if command -v npm >/dev/null 2>&1; then
   (cd tests/integration/node && npm install --no-audit --no-fund --loglevel=error) \

@@ -107,7 +107,7 @@ class AccessLineEncoder:
         user_agent: bytes | None,
         error: str,
     ) -> bytes:
-        """One line; ``route``/``path`` are JSON fragments (see ``route_fragments``), times in seconds."""
+        """One line; ``route``/``path`` are already JSON (``GatewayContext._describe``), times in seconds."""
         method_json = self._methods.get(method)
         if method_json is None:
             text = json_string(method.decode("latin-1")) if method else _NULL

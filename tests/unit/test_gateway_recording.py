@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from bisect import bisect_left
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -11,10 +12,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from sidecar.correlation import CorrelationIndex
 from sidecar.gateway.access_log import AccessLineEncoder, AccessLog, UtcClock, json_string
-from sidecar.gateway.metrics import RedRecorder, method_label
+from sidecar.gateway.metrics import RedRecorder, _bucket, method_label
 from sidecar.gateway.query_mask import mask_query, path_of
 from sidecar.gateway.settings import AccessLogSettings
-from sidecar.http_metrics import HttpMetrics
+from sidecar.http_metrics import DURATION_BUCKETS, SIZE_BUCKETS, HttpMetrics
 from sidecar.routes import RouteNormaliser
 
 
@@ -127,6 +128,14 @@ def test_access_line_caches_stay_bounded() -> None:
         )
         assert f"agent {i}".encode() in line
     assert all(len(cache) <= 1024 for cache in (encoder._clients, encoder._agents, encoder._methods))
+
+
+def test_bucket_scan_agrees_with_bisect() -> None:
+    durations = [0.0, 1e-6, *DURATION_BUCKETS, *(b * 1.0001 for b in DURATION_BUCKETS), 3600.0]
+    for value in durations:
+        assert _bucket(DURATION_BUCKETS, value) == bisect_left(DURATION_BUCKETS, value), value
+    for size in [0, 1, *SIZE_BUCKETS, *(b + 1 for b in SIZE_BUCKETS), 10**12]:
+        assert _bucket(SIZE_BUCKETS, size) == bisect_left(SIZE_BUCKETS, size), size
 
 
 def test_unknown_methods_are_other() -> None:
