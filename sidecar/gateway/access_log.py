@@ -128,7 +128,7 @@ class AccessLineEncoder:
             % (
                 time_iso,
                 _id_json(request_id),
-                _NULL if trace_id is None else _id_json(trace_id),
+                _NULL if trace_id is None else b'"%b"' % trace_id.encode("ascii"),  # 32 hex digits
                 method_json,
                 route,
                 path,

@@ -364,9 +364,10 @@ class ClientConnection(BatchedWriter):
             self.send(body)
 
     def response_complete(self, ex: Exchange) -> None:
+        """The app's response ended (``ex.upstream_ended`` was just read from the clock)."""
         if ex.rechunk:
             self.send(b"0\r\n\r\n")
-        self._finish(ex)
+        self._finish(ex, ex.upstream_ended)
 
     def upstream_failed(self, ex: Exchange, reason: str, status: int) -> None:
         """The app refused, reset, timed out or spoke nonsense: 502/504, or cut a started response."""
@@ -418,13 +419,17 @@ class ClientConnection(BatchedWriter):
         self.send(error_response(status, reason, request_id))
         self._close()
 
-    def _finish(self, ex: Exchange) -> None:
-        """Record ``ex`` and move the connection on: next pipelined request, keep-alive or close."""
+    def _finish(self, ex: Exchange, now: float | None = None) -> None:
+        """Record ``ex`` and move the connection on: next pipelined request, keep-alive or close.
+
+        ``now``: the clock, when the caller has just read it.
+        """
         if ex.finished:
             return
         ex.finished = True
         ctx = self.ctx
-        now = _clock()
+        if now is None:
+            now = _clock()
         if ex.counted:
             ctx.active -= 1
             ctx.red.ended(ex.method)

@@ -246,9 +246,9 @@ class UpstreamConnection(BatchedWriter):
         self._complete(ex)
 
     def _complete(self, ex: Exchange) -> None:
-        ex.upstream_ended = _clock()
+        ex.upstream_ended = now = _clock()
         ex.upstream = None
-        self.pool.release(self, self.keep_alive and ex.request_complete and not ex.upgrade)
+        self.pool.release(self, self.keep_alive and ex.request_complete and not ex.upgrade, now)
         ex.conn.response_complete(ex)
 
     def _switch(self, ex: Exchange, rest: bytes) -> None:
@@ -290,11 +290,12 @@ class UpstreamPool:
                 return up
         return None
 
-    def release(self, up: UpstreamConnection, reusable: bool) -> None:
+    def release(self, up: UpstreamConnection, reusable: bool, now: float) -> None:
+        """Back to the idle stack (its idle deadline counted from ``now``), or closed."""
         up.exchange = None
         if reusable and not up.closed and not self.ctx.stopping and len(self.idle) < self.max_idle:
             up.reused = True
-            up.deadline = _clock() + self.ctx.upstream_idle_timeout
+            up.deadline = now + self.ctx.upstream_idle_timeout
             if up.read_paused:
                 up.resume_reading()
             self.idle.append(up)
@@ -331,7 +332,7 @@ class UpstreamPool:
             self._failed(ex, "connect_error", 502)
             return
         if ex.finished or ex.conn.closed:
-            self.release(up, True)
+            self.release(up, True, _clock())
         else:
             up.attach(ex)
 
