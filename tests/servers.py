@@ -32,7 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal, Self
+from typing import IO, Literal, NoReturn, Self
 from urllib.parse import quote
 
 import psutil
@@ -99,9 +99,13 @@ def _pg_version_key(path: str) -> tuple[int, ...]:
 def require_binary(name: str) -> str:
     """Return the binary's path; skip the test when it is missing, fail instead under ``CI=true``."""
     path = find_binary(name)
-    if path is not None:
-        return path
-    reason = f"{name!r} is not installed (looked in PATH, /usr/sbin and /usr/lib/postgresql/*/bin)"
+    if path is None:
+        skip_or_fail(f"{name!r} is not installed (looked in PATH, /usr/sbin and /usr/lib/postgresql/*/bin)")
+    return path
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip a test whose server or tool is missing, or fail it under ``CI=true`` (CI must provide it)."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}; CI must provide it")
     pytest.skip(reason)

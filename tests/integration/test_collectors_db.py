@@ -7,7 +7,6 @@ restart it. Values are checked against what a separate admin connection changes 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +22,7 @@ from collectors.base import CheckTarget, Collector, Observation, Reason, Status
 from collectors.mysql import MySQLCollector, MySQLOptions
 from collectors.postgres import PostgresCollector, PostgresOptions
 from collectors.redis import RedisCollector, RedisOptions
-from tests.servers import MariaDBServer, PostgresServer, RedisServer, free_port, port_open
+from tests.servers import MariaDBServer, PostgresServer, RedisServer, free_port, port_open, skip_or_fail
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -586,10 +585,3 @@ async def test_close_while_paused_is_bounded(server_fixture: str, request: pytes
         assert time.monotonic() - started < 3
     finally:
         server.resume()
-
-
-def skip_or_fail(reason: str) -> None:
-    """The machine's standard-port servers are part of the test environment: missing in CI is a failure."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; CI must provide it")
-    pytest.skip(reason)

@@ -21,7 +21,7 @@ from sidecar.logsources.runtime import LogRuntime
 from sidecar.logsources.settings import LogSettings
 from sidecar.routes import RouteNormaliser
 from tests.e2e.sidecar_process import SidecarProcess
-from tests.servers import require_binary
+from tests.servers import require_binary, skip_or_fail
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -43,10 +43,9 @@ async def wait_until(predicate: object, timeout: float = 15.0) -> None:
 def node_fixtures(tmp_path: Path) -> list[Path]:
     node = require_binary("node")
     if not (NODE_DIR / "node_modules" / "pino-http").is_dir():
-        reason = "tests/integration/node_logs has no node_modules: run npm install there (tests/run.sh does)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(
+            "tests/integration/node_logs has no node_modules: run npm install there (tests/run.sh does)"
+        )
     paths = [tmp_path / name for name in ("pino.log", "winston.log", "bunyan.log")]
     subprocess.run([node, str(NODE_DIR / "emit.js"), *map(str, paths)], check=True, timeout=30, cwd=NODE_DIR)
     return paths

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import subprocess
@@ -32,7 +31,7 @@ from sidecar.health import HealthModel
 from sidecar.metrics import CheckMetrics
 from sidecar.probe import Probe
 from sidecar.results import ResultStore
-from tests.servers import free_port
+from tests.servers import free_port, skip_or_fail
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60), pytest.mark.usefixtures("flush_redis_after")]
 
@@ -314,9 +313,7 @@ async def test_probe_thresholds_warn_and_unreachable_fails(redis_url: str, queue
 async def test_exposition_passes_promtool(redis_url: str, queues: list[Queue]) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("promtool is not installed; CI must provide it (Debian package prometheus)")
-        pytest.skip("promtool is not installed (Debian package prometheus)")
+        skip_or_fail("promtool is not installed (Debian package prometheus)")
     queue = new_queue(queues, redis_url, "emails")
     await queue.add("send", {})
     worker = Worker("emails", _ok, {"connection": redis_url, "metrics": {"maxDataPoints": 5}})
@@ -366,12 +363,10 @@ def require_node_bullmq() -> str:
         reason = "Node.js is not installed"
     elif not (NODE_DIR / "node_modules" / "bullmq").is_dir():
         reason = f"run `npm install` in {NODE_DIR} (tests/run.sh does)"
-    if not reason:
-        assert node is not None
-        return node
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; CI must provide it")
-    pytest.skip(reason)
+    if reason:
+        skip_or_fail(reason)
+    assert node is not None
+    return node
 
 
 async def node(*args: str, timeout: float = 40.0) -> str:
