@@ -51,12 +51,22 @@ PgAuth = Literal["trust", "md5", "scram-sha-256"]
 # small helpers
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago (the kernel picked it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port that was free on 127.0.0.1 a moment ago (the kernel picked it).
+
+    Never the same port twice in one test session: the kernel may pick a port it just released
+    again, and two ports asked for together (a sidecar's listen and admin ports) then collide.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
