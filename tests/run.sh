@@ -14,12 +14,17 @@ command -v mtail >/dev/null 2>&1 || need_pkgs+=(mtail)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages: ${need_pkgs[*]}"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-    # the Debian packages start their daemons; the tests start their own instances
-    for svc in prometheus prometheus-alertmanager prometheus-node-exporter nginx mtail; do
-      (service "$svc" stop || pkill -x "$svc") >/dev/null 2>&1 || true
-    done
+    # Install without starting their daemons (policy-rc.d 101 = "action forbidden"): the machine is
+    # shared, and the tests start private instances on free ports, so nothing needs stopping after.
+    policy=/usr/sbin/policy-rc.d
+    (
+      if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+        trap 'rm -f "$policy"' EXIT
+      fi
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+    )
   else
     echo "warning: missing ${need_pkgs[*]} and cannot apt-get install them; the tests needing them will say so"
   fi
@@ -38,11 +43,11 @@ if command -v cc >/dev/null 2>&1 \
 fi
 # BullMQ for Node, so the queue tests also drive jobs from the real Node library (skipped without npm).
 if command -v npm >/dev/null 2>&1; then
-  (cd tests/integration/node && npm install --no-audit --no-fund --loglevel=error) \
-    || echo "warning: npm install failed in tests/integration/node; the BullMQ Node tests will say so"
+  (cd tests/integration/node && npm ci --no-audit --no-fund --loglevel=error) \
+    || echo "warning: npm ci failed in tests/integration/node; the BullMQ Node tests will say so"
   # pino, pino-http, winston and bunyan, so the log parser is tested on their real output.
-  (cd tests/integration/node_logs && npm install --no-audit --no-fund --loglevel=error) \
-    || echo "warning: npm install failed in tests/integration/node_logs; the Node logger tests will say so"
+  (cd tests/integration/node_logs && npm ci --no-audit --no-fund --loglevel=error) \
+    || echo "warning: npm ci failed in tests/integration/node_logs; the Node logger tests will say so"
 fi
 
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
