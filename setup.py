@@ -31,6 +31,7 @@ COMPILED = [
     "sidecar/gateway/upstream.py",
     "sidecar/gateway/response_head.py",
     "sidecar/gateway/responses.py",
+    "sidecar/gateway/listener_state.py",
     "sidecar/gateway/context.py",
     "sidecar/gateway/metrics.py",
     "sidecar/gateway/access_log.py",
@@ -43,8 +44,8 @@ COMPILED = [
 # What every sidecar loads and the gateway calls per request (request ID sightings, the correlation
 # index): a second, small library, so a sidecar without the gateway maps only this one.
 COMPILED_CORE = [
-    "sidecar/http_metrics.py",
-    "sidecar/correlation.py",
+    "sidecar/core/http_metrics.py",
+    "sidecar/correlation/index.py",
 ]
 
 

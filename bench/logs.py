@@ -33,11 +33,11 @@ from pathlib import Path
 import orjson
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlation import CorrelationIndex
-from sidecar.http_metrics import HttpMetrics
-from sidecar.logsources.runtime import LogRuntime
-from sidecar.logsources.settings import LogSettings
-from sidecar.routes import RouteNormaliser
+from sidecar.core.http_metrics import HttpMetrics
+from sidecar.core.routes import RouteNormaliser
+from sidecar.correlation.index import CorrelationIndex
+from sidecar.logs.runtime import LogRuntime
+from sidecar.logs.settings import LogSettings
 
 TARGET_RATIO = 2.0
 MTAIL_PROGRAM = r"""

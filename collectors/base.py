@@ -3,7 +3,7 @@
 A collector knows one kind of dependency and nothing of HTTP endpoints, Prometheus exposition or
 config files. It opens its connection (or pool) once, answers ``collect()`` with what it measured,
 and raises when the dependency cannot be measured. Timing, timeouts, reason mapping and redaction
-are done once, around every collector, by the probe template in ``sidecar.probe``.
+are done once, around every collector, by the probe template in ``sidecar.probing.probe``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from sidecar.settings_model import FrozenModel
+from sidecar.core.settings_model import FrozenModel
 
 
 class Status(enum.StrEnum):

@@ -49,7 +49,7 @@ from collectors.base import (
     Status,
 )
 from collectors.redis import classify_redis_error, probe_client, url_passwords, validate_redis_target
-from sidecar.settings_model import Meta, field_validator
+from sidecar.core.settings_model import Meta, field_validator
 
 # --------------------------------------------------------------------------------------------------
 # Shared by the queue collectors (bullmq, celery, rq, rabbitmq)

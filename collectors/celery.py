@@ -35,7 +35,7 @@ from collectors.bullmq import (
     cap_queues,
     queue_observation,
 )
-from sidecar.settings_model import Meta, field, field_validator
+from sidecar.core.settings_model import Meta, field, field_validator
 
 SEP = "\x06\x16"  # kombu.transport.redis.Channel.sep
 PRIORITY_STEPS = (0, 3, 6, 9)  # kombu.transport.redis.PRIORITY_STEPS

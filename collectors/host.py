@@ -39,7 +39,7 @@ from collectors.base import (
     Reason,
     Sample,
 )
-from sidecar.settings_model import Meta, field_validator
+from sidecar.core.settings_model import Meta, field_validator
 
 # --- metric families ----------------------------------------------------------------------------
 

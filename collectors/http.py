@@ -48,7 +48,7 @@ from collectors.base import (
     Sample,
     Status,
 )
-from sidecar.settings_model import Meta, field_validator, model_validator
+from sidecar.core.settings_model import Meta, field_validator, model_validator
 
 # --- metric families (blackbox_exporter names) ---------------------------------------------------
 

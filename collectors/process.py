@@ -36,7 +36,7 @@ from collectors.base import (
     Reason,
     Sample,
 )
-from sidecar.settings_model import Meta, model_validator
+from sidecar.core.settings_model import Meta, model_validator
 
 RESIDENT_MEMORY = MetricSpec("sidecar_app_process_resident_memory_bytes", "Resident memory size in bytes.")
 VIRTUAL_MEMORY = MetricSpec("sidecar_app_process_virtual_memory_bytes", "Virtual memory size in bytes.")

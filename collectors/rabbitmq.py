@@ -43,7 +43,7 @@ from collectors.base import (
     Status,
 )
 from collectors.bullmq import QueueOptions, QueueStats, cap_queues, queue_observation
-from sidecar.settings_model import Meta
+from sidecar.core.settings_model import Meta
 
 SCHEMES = ("amqp", "amqps")
 EXAMPLE_TARGET = "amqp://user:password@rabbitmq.internal:5672/vhost"

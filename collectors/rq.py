@@ -31,7 +31,7 @@ from typing import Annotated, Any, ClassVar, cast
 
 from collectors.base import CollectorOptions, Observation
 from collectors.bullmq import QueueOptions, QueueStats, RedisQueueCollector, cap_queues, queue_observation
-from sidecar.settings_model import Meta, field_validator
+from sidecar.core.settings_model import Meta, field_validator
 
 RQ_STATES = ("wait", "active", "failed", "completed", "deferred", "delayed", "canceled")
 # Per-queue KEYS of the script, in order.

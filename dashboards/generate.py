@@ -7,7 +7,7 @@
 Every dashboard takes its Prometheus data source from the ``datasource`` template variable (so it
 imports into any Grafana without editing) and filters by ``job`` (default ``sidecar``, the convention
 the alert rules use) and ``instance``; dependency and queue dashboards also by ``check``. Queries use
-only metrics the sidecar exports (tests/unit/test_dashboards.py checks it against the code, and the
+only metrics the sidecar exports (tests/unit/dashboards/test_dashboards.py checks it against the code, and the
 Prometheus end-to-end test runs every query against a real sidecar).
 """
 

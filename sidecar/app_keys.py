@@ -6,12 +6,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from sidecar.config import Settings
-from sidecar.correlation import CorrelationIndex
-from sidecar.health import HealthModel
-from sidecar.http_metrics import HttpMetrics
-from sidecar.logsources.runtime import LogRuntime
-from sidecar.results import ResultStore
-from sidecar.scheduler import Scheduler
+from sidecar.core.http_metrics import HttpMetrics
+from sidecar.correlation.index import CorrelationIndex
+from sidecar.logs.runtime import LogRuntime
+from sidecar.probing.health import HealthModel
+from sidecar.probing.results import ResultStore
+from sidecar.probing.scheduler import Scheduler
 from sidecar.sentry.forwarder import SentryForwarder
 from sidecar.tracing.runtime import TracingRuntime
 

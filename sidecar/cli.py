@@ -13,8 +13,8 @@ import yaml
 
 from sidecar import __version__
 from sidecar.config import ConfigError, Settings, load_settings
-from sidecar.logs import setup_logging
-from sidecar.redaction import MASK, mask_url
+from sidecar.core.own_logs import setup_logging
+from sidecar.core.redaction import MASK, mask_url
 
 EXIT_CONFIG = 2
 EXIT_START = 1

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import re
 import types
 import typing
 from collections.abc import Mapping
@@ -20,35 +18,31 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from collectors import KNOWN_KINDS, CollectorUnavailable, load_collector
-from collectors.base import Collector, CollectorOptions
-from sidecar.durations import Duration
-from sidecar.gateway.settings import GatewaySettings, gateway_env_aliases
-from sidecar.http_guard import ListenerLimits
-from sidecar.listener_security import MetricsAuth, is_loopback_host
-from sidecar.logsources.settings import LogSettings
-from sidecar.sentry.settings import SentrySettings, apply_environment
-from sidecar.settings_model import (
-    FrozenModel,
+from sidecar.core.durations import Duration
+from sidecar.core.settings_model import (
     Meta,
     Model,
     SecretStr,
     ValidationError,
-    did_you_mean,
     field,
     field_validator,
     is_model_type,
     location,
     model_validator,
 )
-from sidecar.tls import ListenerTLS, TLSConfig
+from sidecar.gateway.settings import GatewaySettings, gateway_env_aliases
+from sidecar.logs.settings import LogSettings
+from sidecar.probing.settings import CheckConfig
+from sidecar.sentry.settings import SentrySettings
+from sidecar.serving.addresses import parse_listen
+from sidecar.serving.guard import ListenerLimits
+from sidecar.serving.security import MetricsAuth, is_loopback_host
+from sidecar.serving.tls import ListenerTLS, TLSConfig
 from sidecar.tracing.settings import TracingConfigError, TracingSettings, plan_tracing
 
 log = logging.getLogger(__name__)
 
-CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # \Z: "$" allows a final newline
 MIN_EXPOSED_TOKEN = 16
-_THRESHOLD = re.compile(r"^\s*([<>])\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*\Z", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -57,116 +51,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
         self.problems = problems
-
-
-class Threshold(FrozenModel, frozen=True):
-    """``above`` (default for plain numbers) or ``below`` a limit: ``0.8``, ``">0.8"``, ``"<14"``."""
-
-    limit: float
-    below: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError('a threshold is a number (meaning "above") or a string like "<14" or ">0.8"')
-        if isinstance(value, int | float):
-            return {"limit": float(value)}
-        if isinstance(value, str):
-            match = _THRESHOLD.match(value)
-            if not match:
-                raise ValueError(f'{value!r} is not a threshold: write a number, or "<14" / ">0.8"')
-            return {"limit": float(match[2]), "below": match[1] == "<"}
-        return value
-
-    @model_validator(mode="after")
-    def _finite(self) -> Threshold:
-        if not math.isfinite(self.limit):
-            raise ValueError("a threshold must be a finite number")
-        return self
-
-    def crossed(self, value: float) -> bool:
-        return value < self.limit if self.below else value > self.limit
-
-    def __str__(self) -> str:
-        return f"{'<' if self.below else '>'}{self.limit:.15g}"  # re-parses to the same limit
-
-
-class CheckConfig(Model, dict=True):
-    """One dependency check: what to probe, how often, and what its result means for readiness."""
-
-    name: str
-    kind: str
-    target: str | None = None
-    interval: Duration = 10.0
-    timeout: Duration = 3.0
-    critical: Annotated[bool | None, Meta(description="default: the kind's own default")] = None
-    warn: dict[str, Threshold] = {}
-    fail: dict[str, Threshold] = {}
-    rise: Annotated[int, Meta(ge=1, le=100, description="passes in a row before a failed check is ready")] = 2
-    fall: Annotated[int, Meta(ge=1, le=100, description="failures in a row before a check is not ready")] = 1
-    max_backoff: Annotated[Duration | None, Meta(description="longest wait between failing probes")] = None
-    options: dict[str, Any] = {}
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not CHECK_NAME.match(value):
-            raise ValueError(
-                "a check name is 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
-            )
-        return value
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        if value not in KNOWN_KINDS:
-            hint = did_you_mean(value, KNOWN_KINDS)
-            raise ValueError(f"unknown kind {value!r}{hint}; use one of: {', '.join(KNOWN_KINDS)}")
-        return value
-
-    @model_validator(mode="after")
-    def _resolve_collector(self) -> CheckConfig:
-        if self.interval <= 0 or self.timeout <= 0:
-            raise ValueError("interval and timeout must be greater than zero")
-        if self.timeout > self.interval:
-            raise ValueError(
-                f"timeout ({self.timeout:g}s) is longer than interval ({self.interval:g}s): "
-                "shorten the timeout so one probe ends before the next is due"
-            )
-        try:
-            cls = load_collector(self.kind)
-        except CollectorUnavailable as exc:
-            raise ValueError(str(exc)) from exc
-        if cls.target_required and not self.target:
-            raise ValueError(f"a {self.kind} check needs a target")
-        self.target = cls.validate_target(self.target)
-        try:
-            typed_options = cls.options_model.model_validate(self.options)
-        except ValidationError as exc:
-            raise ValidationError([(("options", *loc), message) for loc, message in exc.problems]) from None
-        # resolved once here; kept beside the fields (not fields themselves: never configured or dumped)
-        self.__dict__["collector_class"] = cls
-        self.__dict__["typed_options"] = typed_options
-        return self
-
-    @property
-    def collector_class(self) -> type[Collector]:  # type: ignore[type-arg]
-        cls: type[Collector] = self.__dict__["collector_class"]  # type: ignore[type-arg]
-        return cls
-
-    @property
-    def typed_options(self) -> CollectorOptions:
-        options: CollectorOptions = self.__dict__["typed_options"]
-        return options
-
-    @property
-    def is_critical(self) -> bool:
-        return self.collector_class.critical_by_default if self.critical is None else self.critical
-
-    @property
-    def backoff_cap(self) -> float:
-        return self.max_backoff if self.max_backoff is not None else max(self.interval, 4 * self.interval)
 
 
 class RouteSettings(Model):
@@ -276,15 +160,6 @@ class Settings(Model, dict=True):
                 raise ValueError(f"two checks are named {check.name!r}: check names must be unique")
             seen.add(check.name)
         return self
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:9797`` for IPv6) -> (host, port)."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{value!r} is not host:port, e.g. 0.0.0.0:9797 or [::1]:9797")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)
 
 
 ENV_PREFIX = "sidecar_"
@@ -425,7 +300,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     except ValidationError as exc:
         raise ConfigError([(location(loc), message) for loc, message in exc.problems]) from None
     _add_conventional_checks(settings, env)
-    apply_environment(settings, env)  # SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE as fallbacks
+    try:  # SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE as fallbacks; a malformed DSN names the variable
+        settings.sentry = settings.sentry.with_environment(env)
+    except ValueError as exc:
+        raise ConfigError([("SENTRY_DSN", str(exc))]) from None
     try:
         plan_tracing(settings, env)  # OTEL_* variables that cannot work stop start-up too
     except TracingConfigError as exc:

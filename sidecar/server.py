@@ -16,23 +16,24 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from sidecar.admin_api import create_admin_app
 from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY, SCHEDULER, SETTINGS, STORE
 from sidecar.config import ConfigError, Settings, load_settings
-from sidecar.correlation import CorrelationIndex
-from sidecar.health import HealthModel
-from sidecar.health_api import add_routes
-from sidecar.http_metrics import HttpMetrics
-from sidecar.listener_security import metrics_auth_middleware
-from sidecar.listeners import HEALTH_MAX_BODY, start_listener
-from sidecar.logsources.wiring import add_log_admin_routes, setup_logs
-from sidecar.metrics import CheckMetrics, new_registry
-from sidecar.results import ResultStore
-from sidecar.routes import RouteNormaliser
-from sidecar.scheduler import Scheduler
+from sidecar.core.http_metrics import HttpMetrics
+from sidecar.core.routes import RouteNormaliser
+from sidecar.correlation.index import CorrelationIndex
+from sidecar.logs.wiring import add_log_admin_routes, setup_logs
+from sidecar.probing.check_metrics import CheckMetrics
+from sidecar.probing.endpoints import add_routes
+from sidecar.probing.health import HealthModel
+from sidecar.probing.results import ResultStore
+from sidecar.probing.scheduler import Scheduler
 from sidecar.sentry.lifecycle import install_sentry
 from sidecar.sentry.relay import add_relay_routes
-from sidecar.tls import listener_ssl_context
+from sidecar.serving.admin_api import create_admin_app
+from sidecar.serving.exposition import new_registry
+from sidecar.serving.listeners import HEALTH_MAX_BODY, start_listener
+from sidecar.serving.security import metrics_auth_middleware
+from sidecar.serving.tls import listener_ssl_context
 from sidecar.tracing.wiring import install_tracing
 
 if TYPE_CHECKING:

@@ -94,8 +94,8 @@ def exported_metric_names() -> frozenset[str]:
     """
     from sidecar.app_keys import REGISTRY  # heavy imports only when asked
     from sidecar.config import Settings
-    from sidecar.listeners import rejection_recorder
     from sidecar.server import Server
+    from sidecar.serving.listeners import rejection_recorder
 
     settings = Settings(default_checks=False, gateway={"upstream": "http://127.0.0.1:9"})
     server = Server(settings)

@@ -73,4 +73,4 @@ if "$root/.venv/bin/python" -c 'import sys, sidecar.gateway as g; sys.exit(not g
   echo "error: the copy without .so files still runs compiled modules"; exit 1
 fi
 "$root/.venv/bin/python" -m pytest -q -p no:cacheprovider \
-  tests/unit/test_gateway_*.py tests/unit/test_properties_gateway.py tests/integration/test_gateway_*.py
+  tests/unit/gateway tests/integration/gateway

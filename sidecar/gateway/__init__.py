@@ -1,9 +1,23 @@
-"""The gateway: a reverse proxy before the app that adds request IDs, traces, RED metrics and access logs.
+"""The request flow: a reverse proxy before the app that adds request IDs, traces, RED metrics, access lines.
 
-The hot path (``proxy``, ``upstream``) is ``asyncio.Protocol`` code over ``httptools`` so a request
-costs a few dozen microseconds; everything else (settings, IDs, trace context, access log, metrics)
-lives in small modules the hot path calls. Those modules are compiled with mypyc when the package is
-built (``setup.py``); the same source runs interpreted where no compiler was available.
+In: client connections on the gateway listener. Out: requests to the app (``upstream``), responses to
+the clients, and for each request one RED observation, one access line, one correlation entry and,
+when tracing is on, two spans. The hot path (``proxy``, ``upstream``) is ``asyncio.Protocol`` code
+over ``httptools``, compiled with mypyc when the package is built (``setup.py``); the same source runs
+interpreted where no compiler was available.
+
+- ``settings``: the ``gateway:`` section; ``service``: the listener's lifecycle, sweeper and drain.
+- ``listener_state`` and ``context``: what every connection shares; ``context.record`` records a
+  finished request in one place.
+- ``exchange``: one request/response pair, and the small interfaces (``ClientSide``, ``UpstreamSide``,
+  ``LimitsSide``) through which the parts it links call each other without importing each other.
+- ``proxy``: the client side (HTTP/1.1 server protocol); ``upstream``: the app side (client protocol,
+  keep-alive pool); ``write_batch``: one write per socket per loop iteration.
+- ``request_head``/``response_head``: the heads each side receives; ``hop_by_hop``, ``forwarded``,
+  ``correlation_ids``, ``traceparent``, ``query_mask``: the rules they apply; ``responses``: the
+  gateway's own answers.
+- ``metrics``, ``access_log``: RED recording and access lines; ``edge``, ``security_headers`` and
+  ``ratelimit/``: the edge protections.
 """
 
 from __future__ import annotations

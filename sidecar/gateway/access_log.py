@@ -21,7 +21,7 @@ from typing import IO, Any, Final
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
-from sidecar.correlation import CorrelationIndex
+from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway.settings import AccessLogSettings
 
 FLUSH_INTERVAL: Final = 0.2

@@ -1,8 +1,8 @@
-"""What every gateway connection shares: settings as plain attributes, the pool, metrics and the access log.
+"""What every gateway connection shares: the listener's state, the pool, metrics and the access log.
 
-The protocols read settings from here on every request, so they are copied out of the settings
-model into attributes once. Recording a finished request (RED metrics, access record, correlation
-index) happens here, in one place, whatever way the request ended.
+Settings as plain attributes, the write batch and ``closing`` come from ``ListenerState``. Recording
+a finished request (RED metrics, access record, correlation index) happens here, in one place,
+whatever way the request ended.
 """
 
 from __future__ import annotations
@@ -14,23 +14,21 @@ from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlation import CorrelationIndex
+from sidecar.core.http_metrics import HttpMetrics
+from sidecar.core.routes import OVERFLOW_ROUTE
+from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway.access_log import AccessLog, json_string
 from sidecar.gateway.correlation_ids import new_request_id
 from sidecar.gateway.edge import build_edge
-from sidecar.gateway.forwarded import ForwardedPolicy
+from sidecar.gateway.listener_state import ListenerState
 from sidecar.gateway.metrics import GatewayMetrics, RedRecorder
 from sidecar.gateway.query_mask import mask_query, path_of
 from sidecar.gateway.settings import GatewaySettings
 from sidecar.gateway.upstream import UpstreamPool
-from sidecar.gateway.write_batch import WriteBatch
-from sidecar.health import HealthModel
-from sidecar.http_metrics import HttpMetrics
-from sidecar.routes import OVERFLOW_ROUTE
+from sidecar.probing.health import HealthModel
 
 if TYPE_CHECKING:
-    from sidecar.gateway.exchange import Exchange
-    from sidecar.gateway.proxy import ClientConnection
+    from sidecar.gateway.exchange import ClientSide, Exchange
     from sidecar.tracing.spans import GatewaySpans
 
 _NOT_ERRORS: Final = ("", "client_disconnect")
@@ -38,7 +36,7 @@ _NULL: Final = b"null"
 _TARGET_CACHE: Final = 4096
 
 
-class GatewayContext:
+class GatewayContext(ListenerState):
     """Shared state of one gateway listener."""
 
     def __init__(
@@ -49,28 +47,11 @@ class GatewayContext:
         correlation: CorrelationIndex,
         health: HealthModel,
     ) -> None:
-        self.settings = settings
-        self.address = settings.upstream_address
-        self.upstream_host_line = b"Host: " + self.address.host_header + b"\r\n"
-        self.preserve_host = settings.preserve_host
-        self.websockets = settings.websockets
-        self.new_trace_sampled = settings.new_trace_sampled
-        self.new_trace_flags = b"-01" if settings.new_trace_sampled else b"-00"
-        self.connect_timeout = settings.connect_timeout
-        self.read_timeout = settings.read_timeout
-        self.idle_timeout = settings.idle_timeout
-        self.header_timeout = settings.header_timeout
-        self.body_timeout = settings.body_timeout
-        self.upstream_idle_timeout = settings.upstream_idle_timeout
-        self.max_header_bytes = settings.max_header_bytes
-        self.max_concurrent = settings.max_concurrent_requests
-        self.policy = ForwardedPolicy(settings.trusted_proxies)
-        self.health = health
+        super().__init__(settings, health)
         self.http = http_metrics
         self.red = RedRecorder(http_metrics)
         self.access = AccessLog(settings.access_log, correlation, registry)
-        self.connections: set[ClientConnection] = set()
-        self.writes = WriteBatch()
+        self.connections: set[ClientSide] = set()
         self.pool = UpstreamPool(self)
         self.metrics = GatewayMetrics(
             registry,
@@ -79,7 +60,6 @@ class GatewayContext:
             lambda: len(self.pool.idle),
         )
         self.active = 0
-        self.stopping = False
         self.idle_event = asyncio.Event()
         self.first_sighting = http_metrics.first_sighting
         self.upstream_failed = self.metrics.upstream_errors.labels
@@ -89,11 +69,6 @@ class GatewayContext:
         self.sample_new_trace: Callable[[str], bytes] | None = None  # traceparent flags per new trace
         # rate limiting and security headers (docs/edge-protections.md); None when neither is configured
         self.edge = build_edge(settings, registry, http_metrics.routes, self.writes)
-
-    @property
-    def closing(self) -> bool:
-        """Responses carry ``Connection: close`` while draining (SIGTERM or admin /drain)."""
-        return self.stopping or self.health.draining
 
     def record(self, ex: Exchange, ended: float) -> None:
         """RED metrics, access line and correlation entry for a finished request."""
@@ -179,7 +154,7 @@ class GatewayContext:
         access.emit(request_id, line, status, True, at)
         return request_id
 
-    def connection_closed(self, conn: ClientConnection) -> None:
+    def connection_closed(self, conn: ClientSide) -> None:
         self.connections.discard(conn)
         if self.stopping and not self.connections:
             self.idle_event.set()

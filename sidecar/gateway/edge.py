@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from sidecar.core.routes import RouteNormaliser
 from sidecar.gateway.ratelimit.limiter import RateLimiter
 from sidecar.gateway.ratelimit.metrics import RateLimitMetrics
 from sidecar.gateway.security_headers import SecurityHeaders
 from sidecar.gateway.write_batch import WriteBatch
-from sidecar.routes import RouteNormaliser
 
 if TYPE_CHECKING:
     from sidecar.gateway.exchange import Exchange

@@ -1,19 +1,127 @@
-"""One request/response pair as it crosses the gateway: what was asked, what happened, what it cost.
+"""One request/response pair as it crosses the gateway, and the interfaces of the parts it links.
 
-A plain slotted object rather than a dataclass: one is created per request on the hot path, and the
-protocols read and write its fields directly.
+``Exchange`` is what was asked, what happened, what it cost: a plain slotted object rather than a
+dataclass, since one is created per request on the hot path and the protocols read and write its fields
+directly.
+
+The exchange links a client connection (``proxy``), an upstream connection (``upstream``) and, when a
+rule applies, the request's rate-limit decisions (``ratelimit.limiter``), and each of those calls the
+others. Typed against each other they would import each other in a circle, so each is typed against
+the small base class here (``ClientSide``, ``UpstreamSide``, ``LimitsSide``) and the concrete class
+implements it. Base classes rather than ``typing.Protocol`` where both sides are compiled with mypyc:
+a call through a native base class is a vtable call, a call through a Protocol a dictionary lookup.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from abc import abstractmethod
+from typing import Final, Protocol
 
-if TYPE_CHECKING:
-    from sidecar.gateway.proxy import ClientConnection
-    from sidecar.gateway.ratelimit.limiter import LimitState
-    from sidecar.gateway.upstream import UpstreamConnection
+from sidecar.gateway.write_batch import BatchedWriter
 
 INF: Final = float("inf")
+Headers = list[tuple[bytes, bytes]]
+
+
+class ClientSide(BatchedWriter):
+    """What the upstream connection, the rate limiter and the listener ask of a client connection."""
+
+    __slots__ = ("deadline",)
+    deadline: float  # when the client's silence (or slowness) becomes a timeout
+
+    @abstractmethod
+    def timed_out(self) -> None:
+        """``deadline`` passed: answer 408 or close, as the connection's phase calls for."""
+
+    @abstractmethod
+    def close_if_idle(self) -> None:
+        """Draining: close now unless a request is in flight."""
+
+    @abstractmethod
+    def interim_response(self, ex: Exchange, status: int, headers: Headers) -> None:
+        """A 1xx from the app (not 101): forward it, the final response is still to come."""
+
+    @abstractmethod
+    def response_head(self, ex: Exchange, status: int, headers: Headers) -> None:
+        """The app's final response head."""
+
+    @abstractmethod
+    def response_body(self, ex: Exchange, body: bytes) -> None:
+        """A piece of the app's response body."""
+
+    @abstractmethod
+    def response_complete(self, ex: Exchange) -> None:
+        """The app's response ended."""
+
+    @abstractmethod
+    def upstream_failed(self, ex: Exchange, reason: str, status: int) -> None:
+        """The app could not be reached or broke off: answer ``status`` if nothing was sent yet."""
+
+    @abstractmethod
+    def upstream_write_blocked(self, blocked: bool) -> None:
+        """The app's socket buffer is full (``True``) or drained: stop or resume reading the client."""
+
+    @abstractmethod
+    def pending_flushed(self) -> None:
+        """Body bytes held while the upstream connection was opening have been sent."""
+
+    @abstractmethod
+    def start_tunnel(self, ex: Exchange, up: UpstreamSide, rest: bytes) -> None:
+        """The app switched protocols: pass bytes through unparsed from now on."""
+
+    @abstractmethod
+    def tunnel_closed(self, ex: Exchange) -> None:
+        """The app's side of a tunnel closed."""
+
+    @abstractmethod
+    def limits_decided(self, ex: Exchange) -> None:
+        """Every rate-limit decision the request waited for has arrived."""
+
+    @abstractmethod
+    def refuse(self, ex: Exchange, status: int, reason: str, fields: bytes) -> None:
+        """A rate limit refused the request: answer ``status`` with the limit's header ``fields``."""
+
+
+class UpstreamSide(BatchedWriter):
+    """What the client connection asks of the connection to the app it is paired with."""
+
+    __slots__ = ("deadline",)
+    deadline: float  # when the app's silence becomes a timeout
+
+    @abstractmethod
+    def pause_reading(self) -> None:
+        """The client is not reading: stop reading the app's response."""
+
+    @abstractmethod
+    def resume_reading(self) -> None:
+        """The client reads again."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close after what is queued has been written."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Close now, dropping what is queued."""
+
+
+class LimitsSide(Protocol):
+    """What the client connection asks of the rate-limit decisions of its current request.
+
+    A Protocol, unlike the two base classes above: its implementation (``ratelimit.limiter``) is not
+    compiled, and a native base class cannot have interpreted subclasses.
+    """
+
+    def held(self, conn: ClientSide, ex: Exchange) -> bool:
+        """True when ``ex`` must not go to the app now: still waiting on Redis, or refused."""
+        ...
+
+    def response_fields(self) -> bytes:
+        """Rate-limit header fields for an allowed response."""
+        ...
+
+    def finished(self, status: int) -> None:
+        """The response is complete with ``status``."""
 
 
 class Exchange:
@@ -58,12 +166,12 @@ class Exchange:
         "user_agent",
     )
 
-    def __init__(self, conn: ClientConnection, method: bytes, target: bytes, started: float) -> None:
+    def __init__(self, conn: ClientSide, method: bytes, target: bytes, started: float) -> None:
         self.conn = conn
         self.method = method
         self.target = target
         self.started = started
-        self.upstream: UpstreamConnection | None = None
+        self.upstream: UpstreamSide | None = None
         self.head = b""
         self.request_id = ""
         self.trace_id = ""
@@ -94,4 +202,4 @@ class Exchange:
         self.bytes_out = 0
         self.pending: list[bytes] | None = None
         self.pending_bytes = 0
-        self.limits: LimitState | None = None  # rate-limit decisions, when a rule applies
+        self.limits: LimitsSide | None = None  # rate-limit decisions, when a rule applies

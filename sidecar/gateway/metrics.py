@@ -16,7 +16,7 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.samples import Exemplar
 
-from sidecar.http_metrics import DURATION_BUCKETS, KNOWN_METHODS, SIZE_BUCKETS, HttpMetrics
+from sidecar.core.http_metrics import DURATION_BUCKETS, KNOWN_METHODS, SIZE_BUCKETS, HttpMetrics
 
 EXEMPLAR_INTERVAL: Final = 1.0
 FLUSH_INTERVAL: Final = 0.1

@@ -26,21 +26,19 @@ from typing import TYPE_CHECKING, Any, Final
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from sidecar import logs
-from sidecar.gateway.exchange import INF, Exchange
+from sidecar.core import own_logs
+from sidecar.gateway.exchange import INF, ClientSide, Exchange, UpstreamSide
 from sidecar.gateway.forwarded import Peer
 from sidecar.gateway.request_head import build_request_head
 from sidecar.gateway.response_head import build_interim_head, build_response_head
 from sidecar.gateway.responses import error_response
-from sidecar.gateway.write_batch import BatchedWriter
 
 if TYPE_CHECKING:
     from sidecar.gateway.context import GatewayContext
-    from sidecar.gateway.upstream import UpstreamConnection
 
 log = logging.getLogger("sidecar.gateway")
 _clock: Final = time.perf_counter  # Final: compiled code calls it without a globals lookup
-_request_context: Final = logs.request_context
+_request_context: Final = own_logs.request_context
 
 # Connection phases, for the sweeper: what the deadline means.
 IDLE: Final = 0  # waiting for the first byte of a request: close quietly
@@ -63,11 +61,11 @@ class _Stop(Exception):
 
 
 def bind_log_context(ex: Exchange | None) -> None:
-    """Put the request's IDs in the sidecar's logging context (``sidecar.logs``) for this callback chain."""
+    """Put the request's IDs in the sidecar's own logging context (``own_logs``) for this callback chain."""
     _request_context.set(ex)
 
 
-class ClientConnection(BatchedWriter):
+class ClientConnection(ClientSide):
     """One client connection; proxies its requests one at a time (pipelined ones wait their turn).
 
     An ``asyncio.Protocol`` by its methods, not by inheritance: a class deriving from a Python class
@@ -80,7 +78,6 @@ class ClientConnection(BatchedWriter):
         "closed",
         "ctx",
         "current",
-        "deadline",
         "head_bytes",
         "headers",
         "in_head",
@@ -520,7 +517,7 @@ class ClientConnection(BatchedWriter):
         else:
             self._hold(ex, data)
 
-    def start_tunnel(self, ex: Exchange, up: UpstreamConnection, rest: bytes) -> None:
+    def start_tunnel(self, ex: Exchange, up: UpstreamSide, rest: bytes) -> None:
         """The app switched protocols: pass the rest through unparsed until either side closes."""
         ex.tunnel = True
         self.phase = BUSY

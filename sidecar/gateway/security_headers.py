@@ -19,10 +19,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
+from sidecar.core.routes import RouteTemplate
+from sidecar.core.settings_model import Meta, Model, field, field_validator, model_validator
 from sidecar.gateway.hop_by_hop import is_hop_by_hop
 from sidecar.gateway.query_mask import path_of
-from sidecar.routes import RouteTemplate
-from sidecar.settings_model import Meta, Model, field, field_validator, model_validator
 
 # Helmet 8 defaults (helmetjs.github.io), in Helmet's order; Content-Security-Policy only when configured.
 HELMET_DEFAULTS: tuple[tuple[str, str], ...] = (

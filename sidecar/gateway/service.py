@@ -19,13 +19,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY, TRACING
-from sidecar.correlation import CorrelationIndex
+from sidecar.core.http_metrics import HttpMetrics
+from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway import compiled
 from sidecar.gateway.context import GatewayContext
 from sidecar.gateway.proxy import ClientConnection
 from sidecar.gateway.settings import GatewaySettings, parse_host_port
-from sidecar.health import HealthModel
-from sidecar.http_metrics import HttpMetrics
+from sidecar.probing.health import HealthModel
 
 log = logging.getLogger(__name__)
 

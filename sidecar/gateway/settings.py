@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from sidecar.durations import Duration
+from sidecar.core.durations import Duration
+from sidecar.core.settings_model import IPvAnyNetwork, Meta, Model, field, field_validator, model_validator
 from sidecar.gateway.ratelimit.settings import RateLimitRedis, RateLimitRule, check_rules
 from sidecar.gateway.security_headers import SecurityHeaderSettings
-from sidecar.settings_model import IPvAnyNetwork, Meta, Model, field, field_validator, model_validator
 
 ENV_ALIASES = {"SIDECAR_UPSTREAM": "upstream", "SIDECAR_GATEWAY_LISTEN": "listen"}
 

@@ -17,30 +17,28 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from sidecar.gateway.exchange import INF, Exchange
-from sidecar.gateway.write_batch import BatchedWriter
+from sidecar.gateway.exchange import INF, Exchange, UpstreamSide
 
 if TYPE_CHECKING:
-    from sidecar.gateway.context import GatewayContext
+    from sidecar.gateway.listener_state import ListenerState
 
 log = logging.getLogger(__name__)
 _clock: Final = time.perf_counter  # Final: compiled code calls it without a globals lookup
 
 
-class UpstreamConnection(BatchedWriter):
+class UpstreamConnection(UpstreamSide):
     """One connection to the app; feeds responses back to the exchange's client connection.
 
     An ``asyncio.Protocol`` by its methods, not by inheritance: a class deriving from a Python class
     cannot be compiled to a native one (see ``setup.py``), and the event loop only calls the methods.
     """
 
-    ctx: GatewayContext
+    ctx: ListenerState
 
     __slots__ = (
         "bodiless",
         "closed",
         "ctx",
-        "deadline",
         "exchange",
         "got_bytes",
         "headers",
@@ -275,7 +273,7 @@ class _BadResponse(Exception):
 class UpstreamPool:
     """Idle keep-alive connections to the app (LIFO) and every open one, for drain and metrics."""
 
-    def __init__(self, ctx: GatewayContext) -> None:
+    def __init__(self, ctx: ListenerState) -> None:
         self.ctx = ctx
         self.idle: list[UpstreamConnection] = []
         self.connections: set[UpstreamConnection] = set()

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.correlation import CorrelationIndex
+from sidecar.correlation.index import CorrelationIndex
 from sidecar.sentry.envelope import JSON_TYPES, Envelope, EnvelopeError, Item
 from sidecar.sentry.events import (
     BuiltEvent,

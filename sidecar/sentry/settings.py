@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
-from sidecar.durations import Duration
+from sidecar.core.durations import Duration
+from sidecar.core.settings_model import Meta, Model, SecretStr, field, field_validator, model_validator
 from sidecar.sentry.dsn import Dsn
-from sidecar.settings_model import Meta, Model, SecretStr, field, field_validator, model_validator
-
-if TYPE_CHECKING:
-    from sidecar.config import Settings
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -121,16 +118,3 @@ class SentrySettings(Model):
         if self.release is None and env.get("SENTRY_RELEASE", "").strip():
             updates["release"] = env["SENTRY_RELEASE"].strip()
         return self.model_copy(update=updates) if updates else self
-
-
-def apply_environment(settings: Settings, env: Mapping[str, str]) -> None:
-    """``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``, ``SENTRY_RELEASE`` into ``settings.sentry`` (see above).
-
-    A malformed ``SENTRY_DSN`` is a configuration error naming the variable, like a bad ``DATABASE_URL``.
-    """
-    from sidecar.config import ConfigError  # noqa: PLC0415  (config imports this module)
-
-    try:
-        settings.sentry = settings.sentry.with_environment(env)
-    except ValueError as exc:
-        raise ConfigError([("SENTRY_DSN", str(exc))]) from None

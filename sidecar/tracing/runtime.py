@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
     from sidecar.gateway.context import GatewayContext
-    from sidecar.results import CheckResult
+    from sidecar.probing.results import CheckResult
     from sidecar.tracing.exporter_metrics import CountingBatchSpanProcessor
     from sidecar.tracing.spans import GatewaySpans
 

@@ -13,16 +13,14 @@ Nothing here imports ``opentelemetry``: deciding that tracing is off costs no im
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from sidecar.durations import Duration
-from sidecar.settings_model import Meta, Model, SecretStr, field_validator, model_validator
-
-if TYPE_CHECKING:
-    from sidecar.config import Settings
+from sidecar.core.durations import Duration
+from sidecar.core.settings_model import Meta, Model, SecretStr, field_validator, model_validator
 
 Protocol = Literal["http/protobuf", "grpc"]
 PROTOCOLS: tuple[Protocol, ...] = ("http/protobuf", "grpc")
@@ -190,7 +188,29 @@ def _env(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def plan_tracing(settings: Settings, env: Mapping[str, str]) -> TracingPlan | None:
+class _SentryRelease(typing.Protocol):
+    @property
+    def release(self) -> str | None: ...
+
+
+class ServiceSettings(typing.Protocol):
+    """What tracing reads from the root configuration (``sidecar.config.Settings`` is one).
+
+    An interface rather than an import: the root configuration composes this section, so importing it
+    back would make a cycle.
+    """
+
+    @property
+    def tracing(self) -> TracingSettings: ...
+    @property
+    def service_name(self) -> str: ...
+    @property
+    def sentry(self) -> _SentryRelease: ...
+    @property
+    def model_fields_set(self) -> frozenset[str]: ...
+
+
+def plan_tracing(settings: ServiceSettings, env: Mapping[str, str]) -> TracingPlan | None:
     """The tracing to start, or ``None`` when it is off; ``TracingConfigError`` when it cannot work."""
     section = settings.tracing
     if section.enabled is False:

@@ -36,7 +36,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from sidecar import __version__
 from sidecar.gateway.metrics import method_label
 from sidecar.gateway.query_mask import path_of
-from sidecar.results import CheckResult
+from sidecar.probing.results import CheckResult
 from sidecar.tracing.otlp_encoding import (
     FIXED64,
     LOCAL_PARENT_FLAGS,

@@ -46,8 +46,8 @@ from tests.e2e.sidecar_process import SidecarProcess
 from tests.integration.gateway_support import HOST, run_upstream
 from tests.promql_names import selectors
 from tests.servers import MariaDBServer, PostgresServer, RedisServer, find_binary, free_port, require_binary
-from tests.unit.test_alert_rules import rule_files, rules
-from tests.unit.test_dashboards import all_queries
+from tests.unit.alerts.test_alert_rules import rule_files, rules
+from tests.unit.dashboards.test_dashboards import all_queries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -16,13 +16,13 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlation import CorrelationIndex
+from sidecar.core.http_metrics import HttpMetrics
+from sidecar.core.routes import RouteNormaliser
+from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway.service import Gateway
 from sidecar.gateway.settings import GatewaySettings
-from sidecar.health import HealthModel
-from sidecar.http_metrics import HttpMetrics
-from sidecar.results import ResultStore
-from sidecar.routes import RouteNormaliser
+from sidecar.probing.health import HealthModel
+from sidecar.probing.results import ResultStore
 
 HOST = "127.0.0.1"
 
@@ -316,7 +316,7 @@ class CapturingHandler(logging.Handler):
 
 @contextlib.contextmanager
 def capture_logs(name: str = "sidecar") -> Any:
-    from sidecar.logs import ContextFilter
+    from sidecar.core.own_logs import ContextFilter
 
     handler = CapturingHandler()
     handler.addFilter(ContextFilter())

@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sidecar.core.routes import RouteNormaliser
 from sidecar.gateway.query_mask import path_of
 from sidecar.gateway.ratelimit import headers as rl_headers
 from sidecar.gateway.ratelimit.local import OP_CHECK, OP_PEEK, OP_SPEND, Decision
@@ -29,11 +30,9 @@ from sidecar.gateway.ratelimit.redis_backend import IGNORE, RedisLimiterClient
 from sidecar.gateway.ratelimit.rules import CompiledRule
 from sidecar.gateway.ratelimit.settings import RateLimitRedis, RateLimitRule
 from sidecar.gateway.write_batch import WriteBatch
-from sidecar.routes import RouteNormaliser
 
 if TYPE_CHECKING:
-    from sidecar.gateway.exchange import Exchange
-    from sidecar.gateway.proxy import ClientConnection
+    from sidecar.gateway.exchange import ClientSide, Exchange
 
 _PATH_CACHE = 4096
 RATE_LIMITED = "rate_limited"
@@ -127,7 +126,10 @@ class RateLimiter:
 
 
 class LimitState:
-    """The rate-limit decisions of one request, and what the client is told about them."""
+    """The rate-limit decisions of one request, and what the client is told about them.
+
+    It is the exchange's ``LimitsSide``: the client connection reaches it only through that interface.
+    """
 
     __slots__ = (
         "deferred",
@@ -164,7 +166,7 @@ class LimitState:
             self.waiting = False
             ex.conn.limits_decided(ex)
 
-    def held(self, conn: ClientConnection, ex: Exchange) -> bool:
+    def held(self, conn: ClientSide, ex: Exchange) -> bool:
         """True when ``ex`` must not go to the app now: still waiting on Redis, or refused here."""
         if self.pending:
             self.waiting = True

@@ -30,9 +30,9 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Protocol
 
+from sidecar.core.redaction import mask_url
 from sidecar.gateway.ratelimit.settings import RateLimitRedis, RedisAddress, parse_redis_url
 from sidecar.gateway.write_batch import WriteBatch
-from sidecar.redaction import mask_url
 
 log = logging.getLogger("sidecar.gateway.ratelimit")
 

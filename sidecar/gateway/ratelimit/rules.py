@@ -12,11 +12,11 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from sidecar.core.routes import RouteNormaliser, RouteTemplate
 from sidecar.gateway.ratelimit.headers import limit_head, policy_item
 from sidecar.gateway.ratelimit.local import OP_CHECK, OP_PEEK, OP_SPEND, LocalLimiter
 from sidecar.gateway.ratelimit.redis_backend import bulk, script_args
 from sidecar.gateway.ratelimit.settings import RateLimitRule
-from sidecar.routes import RouteNormaliser, RouteTemplate
 
 if TYPE_CHECKING:
     from sidecar.gateway.exchange import Exchange

@@ -12,10 +12,10 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from sidecar.durations import Duration
-from sidecar.redaction import mask_url
-from sidecar.routes import RouteTemplate
-from sidecar.settings_model import Meta, Model, field, field_validator, model_validator
+from sidecar.core.durations import Duration
+from sidecar.core.redaction import mask_url
+from sidecar.core.routes import RouteTemplate
+from sidecar.core.settings_model import Meta, Model, field, field_validator, model_validator
 
 RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

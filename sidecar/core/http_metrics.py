@@ -1,0 +1,119 @@
+"""RED metrics for HTTP traffic, shared by the gateway and by access lines read from the app's logs.
+
+Names and labels follow the OpenTelemetry HTTP semantic conventions as Prometheus renders them, so
+one dashboard serves both sources. Seen request IDs are remembered (bounded) so a request that went
+through the gateway and was also logged by the app is counted once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from sidecar.core.routes import RouteNormaliser
+
+# OpenTelemetry's recommended boundaries for http.server.request.duration (seconds).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+REQUEST_LABELS = ("http_request_method", "http_route", "http_response_status_code", "error_type")
+_SEEN_IDS = 100_000
+
+
+def method_label(method: str) -> str:
+    """Known methods as they are, anything else ``_OTHER`` (OTel semconv), so labels stay bounded."""
+    upper = method.upper()
+    return upper if upper in KNOWN_METHODS else "_OTHER"
+
+
+class HttpMetrics:
+    """The request-metric families on one registry, plus the route cap they share."""
+
+    def __init__(self, registry: CollectorRegistry, routes: RouteNormaliser) -> None:
+        self.routes = routes
+        self.duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests.",
+            REQUEST_LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.active = Gauge(
+            "http_server_active_requests",
+            "Number of active HTTP server requests.",
+            ["http_request_method"],
+            registry=registry,
+        )
+        self.request_size = Histogram(
+            "http_server_request_body_size_bytes",
+            "Size of HTTP server request bodies.",
+            ("http_request_method", "http_route"),
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.response_size = Histogram(
+            "http_server_response_body_size_bytes",
+            "Size of HTTP server response bodies.",
+            ("http_request_method", "http_route"),
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.route_overflow = Counter(
+            "sidecar_http_route_overflow",
+            "Requests whose route was folded into the overflow value because of the route cap.",
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "sidecar_http_duplicate_observations",
+            "Access records skipped because the same request ID was already counted.",
+            ["source"],
+            registry=registry,
+        )
+        self._seen: set[str] = set()
+        self._seen_order: deque[str] = deque()  # first-seen order, for FIFO eviction
+
+    def route_of(self, path: str) -> str:
+        before = self.routes.overflowed
+        route = self.routes.route(path)
+        if self.routes.overflowed != before:
+            self.route_overflow.inc()
+        return route
+
+    def first_sighting(self, request_id: str | None, source: str) -> bool:
+        """False when this request ID was already counted (by the gateway or an earlier log line)."""
+        if not request_id:
+            return True
+        if request_id in self._seen:
+            self.duplicates.labels(source).inc()
+            return False
+        self._seen.add(request_id)
+        self._seen_order.append(request_id)
+        if len(self._seen_order) > _SEEN_IDS:
+            self._seen.discard(self._seen_order.popleft())
+        return True
+
+    def observe(
+        self,
+        *,
+        method: str,
+        route: str,
+        status: int,
+        duration_seconds: float,
+        error_type: str = "",
+        trace_id: str | None = None,
+        request_bytes: int | None = None,
+        response_bytes: int | None = None,
+    ) -> None:
+        """Record one finished request; ``trace_id`` becomes the exemplar in OpenMetrics output."""
+        method = method_label(method)
+        if not error_type and status >= 500:
+            error_type = str(status)
+        exemplar = {"trace_id": trace_id} if trace_id else None
+        self.duration.labels(method, route, str(status) if status else "", error_type).observe(
+            duration_seconds, exemplar
+        )
+        if request_bytes is not None:
+            self.request_size.labels(method, route).observe(request_bytes)
+        if response_bytes is not None:
+            self.response_size.labels(method, route).observe(response_bytes)

@@ -1,0 +1,54 @@
+"""The per-listener state both connection kinds read: settings as plain attributes, batch, metrics.
+
+Why a base class of its own: the upstream connections need the timeouts, the write batch and the
+metrics, and ``GatewayContext`` (which subclasses this) owns the upstream pool. Typed against the
+context, the upstream module and the context module would import each other; typed against this, the
+upstream side depends only on what it reads.
+
+The protocols read settings from here on every request, so they are copied out of the settings model
+into attributes once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sidecar.gateway.forwarded import ForwardedPolicy
+from sidecar.gateway.write_batch import WriteBatch
+
+if TYPE_CHECKING:
+    from sidecar.gateway.metrics import GatewayMetrics
+    from sidecar.gateway.settings import GatewaySettings
+    from sidecar.probing.health import HealthModel
+
+
+class ListenerState:
+    """Settings-derived values, the write batch and the metrics of one gateway listener."""
+
+    metrics: GatewayMetrics  # set by the subclass, which has what its gauges count
+
+    def __init__(self, settings: GatewaySettings, health: HealthModel) -> None:
+        self.settings = settings
+        self.address = settings.upstream_address
+        self.upstream_host_line = b"Host: " + self.address.host_header + b"\r\n"
+        self.preserve_host = settings.preserve_host
+        self.websockets = settings.websockets
+        self.new_trace_sampled = settings.new_trace_sampled
+        self.new_trace_flags = b"-01" if settings.new_trace_sampled else b"-00"
+        self.connect_timeout = settings.connect_timeout
+        self.read_timeout = settings.read_timeout
+        self.idle_timeout = settings.idle_timeout
+        self.header_timeout = settings.header_timeout
+        self.body_timeout = settings.body_timeout
+        self.upstream_idle_timeout = settings.upstream_idle_timeout
+        self.max_header_bytes = settings.max_header_bytes
+        self.max_concurrent = settings.max_concurrent_requests
+        self.policy = ForwardedPolicy(settings.trusted_proxies)
+        self.health = health
+        self.writes = WriteBatch()
+        self.stopping = False
+
+    @property
+    def closing(self) -> bool:
+        """Responses carry ``Connection: close`` while draining (SIGTERM or admin /drain)."""
+        return self.stopping or self.health.draining

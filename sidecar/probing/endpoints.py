@@ -1,0 +1,102 @@
+"""/livez, /readyz, /readyz/<check>, /health and /metrics: answered from memory, never from dependencies."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from sidecar.app_keys import HEALTH, REGISTRY, SCHEDULER
+from sidecar.probing.health import Readiness
+from sidecar.serving.exposition import render
+
+HEALTH_JSON = "application/health+json"
+_TEXT = "text/plain"
+
+
+async def livez(request: web.Request) -> web.Response:
+    """The sidecar itself works: its loop answers and no check loop has died."""
+    dead = [name for name, runner in request.app[SCHEDULER].runners.items() if runner.crashed]
+    if dead:
+        return web.Response(status=500, text="check loops stopped: " + ", ".join(dead), content_type=_TEXT)
+    return web.Response(text="ok", content_type=_TEXT)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    health = request.app[HEALTH]
+    readiness = health.readiness
+    status = 200 if readiness.ready else 503
+    if "verbose" in request.query:
+        return web.Response(status=status, text=_verbose(request, readiness), content_type=_TEXT)
+    return web.Response(status=status, text=_summary(readiness), content_type=_TEXT)
+
+
+async def readyz_check(request: web.Request) -> web.Response:
+    name = request.match_info["check"]
+    health = request.app[HEALTH]
+    if name not in health.states:
+        return web.Response(status=404, text=f"no check named {name!r}", content_type=_TEXT)
+    ready = health.check_ready(name)
+    if ready is None:
+        return web.Response(status=503, text=f"{name} starting", content_type=_TEXT)
+    if health.draining:
+        return web.Response(status=503, text="draining", content_type=_TEXT)
+    return web.Response(
+        status=200 if ready else 503, text=f"{name} {'ok' if ready else 'failing'}", content_type=_TEXT
+    )
+
+
+async def health_document(request: web.Request) -> web.Response:
+    document = request.app[HEALTH].health_document()
+    status = 503 if document["status"] == "fail" else 200
+    return web.Response(
+        status=status,
+        body=orjson.dumps(document),
+        headers={"Content-Type": HEALTH_JSON, "Cache-Control": "no-store"},
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, headers = render(
+        request.app[REGISTRY], request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
+    )
+    return web.Response(body=body, headers=headers)
+
+
+def _summary(readiness: Readiness) -> str:
+    if readiness.ready:
+        return "ok"
+    if readiness.reason == "failing":
+        return "failing: " + ", ".join(readiness.failing)
+    if readiness.reason == "starting":
+        return "starting: " + ", ".join(readiness.starting)
+    return readiness.reason
+
+
+def _verbose(request: web.Request, readiness: Readiness) -> str:
+    """Kubernetes-style listing: ``[+]name ok`` / ``[-]name failed: reason``."""
+    health = request.app[HEALTH]
+    store = health.store
+    lines = []
+    for name, state in health.states.items():
+        result = store.latest(name)
+        tag = "" if state.critical else " (not critical)"
+        if state.ready is None:
+            lines.append(f"[-]{name} starting{tag}")
+        elif state.ready:
+            detail = f" ({result.status.value})" if result and result.status.value != "pass" else ""
+            lines.append(f"[+]{name} ok{detail}{tag}")
+        else:
+            why = f": {result.reason}: {result.output}" if result else ""
+            lines.append(f"[-]{name} failed{why}{tag}")
+    if health.draining:
+        lines.append("[-]draining")
+    lines.append("readyz check passed" if readiness.ready else "readyz check failed")
+    return "\n".join(lines) + "\n"
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/readyz/{check}", readyz_check)
+    app.router.add_get("/health", health_document)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,13 @@
+"""The serving layer: listeners and what guards them, the admin API and the ``/metrics`` exposition.
+
+In: the listener settings (addresses, limits, TLS, auth) and the aiohttp apps the flows fill with routes.
+Out: bound listeners that refuse hostile input before aiohttp parses it, and the exposition body.
+
+- ``addresses``: ``host:port`` as the configuration writes it.
+- ``guard``: per-listener limits on heads, bodies, connections and time, enforced below aiohttp.
+- ``listeners``: starting one listener: runner, TLS, guard, rejection counter.
+- ``tls``: one validated TLS setting and a hardened ``ssl.SSLContext``.
+- ``security``: the admin bearer token, optional auth on ``/metrics`` and ``/health``, loopback checks.
+- ``admin_api``: drain/undrain and the debug endpoints on the admin listener.
+- ``exposition``: the app's own registry and the text/OpenMetrics body rendered from it.
+"""

@@ -1,0 +1,75 @@
+"""The correlation index: compact gateway access lines, full timelines, and both bounds."""
+
+from __future__ import annotations
+
+import orjson
+
+from sidecar.correlation.index import CorrelationIndex
+
+
+def line(request_id: str, **fields: object) -> bytes:
+    record = {"request_id": request_id, "trace_id": "t" * 32, "status": 200, **fields}
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def test_access_line_reads_back_as_a_one_entry_timeline() -> None:
+    index = CorrelationIndex()
+    index.add_access_line("r1", line("r1", path="/a"), 1000.25)
+    timeline = index.get("r1")
+    assert timeline == {
+        "request_id": "r1",
+        "trace_id": "t" * 32,
+        "dropped_entries": 0,
+        "timeline": [
+            {
+                "at": 1000.25,
+                "kind": "access",
+                "record": {"request_id": "r1", "trace_id": "t" * 32, "status": 200, "path": "/a"},
+            }
+        ],
+    }
+
+
+def test_log_line_after_the_access_line_joins_the_same_timeline_in_time_order() -> None:
+    index = CorrelationIndex()
+    index.add_access_line("r1", line("r1"), 1000.5)
+    index.add("r1", "log", {"msg": "handled"}, at=1000.2)
+    timeline = index.get("r1")
+    assert timeline is not None
+    assert [e["kind"] for e in timeline["timeline"]] == ["log", "access"]
+    assert timeline["trace_id"] == "t" * 32
+
+
+def test_access_line_after_a_log_line_is_added_to_its_timeline() -> None:
+    index = CorrelationIndex()
+    index.add("r1", "log", {"msg": "started"}, at=999.0, trace_id="x" * 32)
+    index.add_access_line("r1", line("r1"), 1000.0)
+    timeline = index.get("r1")
+    assert timeline is not None
+    assert [e["kind"] for e in timeline["timeline"]] == ["log", "access"]
+    assert timeline["trace_id"] == "x" * 32  # the first trace ID seen stays
+
+
+def test_bounds_hold_and_byte_accounting_returns_to_zero() -> None:
+    index = CorrelationIndex(max_requests=50)
+    for i in range(500):
+        index.add_access_line(f"r{i}", line(f"r{i}"), float(i))
+        if i % 7 == 0:
+            index.add(f"r{i}", "log", {"n": i})
+    assert len(index) == 50
+    assert index.get("r0") is None and index.get("r499") is not None
+    assert index.evicted == 450
+    small = CorrelationIndex(max_requests=10, max_bytes=1)
+    small.add_access_line("a", line("a"), 1.0)
+    small.add("b", "log", {"x": 1})
+    assert len(small) == 0 and small.bytes == 0  # every entry alone is over the byte bound
+
+
+def test_byte_bound_evicts_oldest_compact_lines() -> None:
+    one = len(line("r00")) + 8 + 64
+    index = CorrelationIndex(max_bytes=one * 3)
+    for i in range(10):
+        index.add_access_line(f"r{i:02d}", line(f"r{i:02d}"), float(i))
+    assert len(index) == 3
+    assert index.bytes == one * 3
+    assert [index.get(f"r{i:02d}") is not None for i in (6, 7, 8, 9)] == [False, True, True, True]

@@ -1,0 +1,379 @@
+"""The deployment examples are valid and agree with the sidecar: Kubernetes objects against the API
+schemas (kubernetes-validate), the prometheus-operator objects against their CRD fields, the
+PrometheusRule generated from alerts/, and the Compose stack's structure and files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from sidecar.config import Settings, load_settings
+from sidecar.serving.addresses import parse_listen
+from tests.dockerfile import ROOT
+from tests.operator_schemas import SCHEMAS
+
+pytestmark = pytest.mark.timeout(60)
+K8S = ROOT / "deploy" / "kubernetes"
+COMPOSE = ROOT / "deploy" / "compose"
+VERSIONS = ["1.29.0", "1.33.0", "1.37.0"]
+CORE_KINDS = {"Deployment", "Service", "Secret", "ConfigMap"}
+
+
+def kubernetes_validate() -> ModuleType:
+    try:
+        import kubernetes_validate as module
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kubernetes-validate is missing: pip install -e '.[dev]' installs it")
+        pytest.skip("kubernetes-validate is not installed (pip install kubernetes-validate)")
+    return module
+
+
+def manifests() -> list[tuple[str, dict[str, Any]]]:
+    """(file name, object) for every Kubernetes object in deploy/kubernetes."""
+    found = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                found.append((path.name, document))
+    return found
+
+
+def by_kind(kind: str) -> dict[str, Any]:
+    (obj,) = [o for _, o in manifests() if o["kind"] == kind]
+    return obj
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("build_prometheusrule", K8S / "build_prometheusrule.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- Kubernetes ---------------------------------------------------------------------------------------------
+
+
+def test_every_manifest_is_a_known_kind() -> None:
+    kinds = {o["kind"] for _, o in manifests()}
+    assert kinds == CORE_KINDS | {"ServiceMonitor"}, kinds
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_core_objects_validate_against_the_kubernetes_schema(version: str) -> None:
+    kv = kubernetes_validate()
+    checked = 0
+    for name, obj in manifests():
+        if obj["kind"] not in CORE_KINDS:
+            continue
+        try:
+            kv.validate(obj, version, strict=True)
+        except kv.ValidationError as exc:
+            pytest.fail(f"{name} ({obj['kind']}) is invalid for Kubernetes {version}: {exc}")
+        checked += 1
+    assert checked == len(CORE_KINDS)
+
+
+def test_kustomization_lists_existing_files() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        assert (K8S / resource).is_file(), resource
+    assert "secret.example.yaml" not in kustomization["resources"], "real secrets come from a secret store"
+
+
+def test_service_monitor_matches_its_crd_fields() -> None:
+    jsonschema.validate(by_kind("ServiceMonitor"), SCHEMAS["ServiceMonitor"])
+
+
+def containers() -> dict[str, dict[str, Any]]:
+    spec = by_kind("Deployment")["spec"]["template"]["spec"]
+    return {c["name"]: c for c in spec["containers"]}
+
+
+def test_probes_use_the_sidecar_health_port_and_paths() -> None:
+    sidecar = containers()["sidecar"]
+    health_port = parse_listen(Settings(default_checks=False).listen)[1]
+    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": health_port}
+    assert sidecar["livenessProbe"]["httpGet"] == {"path": "/livez", "port": health_port}
+    ports = {p["name"]: p["containerPort"] for p in sidecar["ports"]}
+    assert ports["metrics"] == health_port
+    from sidecar.gateway.settings import GatewaySettings
+
+    assert ports["http"] == parse_listen(GatewaySettings().listen)[1]
+
+
+def test_pod_and_containers_are_locked_down() -> None:
+    pod = by_kind("Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] >= 1000
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    for name, container in containers().items():
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True, name
+        assert context["allowPrivilegeEscalation"] is False, name
+        assert context["capabilities"]["drop"] == ["ALL"], name
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], name
+    mounts = {m["mountPath"] for m in containers()["sidecar"]["volumeMounts"]}
+    assert "/var/lib/sidecar" in mounts, "a read-only root needs a writable state directory"
+
+
+def test_grace_period_covers_the_sidecar_shutdown() -> None:
+    pod = by_kind("Deployment")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > Settings(default_checks=False).shutdown_timeout
+
+
+def secret_keys() -> set[str]:
+    return set(by_kind("Secret")["stringData"])
+
+
+def test_secrets_come_from_the_secret_by_reference() -> None:
+    wanted = {"DATABASE_URL", "REDIS_URL", "SENTRY_DSN"}
+    refs: dict[str, str] = {}
+    for env in containers()["sidecar"]["env"]:
+        if "valueFrom" in env:
+            ref = env["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == by_kind("Secret")["metadata"]["name"]
+            assert ref["key"] in secret_keys(), ref
+            refs[env["name"]] = ref["key"]
+        else:
+            assert not any(w in env["name"] for w in ("PASSWORD", "TOKEN", "DSN", "_URL")) or env["name"] in (
+                "SIDECAR_UPSTREAM",
+            ), f"{env['name']} should come from the Secret"
+    assert wanted <= set(refs)
+
+
+def test_config_map_and_environment_make_a_valid_configuration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    text = by_kind("ConfigMap")["data"]["sidecar.yaml"]
+    (tmp_path / "sidecar.yaml").write_text(text)
+    env = dict(by_kind("Secret")["stringData"].items())
+    for item in containers()["sidecar"]["env"]:
+        if "valueFrom" in item:
+            env[item["name"]] = env[item["valueFrom"]["secretKeyRef"]["key"]]
+        else:
+            env[item["name"]] = item["value"]
+    for name, value in env.items():
+        if name.startswith("SIDECAR_") and name != "SIDECAR_CONFIG":
+            monkeypatch.setenv(name, value)
+    settings = load_settings(tmp_path / "sidecar.yaml", environ=env)
+    names = {c.name for c in settings.checks}
+    assert {"database", "redis", "app"} <= names
+    assert settings.metrics_auth is not None and settings.metrics_auth.bearer_token is not None
+
+
+def test_service_and_service_monitor_point_at_the_pod() -> None:
+    service = by_kind("Service")
+    monitor = by_kind("ServiceMonitor")
+    pod_labels = by_kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    port_names = {p["name"] for c in containers().values() for p in c["ports"]}
+    for port in service["spec"]["ports"]:
+        assert port["targetPort"] in port_names, port
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["authorization"]["credentials"]["key"] in secret_keys()
+
+
+# -- PrometheusRule from alerts/ ------------------------------------------------------------------------------
+
+
+def test_prometheus_rule_from_the_repository_alerts_is_valid(tmp_path: Path) -> None:
+    script = load_script()
+    output = tmp_path / "prometheusrule.yaml"
+    assert script.main(["-o", str(output)]) == 0
+    rule = yaml.safe_load(output.read_text())
+    jsonschema.validate(rule, SCHEMAS["PrometheusRule"])
+    sources = script.rule_files(ROOT / "alerts")
+    expected = sum(len(script.load_groups(p)) for p in sources)
+    assert len(rule["spec"]["groups"]) == expected
+    if sources and shutil.which("promtool"):
+        rules_only = tmp_path / "rules.yml"
+        rules_only.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+        done = subprocess.run(
+            ["promtool", "check", "rules", str(rules_only)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+RULES = """
+groups:
+  - name: sidecar-readiness
+    rules:
+      - alert: SidecarNotReady
+        expr: sidecar_ready == 0
+        for: 5m
+        labels: {severity: page}
+        annotations: {summary: "{{ $labels.instance }} is not ready"}
+      - record: job:sidecar_ready:min
+        expr: min by (job) (sidecar_ready)
+"""
+
+
+def test_generator_wraps_rule_files_and_skips_unit_tests(tmp_path: Path) -> None:
+    script = load_script()
+    (tmp_path / "readiness.yml").write_text(RULES)
+    (tmp_path / "readiness_test.yml").write_text("rule_files: [readiness.yml]\ntests: []\n")
+    (tmp_path / "checks.yaml").write_text(
+        "groups:\n  - name: sidecar-checks\n    rules:\n      - alert: CheckDown\n        expr: sidecar_check_up == 0\n"
+    )
+    rule = script.build(tmp_path, namespace="monitoring", labels={"release": "prom"})
+    jsonschema.validate(rule, SCHEMAS["PrometheusRule"])
+    assert [g["name"] for g in rule["spec"]["groups"]] == ["sidecar-checks", "sidecar-readiness"]
+    assert rule["metadata"] == {
+        "name": "observability-sidecar",
+        "labels": {"release": "prom"},
+        "namespace": "monitoring",
+    }
+    text = script.render(rule, script.rule_files(tmp_path))
+    assert "readiness_test.yml" not in text and yaml.safe_load(text) == rule
+
+
+def test_generator_rejects_duplicate_groups_and_bad_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = load_script()
+    (tmp_path / "a.yml").write_text(RULES)
+    (tmp_path / "b.yml").write_text(RULES)
+    assert script.main(["--alerts-dir", str(tmp_path)]) == 2
+    assert "sidecar-readiness" in capsys.readouterr().err
+    (tmp_path / "b.yml").write_text("groups: nope\n")
+    assert script.main(["--alerts-dir", str(tmp_path)]) == 2
+    assert "b.yml" in capsys.readouterr().err
+
+
+def test_schema_catches_a_misspelt_field() -> None:
+    monitor = by_kind("ServiceMonitor")
+    broken = {
+        **monitor,
+        "spec": {**monitor["spec"], "endpoints": [{"port": "metrics", "scrapeTimout": "10s"}]},
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, SCHEMAS["ServiceMonitor"])
+
+
+# -- Compose ------------------------------------------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_compose_has_the_whole_stack() -> None:
+    assert set(compose()["services"]) == {"app", "postgres", "redis", "sidecar", "prometheus"}
+
+
+def has_healthcheck(name: str, service: dict[str, Any]) -> bool:
+    if "healthcheck" in service:
+        return bool(service["healthcheck"].get("test"))
+    if "build" in service:  # the image's own HEALTHCHECK
+        dockerfile = (
+            COMPOSE / service["build"]["context"] / service["build"].get("dockerfile", "Dockerfile")
+        ).resolve()
+        return "HEALTHCHECK" in dockerfile.read_text()
+    return False
+
+
+def test_compose_dependencies_wait_for_health_that_exists() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            assert condition["condition"] in (
+                "service_started",
+                "service_healthy",
+                "service_completed_successfully",
+            )
+            if condition["condition"] == "service_healthy":
+                assert has_healthcheck(dependency, services[dependency]), f"{dependency} has no healthcheck"
+
+
+def test_compose_files_and_build_exist() -> None:
+    services = compose()["services"]
+    build = services["sidecar"]["build"]
+    context = (COMPOSE / build["context"]).resolve()
+    assert context == ROOT and (context / build["dockerfile"]).is_file()
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (COMPOSE / source).is_file(), f"{name} mounts missing {source}"
+        for mapping in service.get("ports", []):
+            host, _, container = str(mapping).rpartition(":")
+            assert host.isdigit() and container.isdigit(), mapping
+
+
+def test_compose_sidecar_configuration_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    sidecar = compose()["services"]["sidecar"]
+    env = dict(sidecar["environment"])
+    mount = next(v for v in sidecar["volumes"] if v.endswith(":/etc/sidecar/sidecar.yaml:ro"))
+    for name, value in env.items():
+        if name.startswith("SIDECAR_") and name != "SIDECAR_CONFIG":
+            monkeypatch.setenv(name, value)
+    settings = load_settings(COMPOSE / mount.split(":")[0], environ=env)
+    assert {"database", "redis", "app"} <= {c.name for c in settings.checks}
+    published = {int(str(p).split(":")[1]) for p in sidecar["ports"]}
+    assert parse_listen(settings.listen)[1] in published
+
+
+def test_prometheus_scrapes_the_sidecar_health_port() -> None:
+    config = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    targets = [t for static in job["static_configs"] for t in static["targets"]]
+    port = parse_listen(Settings(default_checks=False).listen)[1]
+    assert targets == [f"sidecar:{port}"]
+    assert "sidecar" in compose()["services"]
+    if shutil.which("promtool"):
+        done = subprocess.run(
+            ["promtool", "check", "config", "--syntax-only", str(COMPOSE / "prometheus.yml")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def alert_job_names() -> set[str]:
+    """The ``job`` values the repository's alert rules select (the scrape job's name)."""
+    script = load_script()
+    names: set[str] = set()
+    for path in script.rule_files(ROOT / "alerts"):
+        for group in script.load_groups(path):
+            for rule in group["rules"]:
+                names |= set(re.findall(r'job="([^"]+)"', str(rule.get("expr", ""))))
+    return names or {"sidecar"}
+
+
+def test_scrape_jobs_carry_the_job_name_the_alerts_select() -> None:
+    (wanted,) = alert_job_names()
+    (endpoint,) = by_kind("ServiceMonitor")["spec"]["endpoints"]
+    relabel = [r for r in endpoint.get("relabelings", []) if r.get("targetLabel") == "job"]
+    assert relabel and relabel[-1]["replacement"] == wanted, (
+        "the operator would name the job after the Service"
+    )
+    (job,) = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())["scrape_configs"]
+    assert job["job_name"] == wanted
