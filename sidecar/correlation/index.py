@@ -3,12 +3,14 @@
 Bounded twice: by the number of request IDs and by the bytes held. The oldest request is evicted
 first, and evictions are counted, so a burst of traffic cannot grow memory without limit.
 
-The gateway adds one access record per proxied request, tens of thousands a second. Those are kept
-as the JSON line the access log already encoded (``add_access_line``), with the time packed in
-front: a bytes object is one allocation the garbage collector never scans, where a timeline with a
-list, an entry and a record dict was four tracked objects per request, retained for thousands of
-requests and re-scanned by every full collection. A request seen by another source too (a log line,
-a Sentry event) gets a full timeline; the line is decoded only when someone asks for the request.
+The gateway adds one access record per proxied request and the log flow one entry per log line with a
+request ID, tens of thousands a second each. Every entry is kept as its JSON, already encoded, with
+the time (and, but for access records, a kind letter) packed in front: a bytes object is one
+allocation the garbage collector never scans, where an entry object holding a record dict was two or
+three tracked objects per line, retained for thousands of requests and re-scanned by every full
+collection. A request seen once (by the gateway, or in one log line) is just that packed entry; a
+request seen more than once gets a ``RequestTimeline`` holding a list of packed entries. Records are
+decoded only when someone asks for the request.
 """
 
 from __future__ import annotations
@@ -17,29 +19,53 @@ import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 MAX_ENTRIES_PER_REQUEST = 200
-ENTRY_OVERHEAD = 64  # bytes counted per entry on top of its JSON, for the byte bound
-_AT = struct.Struct("d")  # the wall-clock time in front of a compact access line
+ENTRY_OVERHEAD = 64  # bytes counted per entry on top of its packed JSON, for the byte bound
+_AT: Final = struct.Struct("d")  # the wall-clock time in front of every packed entry
+_AT_SIZE: Final = 8
+MAX_TRACE_ID = 255  # longer trace IDs are not kept with the entry (the W3C ones have 32 characters)
+# After the time: nothing for the gateway's access line (its JSON starts right there, with "{", and
+# holds its trace ID), else a kind letter, the length of the trace ID seen with the entry (0: none)
+# and the trace ID itself.
+_KIND_LETTERS: Final = {"log": b"l", "sentry": b"s", "span": b"p", "access": b"a"}
+_KIND_OF_BYTE: Final = {letter[0]: kind for kind, letter in _KIND_LETTERS.items()}
 
 
-@dataclass(slots=True)
-class TimelineEntry:
-    """One thing that happened to a request, from one source."""
+def pack(at: float, kind: str, encoded: bytes, trace_id: str | None = None) -> bytes:
+    """One entry as the index keeps it: time, kind letter, trace ID, JSON."""
+    letter = _KIND_LETTERS.get(kind)
+    if letter is None:
+        raise ValueError(f"unknown timeline entry kind {kind!r}: one of {', '.join(_KIND_LETTERS)}")
+    trace = trace_id.encode("utf-8", "replace") if trace_id else b""
+    if len(trace) > MAX_TRACE_ID:
+        trace = b""
+    return b"%b%b%c%b%b" % (_AT.pack(at), letter, len(trace), trace, encoded)
 
-    at: float  # wall-clock seconds
-    kind: str  # "access", "log", "sentry", "span"
-    record: dict[str, Any]
-    size: int
+
+def unpack(packed: bytes) -> tuple[float, str, str | None, Any]:
+    """(time, kind, trace ID, record) of a packed entry."""
+    (at,) = _AT.unpack_from(packed)
+    kind = _KIND_OF_BYTE.get(packed[_AT_SIZE])
+    if kind is None:  # the gateway's access line
+        record = orjson.loads(packed[_AT_SIZE:])
+        trace_id = record.get("trace_id") if isinstance(record, dict) else None
+        return at, "access", trace_id if isinstance(trace_id, str) else None, record
+    length = packed[_AT_SIZE + 1]
+    start = _AT_SIZE + 2
+    trace = packed[start : start + length].decode("utf-8", "replace") if length else None
+    return at, kind, trace, orjson.loads(packed[start + length :])
 
 
 @dataclass(slots=True)
 class RequestTimeline:
+    """A request seen more than once: its packed entries, in arrival order."""
+
     trace_id: str | None = None
-    entries: list[TimelineEntry] = field(default_factory=list)
+    entries: list[bytes] = field(default_factory=list)
     size: int = 0
     dropped: int = 0
 
@@ -50,7 +76,7 @@ class CorrelationIndex:
     def __init__(self, max_requests: int = 10_000, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.max_requests = max_requests
         self.max_bytes = max_bytes
-        # a timeline, or (the common case) just the gateway's access line: packed time + JSON
+        # a timeline, or (the common case) just one packed entry: a gateway access line
         self._timelines: OrderedDict[str, RequestTimeline | bytes] = OrderedDict()
         self.bytes = 0
         self.evicted = 0
@@ -66,77 +92,86 @@ class CorrelationIndex:
         *,
         trace_id: str | None = None,
         at: float | None = None,
-        encoded_size: int | None = None,
     ) -> None:
-        """Append to a request's timeline; the record is stored as given (callers pass redacted data).
-
-        ``encoded_size`` is the record's JSON length when the caller already encoded it (the gateway
-        does, for its access line), which saves encoding it again here.
-        """
+        """Append to a request's timeline; the record is stored as given (callers pass redacted data)."""
         if not request_id:
             return
-        found = self._timelines.get(request_id)
-        if found is None:
-            timeline = self._timelines[request_id] = RequestTimeline()
+        packed = pack(time.time() if at is None else at, kind, orjson.dumps(record, default=str), trace_id)
+        timelines = self._timelines
+        if request_id not in timelines:  # the common case: the request's first entry, kept alone
+            timelines[request_id] = packed
+            self.bytes += len(packed) + ENTRY_OVERHEAD
+            if len(timelines) > self.max_requests or self.bytes > self.max_bytes:
+                self._evict()
+            return
+        self._append(request_id, packed, trace_id)
+
+    def _append(self, request_id: str, packed: bytes, trace_id: str | None) -> None:
+        """A further entry for a request already in the index."""
+        timelines = self._timelines
+        found = timelines[request_id]
+        timelines.move_to_end(request_id)
+        if isinstance(found, RequestTimeline):
+            timeline = found
+            if trace_id and not timeline.trace_id:
+                timeline.trace_id = trace_id
         else:
-            self._timelines.move_to_end(request_id)
-            timeline = found if isinstance(found, RequestTimeline) else self._expand(request_id, found)
-        if trace_id and not timeline.trace_id:
-            timeline.trace_id = trace_id
+            timeline = timelines[request_id] = self._expand(found, trace_id)
         if len(timeline.entries) >= MAX_ENTRIES_PER_REQUEST:
             timeline.dropped += 1
             return
-        size = len(orjson.dumps(record, default=str)) if encoded_size is None else encoded_size
-        size += ENTRY_OVERHEAD
-        timeline.entries.append(TimelineEntry(at if at is not None else time.time(), kind, record, size))
+        size = len(packed) + ENTRY_OVERHEAD
+        timeline.entries.append(packed)
         timeline.size += size
         self.bytes += size
-        self._evict()
+        if len(timelines) > self.max_requests or self.bytes > self.max_bytes:
+            self._evict()
 
     def add_access_line(self, request_id: str, line: bytes, at: float) -> None:
         """The gateway's access record for ``request_id``, as its encoded JSON line (see module doc)."""
         if not request_id:
             return
         timelines = self._timelines
-        if request_id in timelines:  # another source saw it first (or a client reused an ID)
-            self.add(request_id, "access", orjson.loads(line), at=at, encoded_size=len(line))
-            return
         packed = _AT.pack(at) + line
+        if request_id in timelines:  # another source saw it first (or a client reused an ID)
+            self._append(request_id, packed, None)
+            return
         timelines[request_id] = packed
         self.bytes += len(packed) + ENTRY_OVERHEAD
         if len(timelines) > self.max_requests or self.bytes > self.max_bytes:
             self._evict()
 
-    def _expand(self, request_id: str, packed: bytes) -> RequestTimeline:
-        """Turn a compact access line into a full timeline (the request was seen by another source)."""
-        timeline = self._timelines[request_id] = self._timeline_of(packed)
-        self.bytes += timeline.size - len(packed) - ENTRY_OVERHEAD
-        return timeline
+    def _expand(self, packed: bytes, trace_id: str | None) -> RequestTimeline:
+        """A request's one packed entry becomes a timeline (it was seen again).
 
-    @staticmethod
-    def _timeline_of(packed: bytes) -> RequestTimeline:
-        (at,) = _AT.unpack_from(packed)
-        record = orjson.loads(packed[_AT.size :])
-        size = len(packed) - _AT.size + ENTRY_OVERHEAD
-        trace_id = record.get("trace_id") if isinstance(record, dict) else None
-        return RequestTimeline(trace_id, [TimelineEntry(at, "access", record, size)], size)
+        The first entry's trace ID was seen first, so it stays the timeline's.
+        """
+        known = unpack(packed)[2]
+        # its bytes stay counted in self.bytes: the same entry, now in a list
+        return RequestTimeline(known or trace_id, [packed], len(packed) + ENTRY_OVERHEAD)
 
     def get(self, request_id: str) -> dict[str, Any] | None:
         """The request's timeline in time order, or ``None`` when unknown or evicted."""
         found = self._timelines.get(request_id)
         if found is None:
             return None
-        timeline = found if isinstance(found, RequestTimeline) else self._timeline_of(found)
-        entries = sorted(timeline.entries, key=lambda e: e.at)
+        if isinstance(found, RequestTimeline):
+            entries, trace_id, dropped = found.entries, found.trace_id, found.dropped
+        else:
+            entries, trace_id, dropped = [found], None, 0
+        unpacked = sorted((unpack(e) for e in entries), key=lambda e: e[0])
+        if trace_id is None:
+            trace_id = next((trace for _, _, trace, _ in unpacked if trace), None)
         return {
             "request_id": request_id,
-            "trace_id": timeline.trace_id,
-            "dropped_entries": timeline.dropped,
-            "timeline": [{"at": e.at, "kind": e.kind, "record": e.record} for e in entries],
+            "trace_id": trace_id,
+            "dropped_entries": dropped,
+            "timeline": [{"at": at, "kind": kind, "record": record} for at, kind, _, record in unpacked],
         }
 
     def _evict(self) -> None:
-        while self._timelines and (len(self._timelines) > self.max_requests or self.bytes > self.max_bytes):
-            _, oldest = self._timelines.popitem(last=False)
+        timelines = self._timelines
+        while timelines and (len(timelines) > self.max_requests or self.bytes > self.max_bytes):
+            _, oldest = timelines.popitem(last=False)
             self.bytes -= oldest.size if isinstance(oldest, RequestTimeline) else len(oldest) + ENTRY_OVERHEAD
             self.evicted += 1

@@ -29,7 +29,6 @@ from sidecar.logs.sources.channel import Batch
 MAX_INDEXED_TEXT = 512
 _ERROR_LEVELS = frozenset({"error", "fatal"})
 _REDACTION_CACHE = 4096
-_ENTRY_OVERHEAD = 70  # the keys and punctuation of an entry's JSON
 
 
 @dataclass(slots=True)
@@ -132,37 +131,25 @@ class LogPipeline:
         return done
 
     def _index(self, index: CorrelationIndex, record: LogRecord) -> None:
-        """A compact, redacted entry on the request's timeline (no raw fields, no stack).
-
-        Its size for the index's byte bound is estimated from the texts it holds (within a few dozen
-        bytes of its JSON length) rather than by encoding every entry.
-        """
+        """A compact, redacted entry on the request's timeline (no raw fields, no stack)."""
         moment = record.time
-        message = self._redacted(record.message[:MAX_INDEXED_TEXT])
         entry: dict[str, Any] = {
             "level": record.level,
-            "message": message,
+            "message": self._redacted(record.message[:MAX_INDEXED_TEXT]),
             "time": moment,
             "source": record.source,
         }
-        size = _ENTRY_OVERHEAD + len(message) + len(record.source)
         error = record.error
         if error is not None:
-            value = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
             entry["error_type"] = error.type
-            entry["error_value"] = value
-            size += 40 + len(error.type or "") + len(value or "")
+            entry["error_value"] = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
         access = record.access
         if access is not None:
             url = access.url
-            shown = mask_url(url[:MAX_INDEXED_TEXT]) if url and "?" in url else url
             entry["http"] = {
                 "method": access.method,
-                "url": shown,
+                "url": mask_url(url[:MAX_INDEXED_TEXT]) if url and "?" in url else url,
                 "status_code": access.status,
                 "duration_seconds": access.duration_seconds,
             }
-            size += 90 + len(shown or "")
-        index.add(
-            record.request_id or "", "log", entry, trace_id=record.trace_id, at=moment, encoded_size=size
-        )
+        index.add(record.request_id or "", "log", entry, trace_id=record.trace_id, at=moment)
