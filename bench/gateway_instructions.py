@@ -123,7 +123,7 @@ def run_once(
         stderr=(tmp / f"{name}-{requests}.stderr").open("wb"),
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/", timeout=180.0, expect=(200, 502, 503, 504))
+        wait_http(f"http://127.0.0.1:{port}/", timeout=1200.0, expect=(200, 502, 503, 504))
         asyncio.run(drive(port, 200, paths))  # warm-up: pools, caches; the same in both runs
         asyncio.run(drive(port, requests, paths))
     finally:
@@ -157,7 +157,9 @@ def main() -> None:
         tmp = Path(tmp_name)
         app_port = free_port()
         (tmp / "app.conf").write_text(APP_CONF.format(tmp=tmp, port=app_port))
-        app = subprocess.Popen([NGINX, "-c", str(tmp / "app.conf"), "-p", str(tmp)], stderr=subprocess.DEVNULL)
+        app = subprocess.Popen(
+            [NGINX, "-c", str(tmp / "app.conf"), "-p", str(tmp)], stderr=subprocess.DEVNULL
+        )
         results: dict[str, float] = {}
         try:
             wait_http(f"http://127.0.0.1:{app_port}/")
@@ -192,8 +194,10 @@ def main() -> None:
         finally:
             app.send_signal(signal.SIGQUIT)
             app.wait(timeout=30)
-    print(f"instructions per proxied request (callgrind; {args.requests} vs {2 * args.requests} requests, "
-          f"{CONNECTIONS} connections, {args.paths} distinct path(s))")
+    print(
+        f"instructions per proxied request (callgrind; {args.requests} vs {2 * args.requests} requests, "
+        f"{CONNECTIONS} connections, {args.paths} distinct path(s))"
+    )
     for name, value in results.items():
         print(f"  {name:<10} {value / 1000:8.1f}k")
     if "sidecar" in results and "nginx-log" in results:
