@@ -53,8 +53,12 @@ async def until_app_gone(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + period
     while True:
-        if await app_refuses(address):
-            return True
+        try:  # an app too busy to accept does not stretch the drain past ``period``
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                if await app_refuses(address):
+                    return True
+        except TimeoutError:
+            return False
         left = deadline - loop.time()
         if left <= 0:
             return False
