@@ -426,9 +426,10 @@ class Sample:
 class Load:
     """Requests at a fixed rate, spread over keep-alive clients, each recorded with its outcome."""
 
-    def __init__(self, url: str, rate: float) -> None:
+    def __init__(self, url: str, rate: float, keepalive: bool = True) -> None:
         self.url = url
         self.rate = rate
+        self.keepalive = keepalive
         self.samples: list[Sample] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: list[aiohttp.ClientSession] = []
@@ -436,7 +437,9 @@ class Load:
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         self._sessions = [
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS))
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS, force_close=not self.keepalive)
+            )
             for _ in range(CLIENTS)
         ]
         try:
@@ -510,6 +513,7 @@ async def run_rollout(
     steady_seconds: float = 5.0,
     propagation: float = PROPAGATION,
     retry_refused: bool = False,
+    keepalive: bool = True,
     workdir: Path | None = None,
 ) -> Result:
     """Start ``pods`` pods, load them at ``rate``, replace every one, and measure what the clients saw."""
@@ -519,7 +523,7 @@ async def run_rollout(
     balancer = Balancer(propagation * scale, retry_refused=retry_refused)
     await balancer.start()
     stop = asyncio.Event()
-    load = Load(f"http://{HOST}:{balancer.port}", rate)
+    load = Load(f"http://{HOST}:{balancer.port}", rate, keepalive)
     loop = asyncio.get_running_loop()
     try:
         async with Cluster(plan, balancer, workdir) as cluster:
@@ -611,7 +615,8 @@ async def main_async(args: argparse.Namespace) -> int:
     names = list(LAYOUTS) if args.layout == "all" else [args.layout]
     print(
         f"time scale {args.time_scale} (manifest durations x{args.time_scale}); propagation delay"
-        f" {PROPAGATION * args.time_scale:.2f}s; {CLIENTS} keep-alive clients; each request {WORK_MS} ms"
+        f" {PROPAGATION * args.time_scale:.2f}s; {CLIENTS} clients"
+        f" ({'a connection per request' if args.no_keepalive else 'keep-alive'}); each request {WORK_MS} ms"
         " of app work; figures taken on a shared 2-core machine under other load",
         flush=True,
     )
@@ -626,6 +631,7 @@ async def main_async(args: argparse.Namespace) -> int:
             scale=args.time_scale,
             steady_seconds=args.steady,
             retry_refused=retry,
+            keepalive=not args.no_keepalive,
         )
         print(report(result, description), flush=True)
         if name == "native":
@@ -642,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-scale", type=float, default=0.1)
     parser.add_argument("--steady", type=float, default=5.0, help="seconds of steady load before the rollout")
     parser.add_argument("--layout", choices=[*LAYOUTS, "all"], default="all")
+    parser.add_argument(
+        "--no-keepalive", action="store_true", help="a new connection per request (default: keep-alive)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("node") is None:
         print("node is not installed: the pods' app is a Node server", file=sys.stderr)
