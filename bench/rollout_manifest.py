@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from sidecar.durations import parse_duration
+from sidecar.core.durations import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes"

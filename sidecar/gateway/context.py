@@ -61,7 +61,6 @@ class GatewayContext(ListenerState):
         )
         self.active = 0
         self.idle_event = asyncio.Event()
-        self.app_refused = asyncio.Event()  # a connection to the app was refused (see app_watch)
         self.first_sighting = http_metrics.first_sighting
         self.upstream_failed = self.metrics.upstream_errors.labels
         self.now = time.time
