@@ -360,14 +360,20 @@ class Cluster:
         if hook is None:
             return None
 
+        async def admin(path: str) -> None:  # wget -T 2 --post-data '' http://127.0.0.1:<admin><path>
+            assert self._session is not None
+            assert hook.drain_port is not None
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                url = f"http://{HOST}:{pod.port(hook.drain_port)}{path}"
+                async with self._session.post(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    await resp.read()
+
         async def run() -> None:
-            if hook.drain_port is not None:  # wget -T 2 --post-data '' http://127.0.0.1:<admin>/drain
-                assert self._session is not None
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    url = f"http://{HOST}:{pod.port(hook.drain_port)}/drain"
-                    async with self._session.post(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                        await resp.read()
+            if hook.drain_port is not None:
+                await admin("/drain")
             await asyncio.sleep(hook.sleep)
+            if hook.undrains:
+                await admin("/undrain")
 
         return run
 

@@ -33,6 +33,7 @@ ADMIN_PORT = 9798
 
 _SLEEP = re.compile(r"(?:^|[;&|\s])sleep\s+(\d+(?:\.\d+)?)\s*(?:$|[;&|])")
 _DRAIN = re.compile(r"http://127\.0\.0\.1:(\d+)/drain\b")
+_UNDRAIN = re.compile(r"http://127\.0\.0\.1:(\d+)/undrain\b")
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,11 @@ class Probe:
 
 @dataclass(frozen=True)
 class PreStop:
-    """The app's preStop hook as the simulator replays it: an optional drain call, then a sleep."""
+    """The app's preStop hook as the simulator replays it: an optional drain call, a sleep, an undrain."""
 
     sleep: float
     drain_port: int | None  # the sidecar's admin port the hook POSTs /drain to, if it does
+    undrains: bool = False  # it POSTs /undrain after the sleep (for a restart of the app alone)
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,10 @@ def pre_stop(container: dict[str, Any]) -> PreStop | None:
         sleep = _SLEEP.search(script)
         if sleep is None:
             raise ValueError(f"preStop of {container['name']}: no sleep in {script!r}")
-        drain = _DRAIN.search(script)
-        return PreStop(float(sleep[1]), int(drain[1]) if drain else None)
+        drain, undrain = _DRAIN.search(script), _UNDRAIN.search(script)
+        if undrain is not None and (drain is None or undrain.start() < sleep.start()):
+            raise ValueError(f"preStop of {container['name']}: /undrain only after /drain and the sleep")
+        return PreStop(float(sleep[1]), int(drain[1]) if drain else None, undrain is not None)
     raise ValueError(f"preStop of {container['name']}: cannot replay {command!r}")
 
 

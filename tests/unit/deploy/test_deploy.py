@@ -166,6 +166,7 @@ def test_the_app_prestop_drains_the_sidecar_and_outlasts_endpoint_withdrawal() -
     assert plan.app_pre_stop is not None
     admin_port = parse_listen(Settings(default_checks=False).admin_listen)[1]
     assert plan.app_pre_stop.drain_port == admin_port, "preStop must POST /drain to the admin listener"
+    assert plan.app_pre_stop.undrains, "a restart of the app container alone must not leave the pod drained"
     assert plan.app_pre_stop.sleep >= 5, "endpoint withdrawal takes seconds to reach every balancer"
 
 
