@@ -6,7 +6,8 @@ when tracing is on, two spans. The hot path (``proxy``, ``upstream``) is ``async
 over ``httptools``, compiled with mypyc when the package is built (``setup.py``); the same source runs
 interpreted where no compiler was available.
 
-- ``settings``: the ``gateway:`` section; ``service``: the listener's lifecycle, sweeper and drain.
+- ``settings``: the ``gateway:`` section; ``service``: the listener's lifecycle, sweeper and drain;
+  ``app_watch``: whether the app is gone during a drain (``exit_on_zero_active``).
 - ``listener_state`` and ``context``: what every connection shares; ``context.record`` records a
   finished request in one place.
 - ``exchange``: one request/response pair, and the small interfaces (``ClientSide``, ``UpstreamSide``,

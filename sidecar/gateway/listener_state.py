@@ -11,6 +11,7 @@ into attributes once.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from sidecar.gateway.forwarded import ForwardedPolicy
@@ -47,6 +48,7 @@ class ListenerState:
         self.health = health
         self.writes = WriteBatch()
         self.stopping = False
+        self.app_refused = asyncio.Event()  # the pool saw the app refuse a connection (see app_watch)
 
     @property
     def closing(self) -> bool:

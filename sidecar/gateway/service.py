@@ -2,8 +2,9 @@
 
 Drain, in order (``Server`` drives it on SIGTERM): keep serving while load balancers notice that
 ``/readyz`` fails (every response meanwhile says ``Connection: close``, so keep-alive clients
-reconnect, which a load balancer sends elsewhere); ``stop_accepting`` closes the listener and the idle
-connections; ``wait_idle`` lets requests in flight finish; ``close`` cuts what is left.
+reconnect, which a load balancer sends elsewhere), unless the app is gone (``app_watch``); then
+``stop_accepting`` closes the listener and the idle connections; ``wait_idle`` lets requests in flight
+finish; ``close`` cuts what is left.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY, TRACIN
 from sidecar.core.http_metrics import HttpMetrics
 from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway import compiled
+from sidecar.gateway.app_watch import until_app_gone
 from sidecar.gateway.context import GatewayContext
 from sidecar.gateway.proxy import ClientConnection
 from sidecar.gateway.settings import GatewaySettings, parse_host_port
@@ -121,7 +123,13 @@ class Gateway:
             extra={"drain_period_seconds": drain_period, "grace_period_seconds": grace_period},
         )
         hurry = hurry or asyncio.Event()
-        await _wait_unless(asyncio.sleep(drain_period), hurry)
+        if self.settings.exit_on_zero_active:  # the app gone first: no 502s for the rest of the period
+            ctx = self.ctx
+            gone = await _wait_unless(until_app_gone(ctx.address, ctx.app_refused, drain_period), hurry)
+            if gone:
+                log.info("gateway upstream gone, stopping at once", extra={"in_flight": ctx.active})
+        else:
+            await _wait_unless(asyncio.sleep(drain_period), hurry)
         self.stop_accepting()
         clean = await _wait_unless(self.wait_idle(grace_period), hurry)
         if not clean:

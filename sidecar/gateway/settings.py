@@ -110,6 +110,10 @@ class GatewaySettings(Model):
         Duration, Meta(description="keep serving after SIGTERM so load balancers see /readyz fail")
     ] = 10.0
     grace_period: Annotated[Duration, Meta(description="then wait this long for in-flight requests")] = 15.0
+    exit_on_zero_active: Annotated[
+        bool,
+        Meta(description="after SIGTERM, once the app refuses connections: stop accepting, exit when idle"),
+    ] = True
     new_trace_sampled: Annotated[bool, Meta(description="sampled flag on traces the gateway starts")] = True
     access_log: AccessLogSettings = field(default_factory=AccessLogSettings)
     rate_limits: Annotated[list[RateLimitRule], Meta(description="docs/edge-protections.md")] = []

@@ -324,6 +324,7 @@ class UpstreamPool:
             self._failed(ex, "connect_timeout", 504)
             return
         except (ConnectionRefusedError, FileNotFoundError):
+            self.ctx.app_refused.set()
             self._failed(ex, "refused", 502)
             return
         except OSError:

@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
+from bench.rollout_manifest import NATIVE, PRE_129, load_plan
 from sidecar.config import Settings, load_settings
 from sidecar.serving.addresses import parse_listen
 from tests.dockerfile import ROOT
@@ -99,13 +100,15 @@ def test_service_monitor_matches_its_crd_fields() -> None:
     jsonschema.validate(by_kind("ServiceMonitor"), SCHEMAS["ServiceMonitor"])
 
 
-def containers() -> dict[str, dict[str, Any]]:
-    spec = by_kind("Deployment")["spec"]["template"]["spec"]
-    return {c["name"]: c for c in spec["containers"]}
+def containers(deployment: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Every container of the pod by name, the native sidecar (an init container) included."""
+    spec = (deployment or by_kind("Deployment"))["spec"]["template"]["spec"]
+    return {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}
 
 
-def test_probes_use_the_sidecar_health_port_and_paths() -> None:
-    sidecar = containers()["sidecar"]
+@pytest.mark.parametrize("layout", ["native", "pre-1.29"])
+def test_probes_use_the_sidecar_health_port_and_paths(layout: str) -> None:
+    sidecar = containers(DEPLOYMENTS[layout]())["sidecar"]
     health_port = parse_listen(Settings(default_checks=False).listen)[1]
     assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": health_port}
     assert sidecar["livenessProbe"]["httpGet"] == {"path": "/livez", "port": health_port}
@@ -131,9 +134,112 @@ def test_pod_and_containers_are_locked_down() -> None:
     assert "/var/lib/sidecar" in mounts, "a read-only root needs a writable state directory"
 
 
-def test_grace_period_covers_the_sidecar_shutdown() -> None:
+def pre_129_deployment() -> dict[str, Any]:
+    (obj,) = [d for d in yaml.safe_load_all((K8S / "pre-1.29" / "deployment.yaml").read_text()) if d]
+    assert obj["kind"] == "Deployment"
+    return dict(obj)
+
+
+DEPLOYMENTS = {"native": lambda: by_kind("Deployment"), "pre-1.29": pre_129_deployment}
+
+
+def config_map_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    (tmp_path / "sidecar.yaml").write_text(by_kind("ConfigMap")["data"]["sidecar.yaml"])
+    monkeypatch.setenv("SIDECAR_UPSTREAM", "http://127.0.0.1:3000")
+    return load_settings(tmp_path / "sidecar.yaml", environ={"SIDECAR_UPSTREAM": "http://127.0.0.1:3000"})
+
+
+APP_SHUTDOWN = 5.0  # what the budget allows the app after SIGTERM (docs/deploy.md)
+
+
+def test_the_sidecar_is_a_native_sidecar_started_first_and_stopped_last() -> None:
     pod = by_kind("Deployment")["spec"]["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] > Settings(default_checks=False).shutdown_timeout
+    (sidecar,) = pod["initContainers"]
+    assert sidecar["name"] == "sidecar" and sidecar["restartPolicy"] == "Always"
+    health_port = parse_listen(Settings(default_checks=False).listen)[1]
+    assert sidecar["startupProbe"]["httpGet"] == {"path": "/livez", "port": health_port}
+    assert [c["name"] for c in pod["containers"]] == ["app"]
+
+
+def test_the_app_prestop_drains_the_sidecar_and_outlasts_endpoint_withdrawal() -> None:
+    plan = load_plan(NATIVE)
+    assert plan.app_pre_stop is not None
+    admin_port = parse_listen(Settings(default_checks=False).admin_listen)[1]
+    assert plan.app_pre_stop.drain_port == admin_port, "preStop must POST /drain to the admin listener"
+    assert plan.app_pre_stop.undrains, "a restart of the app container alone must not leave the pod drained"
+    assert plan.app_pre_stop.sleep >= 5, "endpoint withdrawal takes seconds to reach every balancer"
+
+
+def test_native_grace_period_covers_prestop_app_and_sidecar_shutdown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    plan = load_plan(NATIVE)
+    settings = config_map_settings(monkeypatch, tmp_path)
+    assert plan.app_pre_stop is not None
+    assert settings.gateway.exit_on_zero_active, "the sidecar is stopped after the app: exit at once"
+    budget = plan.app_pre_stop.sleep + APP_SHUTDOWN + settings.shutdown_timeout
+    assert plan.grace >= budget, (plan.grace, budget)
+
+
+def test_pre_129_grace_period_covers_the_sidecar_drain_and_the_app_outlives_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    plan = load_plan(PRE_129)
+    settings = config_map_settings(monkeypatch, tmp_path)
+    gateway = settings.gateway
+    assert not plan.native_sidecar and plan.sidecar_post_start_waits
+    assert plan.app_pre_stop is not None
+    # the sidecar is SIGTERMed at once; the app must still serve when the sidecar stops accepting
+    assert plan.app_pre_stop.sleep >= gateway.drain_period + APP_SHUTDOWN
+    sidecar_worst = gateway.drain_period + gateway.grace_period + settings.shutdown_timeout
+    assert plan.grace >= max(sidecar_worst, plan.app_pre_stop.sleep + APP_SHUTDOWN)
+
+
+def test_pre_129_layout_differs_from_the_native_one_only_in_placement_and_hooks() -> None:
+    def comparable(container: dict[str, Any]) -> dict[str, Any]:
+        ignored = ("restartPolicy", "startupProbe", "lifecycle")
+        return {k: v for k, v in container.items() if k not in ignored}
+
+    native, old = containers(), containers(pre_129_deployment())
+    assert set(native) == set(old) == {"app", "sidecar"}
+    for name in native:
+        assert comparable(native[name]) == comparable(old[name]), name
+    old_pod = pre_129_deployment()["spec"]["template"]["spec"]
+    assert "initContainers" not in old_pod
+    assert [c["name"] for c in old_pod["containers"]] == ["sidecar", "app"], "the sidecar starts first"
+    native_pod = by_kind("Deployment")["spec"]["template"]["spec"]
+    ignored_pod = ("initContainers", "containers", "terminationGracePeriodSeconds")
+    assert {k: v for k, v in native_pod.items() if k not in ignored_pod} == {
+        k: v for k, v in old_pod.items() if k not in ignored_pod
+    }
+
+
+@pytest.mark.parametrize("version", ["1.27.0", "1.28.0", *VERSIONS])
+def test_pre_129_deployment_validates_against_the_kubernetes_schema(version: str) -> None:
+    kv = kubernetes_validate()
+    try:
+        kv.validate(pre_129_deployment(), version, strict=True)
+    except kv.ValidationError as exc:
+        pytest.fail(f"pre-1.29/deployment.yaml is invalid for Kubernetes {version}: {exc}")
+
+
+def test_deploy_doc_states_the_budget_the_manifests_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    native, old = load_plan(NATIVE), load_plan(PRE_129)
+    assert native.app_pre_stop is not None and old.app_pre_stop is not None
+    settings = config_map_settings(monkeypatch, tmp_path)
+    for needle in (
+        f"`terminationGracePeriodSeconds: {native.grace:g}`",
+        f"`terminationGracePeriodSeconds: {old.grace:g}`",
+        f"`sleep {native.app_pre_stop.sleep:g}`",
+        f"`sleep {old.app_pre_stop.sleep:g}`",
+        f"`drain_period` {settings.gateway.drain_period:g} s",
+        f"`grace_period` {settings.gateway.grace_period:g} s",
+        f"`shutdown_timeout` {settings.shutdown_timeout:g} s",
+    ):
+        assert needle in text, f"docs/deploy.md does not say {needle}"
 
 
 def secret_keys() -> set[str]:
@@ -182,9 +288,10 @@ def test_service_and_service_monitor_point_at_the_pod() -> None:
     pod_labels = by_kind("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    port_names = {p["name"] for c in containers().values() for p in c["ports"]}
+    port_numbers = {p["containerPort"] for c in containers().values() for p in c["ports"]}
     for port in service["spec"]["ports"]:
-        assert port["targetPort"] in port_names, port
+        # numbers: a named port on a native sidecar resolves only from Kubernetes 1.32 on
+        assert port["targetPort"] in port_numbers, port
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
