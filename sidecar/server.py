@@ -30,6 +30,7 @@ from sidecar.probing.scheduler import Scheduler
 from sidecar.sentry.lifecycle import install_sentry
 from sidecar.sentry.relay import add_relay_routes
 from sidecar.serving.admin_api import create_admin_app
+from sidecar.serving.errors import HANDLER_ARGS, client_errors
 from sidecar.serving.exposition import new_registry
 from sidecar.serving.listeners import HEALTH_MAX_BODY, start_listener
 from sidecar.serving.security import metrics_auth_middleware
@@ -47,8 +48,13 @@ MAX_HEADER_BYTES = 8190
 def create_app(settings: Settings) -> web.Application:
     """The health-and-metrics app, owning the shared state and the scheduler's lifetime."""
     app = web.Application(
+        middlewares=[client_errors],
         client_max_size=64 * 1024,
-        handler_args={"max_line_size": MAX_HEADER_BYTES, "max_field_size": MAX_HEADER_BYTES},
+        handler_args={
+            **HANDLER_ARGS,
+            "max_line_size": MAX_HEADER_BYTES,
+            "max_field_size": MAX_HEADER_BYTES,
+        },
     )
     if settings.metrics_auth is not None:
         app.middlewares.append(metrics_auth_middleware(settings.metrics_auth))

@@ -54,6 +54,14 @@ class ListenerLimits(FrozenModel, frozen=True):
         Duration,
         Meta(le=300, gt=0, description="longest time from a request's first byte to its last header"),
     ] = 10.0
+    body_timeout: Annotated[
+        Duration,
+        Meta(
+            le=3600,
+            gt=0,
+            description="longest time from a request's last header to the last byte of its body",
+        ),
+    ] = 30.0
     idle_timeout: Annotated[
         Duration, Meta(le=3600, gt=0, description="how long an idle keep-alive connection stays open")
     ] = 75.0
