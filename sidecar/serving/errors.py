@@ -2,7 +2,7 @@
 
 ``client_errors`` is the outermost middleware of the health and admin apps. What the client caused
 (a body that does not decode, a broken chunked framing, a body refused by ``core.bodies``, a client
-that went away) becomes 400/408/413/415 with a one-line JSON reason and no traceback. Anything else
+that went away mid-body) becomes 400/408/413/415 with a one-line JSON reason and no traceback. Anything else
 that escapes a handler is the sidecar's own bug: it is logged once with its traceback and answered
 500, so a test that throws malformed requests at every route catches it.
 
@@ -52,7 +52,9 @@ async def client_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except HttpProcessingError as exc:
         return _answer(400, f"the request could not be read: {type(exc).__name__}")
     except (ConnectionResetError, ClientConnectionResetError):
-        raise  # the client is gone; aiohttp closes quietly
+        # The client went away mid-body: nobody will read this answer, and aiohttp drops it quietly
+        # (re-raised, aiohttp would log a traceback for the client's disconnection).
+        return _answer(400, "the connection was lost while the request was read")
     except Exception:
         log.exception(
             "unexpected error while handling a request",
