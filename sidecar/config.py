@@ -268,24 +268,126 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A configuration file is a few kilobytes; anything past a mebibyte is refused unread."""
+MAX_CONFIG_NODES = 100_000
+"""Values in the document once anchors and aliases are expanded ("billion laughs" stops here)."""
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """The YAML file as a mapping, or a ``ConfigError`` saying where it is broken."""
+    """The YAML file as a mapping, or a ``ConfigError`` saying where it is broken.
+
+    Whatever the document's shape, the result is a mapping with string keys all the way down, or a
+    ``ConfigError``: a file over ``MAX_CONFIG_BYTES``, aliases expanding past ``MAX_CONFIG_NODES``
+    values, recursive aliases and non-string keys (``1: x``) are named, never a crash.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError([(str(path), f"cannot read the file: {exc.strerror}")]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [(str(path), f"the file is larger than {MAX_CONFIG_BYTES} bytes: is it the right file?")]
+        )
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([(str(path), f"the file is not UTF-8 (byte {exc.start})")]) from None
+    try:
+        data = _load_bounded(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "somewhere"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([(str(path), f"invalid YAML at {where}: {problem}")]) from None
+    except _ShapeError as exc:
+        raise ConfigError([(str(path), str(exc))]) from None
+    except RecursionError:
+        raise ConfigError([(str(path), "the document is nested too deeply to be settings")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError([(str(path), "the top level must be a mapping of settings (key: value)")])
+    _check_keys(data)
     return data
+
+
+class _ShapeError(ValueError):
+    """A document whose structure cannot be settings, whatever its values."""
+
+
+def _load_bounded(text: str) -> Any:
+    """Compose the node graph, refuse it if it expands too far, then build the Python values."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values the document holds once every alias is expanded, without expanding it."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            visiting.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > MAX_CONFIG_NODES:
+                raise _ShapeError(
+                    f"anchors and aliases expand to more than {MAX_CONFIG_NODES} values: "
+                    "a configuration needs far fewer"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in visiting:
+            raise _ShapeError("an alias refers to a value that contains it (a recursive structure)")
+        visiting.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_keys(data: dict[str, Any]) -> None:
+    """Every mapping key in the document is a string; else name the first one that is not."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            for key, child in value.items():
+                if not isinstance(key, str):
+                    place = f" under {where}" if where else " at the top level"
+                    raise ConfigError(
+                        [
+                            (
+                                where or "configuration",
+                                f"the key {key!r}{place} is not a string: setting names are text "
+                                "(quote it if it is meant as a value)",
+                            )
+                        ]
+                    )
+                stack.append((f"{where}.{key}" if where else key, child))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", child) for i, child in enumerate(value))
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -299,6 +401,14 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError([(location(loc), message) for loc, message in exc.problems]) from None
+    except (
+        TypeError,
+        ValueError,
+        RecursionError,
+    ) as exc:  # a shape no validator expected: still a config error
+        raise ConfigError(
+            [("configuration", f"cannot be read as settings ({type(exc).__name__}: {exc})")]
+        ) from None
     _add_conventional_checks(settings, env)
     try:  # SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE as fallbacks; a malformed DSN names the variable
         settings.sentry = settings.sentry.with_environment(env)

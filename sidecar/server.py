@@ -30,6 +30,7 @@ from sidecar.probing.scheduler import Scheduler
 from sidecar.sentry.lifecycle import install_sentry
 from sidecar.sentry.relay import add_relay_routes
 from sidecar.serving.admin_api import create_admin_app
+from sidecar.serving.errors import HANDLER_ARGS, client_errors
 from sidecar.serving.exposition import new_registry
 from sidecar.serving.listeners import HEALTH_MAX_BODY, start_listener
 from sidecar.serving.security import metrics_auth_middleware
@@ -47,8 +48,13 @@ MAX_HEADER_BYTES = 8190
 def create_app(settings: Settings) -> web.Application:
     """The health-and-metrics app, owning the shared state and the scheduler's lifetime."""
     app = web.Application(
+        middlewares=[client_errors],
         client_max_size=64 * 1024,
-        handler_args={"max_line_size": MAX_HEADER_BYTES, "max_field_size": MAX_HEADER_BYTES},
+        handler_args={
+            **HANDLER_ARGS,
+            "max_line_size": MAX_HEADER_BYTES,
+            "max_field_size": MAX_HEADER_BYTES,
+        },
     )
     if settings.metrics_auth is not None:
         app.middlewares.append(metrics_auth_middleware(settings.metrics_auth))
@@ -85,11 +91,21 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def reload_checks(app: web.Application, config_path: Path | None) -> None:
-    """SIGHUP: re-read file and environment and reconcile the checks; bad config keeps the old one."""
+    """SIGHUP: re-read file and environment and reconcile the checks; bad config keeps the old one.
+
+    Any failure, whatever the file holds, is a log line and the running configuration stays: the
+    reload runs as a background task, so nothing may escape it as an unretrieved exception.
+    """
     try:
-        fresh = load_settings(config_path)
+        fresh = await asyncio.to_thread(load_settings, config_path)  # file I/O off the loop
     except ConfigError as exc:
         log.error("reload rejected, keeping the running configuration", extra={"problems": exc.problems})
+        return
+    except Exception as exc:  # a bug in the loader must not take the running sidecar with it
+        log.error(
+            "reload failed, keeping the running configuration",
+            extra={"error": f"{type(exc).__name__}: {exc}"[:500]},
+        )
         return
     app[HEALTH].configure(fresh.checks)
     await app[SCHEDULER].apply(fresh.checks)
@@ -110,6 +126,7 @@ class Server:
         self._runners: list[web.AppRunner] = []
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()  # a second SIGTERM/SIGINT cuts the drain short
+        self._reloads: set[asyncio.Future[None]] = set()
         self.gateway: Gateway | None = None
         if settings.gateway.enabled:  # the proxy's modules are loaded only when it is configured
             from sidecar.gateway.service import Gateway  # noqa: PLC0415
@@ -144,12 +161,18 @@ class Server:
         self.app[HEALTH].drain()
         self._stop.set()
 
+    def _reload(self) -> None:
+        """SIGHUP: start a reload; the task is kept until it ends so it is never collected mid-way."""
+        task = asyncio.ensure_future(reload_checks(self.app, self.config_path))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         handlers: dict[signal.Signals, Callable[[], object]] = {
             signal.SIGTERM: self.request_stop,
             signal.SIGINT: self.request_stop,
-            signal.SIGHUP: lambda: asyncio.ensure_future(reload_checks(self.app, self.config_path)),
+            signal.SIGHUP: self._reload,
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)

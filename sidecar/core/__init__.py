@@ -8,5 +8,6 @@ Out: types and helpers the flows and ``collectors/`` build on.
 - ``redaction``: secrets out of URLs, error texts and config dumps.
 - ``routes``: request paths to route templates, capped, so labels never explode.
 - ``http_metrics``: the RED metric families (``http_server_*``) the gateway and access lines share.
+- ``bodies``: request bodies read raw and inflated by us, bounded in wire bytes, decoded bytes and time.
 - ``own_logs``: the sidecar's own JSON logs, with the request being served in a context variable.
 """

@@ -9,6 +9,7 @@ Sentry, oldest first, from a disk spool that holds them until Sentry took them.
 - ``envelope``: the envelope format, parsed strictly; ``scrub``: sensitive data out of everything.
 - ``forwarder``: the one object the other flows hand events to (dedupe, rate limits, spool).
 - ``spool``: every accepted envelope on disk before it is acknowledged; ``transport``: delivery.
+- ``seen``: the acknowledged event IDs, journalled with the spool, so a re-sent event is not sent twice.
 - ``ratelimits``: Sentry's announced limits; ``metrics``: what happened to every event.
 - ``relay``: the SDK-facing endpoint; ``own_errors``: sentry-sdk for the sidecar itself;
   ``lifecycle``: wiring into the app factory.

@@ -8,12 +8,14 @@ and becomes a 400 the SDK author can act on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-MAX_ITEMS = 1_000
+MAX_ITEMS = 10_000
+_NON_SPACE = re.compile(rb"[^ \t\r\n]")
 
 # Item type -> rate-limit data category, as Sentry and its SDKs name them.
 _CATEGORIES = {
@@ -130,7 +132,11 @@ def _json_object(line: bytes, what: str) -> dict[str, Any]:
 
 
 def parse(body: bytes) -> Envelope:
-    """Parse an envelope; raise ``EnvelopeError`` on anything malformed."""
+    """Parse an envelope; raise ``EnvelopeError`` on anything malformed.
+
+    Linear in the body's size: the parser walks offsets and copies each header line and payload once
+    (never "the rest of the body" per item), so a 10,000-item envelope costs ten times a 1,000-item one.
+    """
     end = body.find(b"\n")
     header_line = body if end < 0 else body[:end]
     if not header_line.strip():
@@ -138,7 +144,7 @@ def parse(body: bytes) -> Envelope:
     envelope = Envelope(_json_object(header_line, "envelope header"))
     pos = len(body) if end < 0 else end + 1
     while pos < len(body):
-        if not body[pos:].strip():
+        if _NON_SPACE.search(body, pos) is None:
             break  # trailing newlines/whitespace
         number = len(envelope.items) + 1
         if number > MAX_ITEMS:

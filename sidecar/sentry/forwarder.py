@@ -29,6 +29,7 @@ from sidecar.sentry.events import (
 from sidecar.sentry.metrics import SentryMetrics, SentryStats
 from sidecar.sentry.ratelimits import RateLimiter
 from sidecar.sentry.scrub import Scrubber
+from sidecar.sentry.seen import normalise
 from sidecar.sentry.settings import SentrySettings
 from sidecar.sentry.spool import Spool
 from sidecar.sentry.transport import Sender
@@ -199,17 +200,30 @@ class SentryForwarder:
     async def relay(self, envelope: Envelope, *, offload: bool = False, within: float = 5.0) -> None:
         """Scrub and spool an envelope from the app's SDK; returns once it is durable.
 
+        An envelope whose ``event_id`` was acknowledged before (an SDK re-sending because it never got
+        the 200) is answered the same without being spooled again: exactly once across ``kill -9``.
         ``offload`` scrubs and serialises in a worker thread, so a multi-megabyte envelope never holds
         the event loop (and with it probes and proxied requests). Raises ``EnvelopeError`` or
         ``SpoolFull``/``TimeoutError``.
         """
-        if offload:
-            prepared = await asyncio.to_thread(self._scrub_envelope, envelope)
-        else:
-            prepared = self._scrub_envelope(envelope)
-        self._after_scrub(prepared)
-        if prepared.envelope.items:
-            await self.spool.put(prepared.data, prepared.envelope.categories, within)
+        event_id = normalise(envelope.event_id)
+        if event_id is not None and not self.spool.claim(event_id):
+            self.stats.count("deduplicated")
+            log.info(
+                "sentry relay: event already acknowledged, not spooled again", extra={"event_id": event_id}
+            )
+            return
+        try:
+            if offload:
+                prepared = await asyncio.to_thread(self._scrub_envelope, envelope)
+            else:
+                prepared = self._scrub_envelope(envelope)
+            self._after_scrub(prepared)
+            if prepared.envelope.items:
+                await self.spool.put(prepared.data, prepared.envelope.categories, within, event_id)
+        finally:
+            if event_id is not None:
+                self.spool.unclaim(event_id)
 
     def _scrub_envelope(self, envelope: Envelope) -> _Prepared:
         """Pure (safe in a worker thread): the scrubbed envelope, its bytes and what to record after."""

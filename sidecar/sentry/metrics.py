@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 OUTCOMES = ("sent", "spooled", "deduplicated", "rate_limited", "dropped", "rejected")
 DROP_REASONS = ("queue_full", "spool_full", "spool_corrupt", "shutdown", "opaque_item", "spool_error")
 SEND_FAILURES = ("connect", "timeout", "http_5xx", "http_auth", "http_other")
-RELAY_CODES = ("200", "400", "401", "403", "404", "413", "415", "503")
+RELAY_CODES = ("200", "400", "401", "403", "404", "408", "413", "415", "503")
 
 
 def _zeros(keys: Iterable[str]) -> dict[str, int]:

@@ -6,10 +6,14 @@ events. SDKs cannot send the admin bearer token, so these two routes (and only t
 authenticate the way Sentry does: the public key, from ``X-Sentry-Auth``, ``?sentry_key=`` or the
 envelope header's ``dsn``, must be the app DSN's key (compared in constant time).
 
-Bounded: at most ``max_body_bytes`` on the wire and ``max_decompressed_bytes`` once inflated (gzip,
-deflate; br when the brotli module is installed), else 413; the admin listener's own
-``limits.max_body_bytes`` (a declared ``Content-Length``) applies before the relay sees the request.
-The answer is 200 only once the envelope is on disk, so an acknowledged event survives a crash.
+Authentication comes first: the key (and the project) is checked before a byte of the body is read.
+An envelope whose only key is its header's ``dsn`` has just that first line inflated and checked
+before the rest; ``/store/`` needs the key in ``X-Sentry-Auth`` or ``?sentry_key=``.
+
+Bounded (``core.bodies``): at most ``max_body_bytes`` on the wire and ``max_decompressed_bytes`` once
+inflated (gzip, deflate; checked while inflating, else 413), the whole body within
+``limits.body_timeout`` (else 408); a body that does not decode as labelled is 400. The answer is 200
+only once the envelope is on disk, so an acknowledged event survives a crash.
 """
 
 from __future__ import annotations
@@ -17,19 +21,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
-import importlib
-import importlib.util
 import logging
 import re
-import zlib
-from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from sidecar.app_keys import SENTRY, SETTINGS
+from sidecar.core.bodies import BodyError, inflate, read_body
 from sidecar.sentry.dsn import Dsn
 from sidecar.sentry.envelope import Envelope, EnvelopeError, parse
 from sidecar.sentry.events import new_event_id
@@ -40,8 +41,7 @@ log = logging.getLogger(__name__)
 
 RELAY_PATH = re.compile(r"^/api/[^/]+/(?:envelope|store)/?$")
 _AUTH_PAIR = re.compile(r"([a-z_]+)\s*=\s*([^,\s]+)")
-_CHUNK = 64 * 1024
-OFFLOAD_BYTES = 256 * 1024
+OFFLOAD_BYTES = 64 * 1024
 
 
 class RelayError(Exception):
@@ -87,30 +87,51 @@ async def _handle(request: web.Request, *, legacy: bool) -> web.Response:
     except RelayError as exc:
         forwarder.stats.relay_answer(exc.status)
         headers = {"Retry-After": "5"} if exc.status == 503 else None
-        return web.json_response({"detail": exc.detail}, status=exc.status, headers=headers)
+        response = web.json_response({"detail": exc.detail}, status=exc.status, headers=headers)
+        if exc.status == 408:
+            response.force_close()  # the rest of a slow body is not worth waiting for
+        return response
     forwarder.stats.relay_answer(200)
     return web.json_response({"id": event_id} if event_id else {})
 
 
 async def _relay(request: web.Request, forwarder: SentryForwarder, *, legacy: bool) -> str | None:
+    """Authenticate from what came before the body, then read it bounded, then parse and spool it."""
     dsn = forwarder.dsn
     if dsn is None:
         raise RelayError(503, "the sidecar has no sentry.app_dsn configured: nowhere to forward events")
-    limits = request.app[SETTINGS].sentry.relay
+    settings = request.app[SETTINGS]
+    limits = settings.sentry.relay
     supplied = _key_from_request(request)
-    if supplied is not None:
+    if supplied is not None or legacy:  # a legacy event has no envelope header to carry a key
         _check_key(supplied, dsn)
     if request.match_info["project_id"] != dsn.project_id:
         raise RelayError(
             403,
             f"project {request.match_info['project_id']!r} is not the app's: use the app DSN's project id",
         )
-    body = await _read_body(request, limits.max_body_bytes, limits.max_decompressed_bytes)
-    offload = len(body) > OFFLOAD_BYTES  # parse and scrub big bodies off the event loop
-    read = _legacy_envelope if legacy else _parse_envelope
-    envelope = await asyncio.to_thread(read, body) if offload else read(body)
-    if supplied is None:
-        _check_key(_key_from_envelope(envelope), dsn)
+    try:
+        body = await read_body(
+            request.content,
+            content_encoding=request.headers.get("Content-Encoding", ""),
+            content_length=request.content_length,
+            max_wire=limits.max_body_bytes,
+            max_decoded=limits.max_decompressed_bytes,
+            deadline=settings.limits.body_timeout,
+            wire_setting="sentry.relay.max_body_bytes",
+            decoded_setting="sentry.relay.max_decompressed_bytes",
+            first_line=None if supplied is not None else lambda line: _check_header_key(line, dsn),
+        )
+    except BodyError as exc:
+        raise RelayError(exc.status, exc.detail) from None
+    compressed_event = legacy and body.lstrip()[:1] not in (b"{", b"[")
+    offload = len(body) > OFFLOAD_BYTES or compressed_event  # parse and scrub big bodies off the loop
+    limit = limits.max_decompressed_bytes
+    if legacy:
+        read = functools.partial(_legacy_envelope, body, limit)
+    else:
+        read = functools.partial(_parse_envelope, body)
+    envelope = await asyncio.to_thread(read) if offload else read()
     try:
         await forwarder.relay(envelope, offload=offload)
     except EnvelopeError as exc:
@@ -130,14 +151,21 @@ def _key_from_request(request: web.Request) -> str | None:
     return request.query.get("sentry_key")
 
 
-def _key_from_envelope(envelope: Envelope) -> str | None:
-    dsn = envelope.headers.get("dsn")
-    if not isinstance(dsn, str):
-        return None
+def _check_header_key(line: bytes, dsn: Dsn) -> None:
+    """No key before the body: the envelope header's ``dsn`` must carry it (checked before the rest)."""
     try:
-        return Dsn.parse(dsn).public_key
+        header = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        header = None
+    value = header.get("dsn") if isinstance(header, dict) else None
+    if not isinstance(value, str):
+        _check_key(None, dsn)
+        return
+    try:
+        key = Dsn.parse(value).public_key
     except ValueError:
         raise RelayError(400, "invalid envelope: the 'dsn' header is not a DSN") from None
+    _check_key(key, dsn)
 
 
 def _check_key(supplied: str | None, dsn: Dsn) -> None:
@@ -147,94 +175,6 @@ def _check_key(supplied: str | None, dsn: Dsn) -> None:
         raise RelayError(403, "unknown sentry_key: use the public key of the app's DSN")
 
 
-async def _read_body(request: web.Request, max_wire: int, max_decoded: int) -> bytes:
-    """The body, bounded on the wire (``max_body_bytes``) and decoded (``max_decompressed_bytes``).
-
-    aiohttp's server decodes gzip/deflate (and br with brotli installed) while streaming, so normally the
-    chunks read here are already inflated and only the bounds are ours; a body that still looks
-    compressed (a server with ``auto_decompress`` off) is inflated here, with the same bound.
-    """
-    wire_limit = RelayError(413, f"body larger than {max_wire} bytes (sentry.relay.max_body_bytes)")
-    decoded_limit = RelayError(
-        413, f"body inflates past {max_decoded} bytes (sentry.relay.max_decompressed_bytes)"
-    )
-    if request.content_length is not None and request.content_length > max_wire:
-        raise wire_limit
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        while chunk := await request.content.read(_CHUNK):
-            size += len(chunk)
-            if size > max_decoded:
-                raise decoded_limit
-            if getattr(request.content, "total_raw_bytes", size) > max_wire:
-                raise wire_limit
-            chunks.append(chunk)
-    except HttpProcessingError:
-        raise RelayError(400, "body is not valid for its Content-Encoding") from None
-    body = b"".join(chunks)
-    encoding = request.headers.get("Content-Encoding", "")
-    if encoding and body.lstrip()[:1] != b"{":
-        if len(body) > max_wire:
-            raise wire_limit
-        body = _inflate(body, encoding, max_decoded)
-    return body
-
-
-def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
-    codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
-    for coding in reversed(codings):
-        if coding == "identity":
-            continue
-        if coding in ("gzip", "x-gzip"):
-            body = _bounded_zlib(body, 31, limit)
-        elif coding == "deflate":
-            try:
-                body = _bounded_zlib(body, 15, limit)
-            except RelayError as exc:
-                if exc.status == 413:
-                    raise
-                body = _bounded_zlib(body, -15, limit)  # raw deflate, as some clients send it
-        elif coding == "br" and importlib.util.find_spec("brotli") is not None:
-            body = _brotli(body, limit)
-        else:
-            raise RelayError(415, f"Content-Encoding {coding!r} is not supported: use gzip or deflate")
-    return body
-
-
-def _bounded_zlib(data: bytes, wbits: int, limit: int) -> bytes:
-    """Inflate without ever holding more than ``limit + 1`` bytes of output (zip bombs stop at the limit)."""
-    out = bytearray()
-    remaining = data
-    while remaining:
-        inflater = zlib.decompressobj(wbits)
-        try:
-            out += inflater.decompress(remaining, limit + 1 - len(out))
-        except zlib.error:
-            raise RelayError(400, "body is not valid for its Content-Encoding") from None
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise RelayError(413, f"body inflates past {limit} bytes (sentry.relay.max_decompressed_bytes)")
-        if not inflater.eof:
-            raise RelayError(400, "compressed body is truncated")
-        remaining = inflater.unused_data if wbits == 31 else b""  # gzip may have several members
-    return bytes(out)
-
-
-def _brotli(data: bytes, limit: int) -> bytes:
-    brotli: Any = importlib.import_module("brotli")
-    inflater = brotli.Decompressor()
-    try:
-        try:
-            out: bytes = inflater.process(data, output_buffer_limit=limit + 1)
-        except TypeError:  # older brotli: no output bound, so the size is checked afterwards
-            out = inflater.process(data)
-    except brotli.error:
-        raise RelayError(400, "body is not valid brotli") from None
-    if len(out) > limit:
-        raise RelayError(413, f"body inflates past {limit} bytes (sentry.relay.max_decompressed_bytes)")
-    return out
-
-
 def _parse_envelope(body: bytes) -> Envelope:
     try:
         return parse(body)
@@ -242,14 +182,21 @@ def _parse_envelope(body: bytes) -> Envelope:
         raise RelayError(400, f"invalid envelope: {exc}") from None
 
 
-def _legacy_envelope(body: bytes) -> Envelope:
-    """``/store/``: one JSON event (very old SDKs: base64 of zlib); becomes a one-item envelope."""
+def _legacy_envelope(body: bytes, limit: int) -> Envelope:
+    """``/store/``: one JSON event (very old SDKs: base64 of zlib); becomes a one-item envelope.
+
+    The zlib stream is inflated with the same bound as a ``Content-Encoding`` (``limit`` bytes).
+    """
     text = body.strip()
     if text[:1] not in (b"{", b"["):
         try:
-            text = zlib.decompress(base64.b64decode(text, validate=True))
-        except (binascii.Error, zlib.error, ValueError):
-            raise RelayError(400, "invalid event: the body is not JSON") from None
+            compressed = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise RelayError(400, "invalid event: the body is neither JSON nor base64") from None
+        try:
+            text = inflate(compressed, "deflate", limit, "sentry.relay.max_decompressed_bytes")
+        except BodyError as exc:
+            raise RelayError(exc.status, f"invalid event: {exc.detail}") from None
     try:
         event = orjson.loads(text)
     except orjson.JSONDecodeError as exc:

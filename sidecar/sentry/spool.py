@@ -5,7 +5,9 @@ written (temp file, fsync, rename, then one directory fsync per batch) before th
 A background writer batches the writes (group commit), so a burst costs one directory fsync, and the
 synchronous capture API only appends to a bounded in-memory queue in front of it. A file is removed
 only after Sentry answered 2xx; a crash in between means one re-send, which Sentry ignores because the
-event ID is the same.
+event ID is the same. The event IDs of acknowledged envelopes are journalled in the same commit
+(``seen``), so an SDK that re-sends an event whose 200 it never got is recognised, even after
+``kill -9``, and the event is not spooled (nor forwarded) twice.
 
 File names are ``<sequence>.<categories>.env``: the order survives a restart and the rate-limit
 categories are known without reading the file. Bounded by events and bytes; past either bound the
@@ -28,6 +30,7 @@ from typing import IO
 
 from sidecar.sentry.metrics import SentryStats
 from sidecar.sentry.ratelimits import RateLimiter
+from sidecar.sentry.seen import SeenIds
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class _Pending:
     data: bytes
     categories: frozenset[str]
     done: asyncio.Future[None] | None = None
+    event_id: str | None = None  # normalised; remembered in ``seen`` once durable
 
 
 @dataclass(slots=True)
@@ -96,6 +100,8 @@ class Spool:
         self._space = asyncio.Event()
         self._space.set()
         self._seq = 0
+        self.seen = SeenIds(max_events)  # acknowledged event IDs, journalled beside the envelopes
+        self._pending_ids: set[str] = set()  # being written now: a concurrent re-send is a duplicate too
         self._lock_file: IO[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -145,6 +151,7 @@ class Spool:
             lock.close()
             raise OSError(f"{directory} is in use by another sidecar process") from None
         self._lock_file = lock
+        self.seen.load(directory)
         found: list[SpoolEntry] = []
         for path in directory.iterdir():
             if path.name.endswith(".tmp"):
@@ -200,8 +207,22 @@ class Spool:
         self._idle.clear()
         self._wake_writer.set()
 
-    async def put(self, data: bytes, categories: frozenset[str], within: float = 5.0) -> None:
-        """Queue and wait until the envelope is durable (the relay acknowledges only then)."""
+    def claim(self, event_id: str) -> bool:
+        """False when this event was acknowledged before or is being relayed now (a re-send); else
+        hold it until ``unclaim``, so a concurrent re-send is recognised too."""
+        if event_id in self.seen or event_id in self._pending_ids:
+            return False
+        self._pending_ids.add(event_id)
+        return True
+
+    def unclaim(self, event_id: str) -> None:
+        """The relay of a claimed event ended: it is in ``seen`` now if it was acknowledged."""
+        self._pending_ids.discard(event_id)
+
+    async def put(
+        self, data: bytes, categories: frozenset[str], within: float = 5.0, event_id: str | None = None
+    ) -> None:
+        """Queue and wait until the envelope (and its event ID) is durable (the relay acknowledges then)."""
         if self._closed:
             raise SpoolFull("shutting down")
         async with asyncio.timeout(within):
@@ -209,7 +230,7 @@ class Spool:
                 self._space.clear()
                 await self._space.wait()
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._pending.append(_Pending(data, categories, done))
+            self._pending.append(_Pending(data, categories, done, event_id))
             self._idle.clear()
             self._wake_writer.set()
             await asyncio.shield(done)
@@ -240,11 +261,14 @@ class Spool:
             self._seq += 1
             entries.append(SpoolEntry(self._seq, pending.categories, len(pending.data)))
         result = _WriteResult(written=[None] * len(batch))
+        ids = [p.event_id for p in batch if p.event_id is not None]
         if self.directory is not None:
             result = await asyncio.to_thread(
                 _write_batch,
                 self.directory,
                 [(e.name, p.data) for e, p in zip(entries, batch, strict=True)],
+                self.seen,
+                ids,
             )
             if result.error:
                 log.error(
@@ -256,6 +280,8 @@ class Spool:
                 if self.directory is not None:
                     self.stats.drops["spool_error"] += 1  # kept in memory: counted, not an event drop
             entry.path = path
+            if pending.event_id is not None:
+                self.seen.add(pending.event_id)
             self._insert(entry)
             self.stats.count("spooled")
             if self.limiter.any_limited(entry.categories):
@@ -365,8 +391,11 @@ class Spool:
                     self.stats.count("rate_limited")
 
 
-def _write_batch(directory: Path, items: list[tuple[str, bytes]]) -> _WriteResult:
-    """Temp file, fsync, rename for each; then fsync the directory so the renames survive a crash."""
+def _write_batch(
+    directory: Path, items: list[tuple[str, bytes]], seen: SeenIds, ids: list[str]
+) -> _WriteResult:
+    """Temp file, fsync, rename for each, the event IDs onto the journal; then fsync the directory so
+    the renames survive a crash."""
     result = _WriteResult()
     for name, data in items:
         tmp = directory / f".{name}.tmp"
@@ -387,6 +416,10 @@ def _write_batch(directory: Path, items: list[tuple[str, bytes]]) -> _WriteResul
             result.written.append(None)
             with contextlib.suppress(OSError):
                 tmp.unlink()
+    try:
+        seen.append(directory, ids)
+    except OSError as exc:
+        result.error = exc.strerror or str(exc)
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
         try:

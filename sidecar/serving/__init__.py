@@ -5,6 +5,7 @@ Out: bound listeners that refuse hostile input before aiohttp parses it, and the
 
 - ``addresses``: ``host:port`` as the configuration writes it.
 - ``guard``: per-listener limits on heads, bodies, connections and time, enforced below aiohttp.
+- ``errors``: the outermost middleware: a malformed request is a 4xx with a reason, never a 500.
 - ``listeners``: starting one listener: runner, TLS, guard, rejection counter.
 - ``tls``: one validated TLS setting and a hardened ``ssl.SSLContext``.
 - ``security``: the admin bearer token, optional auth on ``/metrics`` and ``/health``, loopback checks.

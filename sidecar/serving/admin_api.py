@@ -11,6 +11,7 @@ from sidecar.config import Settings
 from sidecar.probing.health import HealthModel
 from sidecar.probing.results import ResultStore
 from sidecar.sentry.relay import is_relay_request
+from sidecar.serving.errors import HANDLER_ARGS, client_errors
 from sidecar.serving.security import bearer_matches
 
 
@@ -78,7 +79,9 @@ async def debug_checks(request: web.Request) -> web.Response:
 
 def create_admin_app(settings: Settings, store: ResultStore, health: HealthModel) -> web.Application:
     """The admin listener's app; shares the core app's state objects."""
-    app = web.Application(middlewares=[require_token], client_max_size=1024**2)
+    app = web.Application(
+        middlewares=[client_errors, require_token], client_max_size=1024**2, handler_args=HANDLER_ARGS
+    )
     app[SETTINGS] = settings
     app[STORE] = store
     app[HEALTH] = health

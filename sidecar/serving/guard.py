@@ -13,9 +13,16 @@ which can put a client's ``Authorization`` or ``Cookie`` value into our logs.
 * a request line or header line that is not well formed is 400, without quoting it back;
 * a declared ``Content-Length`` over the listener's body limit is 413 before any body is read.
 
-It only finds the boundaries between requests (blank line, ``Content-Length``); everything else is
-aiohttp's job. A request it cannot frame cheaply (``Transfer-Encoding``, ``Upgrade``, ``CONNECT``)
-ends its watch for that connection, and aiohttp's idle timeout bounds the rest.
+* a body (``Content-Length`` or chunked) must be complete within ``body_timeout`` of its headers:
+  handlers that read bodies answer 408 at that deadline (``core.bodies``), and the guard closes a
+  connection whose body is still incomplete ``BODY_GRACE`` (1 s) later, whoever reads it;
+* framing that is ambiguous (``Content-Length`` with ``Transfer-Encoding``, several lengths, a
+  ``Transfer-Encoding`` not ending in one ``chunked``) or a broken chunk size is 400.
+
+It only finds the boundaries between requests (blank line, ``Content-Length``, the chunked framing),
+so every request on a keep-alive connection gets the header deadline, after chunked bodies too;
+everything else is aiohttp's job. A request it cannot frame (``Upgrade``, ``CONNECT``) ends its watch
+for that connection, and aiohttp's idle timeout bounds the rest.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from sidecar.core.durations import Duration
 from sidecar.core.settings_model import FrozenModel, Meta
 
 RejectReason = Literal[
-    "header_timeout", "header_too_large", "too_many_headers", "malformed", "body_too_large"
+    "header_timeout", "header_too_large", "too_many_headers", "malformed", "body_too_large", "body_timeout"
 ]
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _REQUEST_LINE = re.compile(_TOKEN + rb" [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]")
@@ -43,6 +50,11 @@ _HEADER_LINE = re.compile(_TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*")
 _WHOLE_HEAD = re.compile(
     _TOKEN + rb" [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9](?:\r\n" + _TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*)*"
 )
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions, or one trailer line
+# Where the guard is inside a chunked body (0: not in one).
+_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILER = 1, 2, 3, 4
+BODY_GRACE = 1.0
 _AIOHTTP_MAX_LINE = 8190  # aiohttp's own parser limit for one line; ours must bite first
 _AIOHTTP_MAX_HEADERS = 128
 
@@ -54,6 +66,14 @@ class ListenerLimits(FrozenModel, frozen=True):
         Duration,
         Meta(le=300, gt=0, description="longest time from a request's first byte to its last header"),
     ] = 10.0
+    body_timeout: Annotated[
+        Duration,
+        Meta(
+            le=3600,
+            gt=0,
+            description="longest time from a request's last header to the last byte of its body",
+        ),
+    ] = 30.0
     idle_timeout: Annotated[
         Duration, Meta(le=3600, gt=0, description="how long an idle keep-alive connection stays open")
     ] = 75.0
@@ -96,9 +116,13 @@ class HeaderGuard(asyncio.Protocol):
         self._on_reject = on_reject
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._watching = True  # False once a request cannot be framed cheaply
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._watching = True  # False once a request cannot be framed cheaply (Upgrade, CONNECT)
         self._closed = False
-        self._body_left = 0
+        self._body_left = 0  # bytes of the current Content-Length body, or of the current chunk
+        self._chunked = 0  # state in a chunked body, 0 outside one
+        self._chunk_line = bytearray()
+        self._body_seen = 0  # bytes of chunk data so far in the current chunked body
         self._block = bytearray()  # the current request's header block so far
         self._line_length = 0
         self._lines = 0  # complete non-empty lines in the current block
@@ -112,6 +136,7 @@ class HeaderGuard(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._body_done()
         self._closed = True
         self._inner.connection_lost(exc)
 
@@ -136,14 +161,13 @@ class HeaderGuard(asyncio.Protocol):
     def _scan(self, data: bytes) -> bool:
         """Follow request boundaries through ``data``; False when the connection was rejected."""
         pos, size = 0, len(data)
-        while pos < size and self._watching:
-            if not self._body_left and not self._block and (whole := self._whole_head(data, pos)):
+        while pos < size and self._watching and not self._closed:
+            in_body = self._body_left or self._chunked
+            if not in_body and not self._block and (whole := self._whole_head(data, pos)):
                 pos = whole
                 continue
-            if self._body_left:
-                step = min(self._body_left, size - pos)
-                self._body_left -= step
-                pos += step
+            if in_body:
+                pos = self._skip_body(data, pos, size)  # the end of ``data`` once rejected
                 continue
             if not self._block and self._timer is None:
                 self._arm()  # first byte of the next request on a kept-alive connection
@@ -172,9 +196,9 @@ class HeaderGuard(asyncio.Protocol):
                 # of a request: forget it, so an idle kept-alive connection is not answered 408.
                 self._block.clear()
                 self._disarm()
-            elif not self._headers_complete():
-                return False
-        return True
+            else:
+                self._headers_complete()  # closes the connection when the framing is refused
+        return not self._closed
 
     def _whole_head(self, data: bytes, pos: int) -> int:
         """Fast path for the common case, a complete body-less request head inside one chunk.
@@ -208,18 +232,41 @@ class HeaderGuard(asyncio.Protocol):
         lines = block.split(b"\n")
         request_line = lines[0].strip() if lines else b""
         lengths: list[bytes] = []
+        codings: list[bytes] = []
         for raw in lines[1:]:
             name, sep, value = raw.partition(b":")
             if not sep:
                 continue
             key = name.strip().lower()
-            if key in (b"transfer-encoding", b"upgrade"):
+            if key == b"upgrade":
                 self._watching = False
+            elif key == b"transfer-encoding":
+                codings += [c.strip().lower() for c in value.split(b",")]
             elif key == b"content-length":
                 lengths.append(value.strip())
-        if request_line.upper().startswith(b"CONNECT ") or len(lengths) > 1:
+        if request_line.upper().startswith(b"CONNECT "):
             self._watching = False
-        if not self._watching or not lengths:
+        return self._frame(lengths, codings) if self._watching else True
+
+    def _frame(self, lengths: list[bytes], codings: list[bytes]) -> bool:
+        """Decide how the body is framed (RFC 9112 section 6.3), or reject what is ambiguous."""
+        if codings or len(lengths) > 1:
+            if codings and codings[-1] == b"chunked" and codings.count(b"chunked") == 1 and not lengths:
+                self._chunked = _SIZE_LINE
+                self._body_seen = 0
+                self._arm_body()
+                return True
+            self._reject(
+                "malformed",
+                _response(
+                    400,
+                    "Bad Request",
+                    "400 bad request: ambiguous framing (Content-Length with Transfer-Encoding, several "
+                    "Content-Length fields, or a Transfer-Encoding that does not end in one chunked)\n",
+                ),
+            )
+            return False
+        if not lengths:
             return True
         if not lengths[0].isdigit() or len(lengths[0]) > 18:
             self._reject(
@@ -240,7 +287,76 @@ class HeaderGuard(asyncio.Protocol):
             )
             return False
         self._body_left = length
+        if length:
+            self._arm_body()
         return True
+
+    def _skip_body(self, data: bytes, pos: int, size: int) -> int:
+        """Step over body bytes (a ``Content-Length`` body or chunked framing); ``size`` once rejected."""
+        if self._chunked:
+            return self._chunked_step(data, pos, size)
+        step = min(self._body_left, size - pos)
+        self._body_left -= step
+        if not self._body_left:
+            self._body_done()
+        return pos + step
+
+    def _chunked_step(self, data: bytes, pos: int, size: int) -> int:
+        """Follow a chunked body (RFC 9112 section 7.1) through ``data``; ``size`` once rejected."""
+        if self._chunked == _CHUNK_DATA:
+            step = min(self._body_left, size - pos)
+            self._body_left -= step
+            if not self._body_left:
+                self._chunked = _CHUNK_END
+            return pos + step
+        newline = data.find(b"\n", pos)
+        end = size if newline < 0 else newline + 1
+        self._chunk_line += data[pos:end]
+        if len(self._chunk_line) > _MAX_CHUNK_LINE:
+            self._reject_chunked("a chunk-size or trailer line is too long")
+            return size
+        if newline < 0:
+            return end
+        line = bytes(self._chunk_line)
+        self._chunk_line.clear()
+        line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        return end if self._chunk_line_done(line) else size
+
+    def _chunk_line_done(self, line: bytes) -> bool:
+        """A complete chunk-size, chunk-end or trailer line; False once rejected."""
+        if self._chunked == _SIZE_LINE:
+            size_field = line.split(b";", 1)[0].rstrip(b" \t")
+            if not _CHUNK_SIZE.fullmatch(size_field):
+                return self._reject_chunked("a chunk size is not a hexadecimal number")
+            length = int(size_field, 16)
+            self._body_seen += length
+            if self._max_body is not None and self._body_seen > self._max_body:
+                self._reject(
+                    "body_too_large",
+                    _response(
+                        413,
+                        "Content Too Large",
+                        f"413 request body too large: over this listener's limit of {self._max_body} bytes\n",
+                    ),
+                )
+                return False
+            if length:
+                self._body_left = length
+                self._chunked = _CHUNK_DATA
+            else:
+                self._chunked = _TRAILER
+        elif self._chunked == _CHUNK_END:
+            if line:
+                return self._reject_chunked("chunk data is longer than its size")
+            self._chunked = _SIZE_LINE
+        elif not line:  # the blank line after the trailers: the body is complete
+            self._chunked = 0
+            self._body_done()
+        return True
+
+    def _reject_chunked(self, why: str) -> bool:
+        self._reject("malformed", _response(400, "Bad Request", f"400 bad request: {why}\n"))
+        return False
 
     # -- rejections and the timer -----------------------------------------------------------------------
 
@@ -279,6 +395,29 @@ class HeaderGuard(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._limits.header_timeout, self._timed_out)
 
+    def _arm_body(self) -> None:
+        """The body must be complete within ``body_timeout`` of its headers (a slow client is cut).
+
+        The guard waits ``BODY_GRACE`` longer than handlers do, so a handler reading the body answers
+        408 itself before the guard closes the connection.
+        """
+        loop = asyncio.get_running_loop()
+        self._body_timer = loop.call_later(self._limits.body_timeout + BODY_GRACE, self._body_timed_out)
+
+    def _body_done(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        """Close without an answer: the handler may have answered already (a body it did not read).
+
+        Handlers that read a body enforce the same deadline themselves and answer 408 first.
+        """
+        self._body_timer = None
+        if not self._closed:
+            self._reject("body_timeout", None)
+
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -286,7 +425,7 @@ class HeaderGuard(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
-        if self._closed or not self._watching or self._body_left:
+        if self._closed or not self._watching or self._body_left or self._chunked:
             return
         started = bool(self._block)
         limit = self._limits.header_timeout

@@ -11,9 +11,13 @@ Rotation:
   follower reads on to the end; the new file at the path has a new inode and gets its own follower
   from its beginning. A file no longer matched by its glob is closed after ``rotate_wait`` at its end.
 * **copy-truncate** (logrotate ``copytruncate``): same inode, but the size drops below our offset or
-  the first bytes change (truncated and rewritten past our offset before we looked); reading restarts
-  at 0. Lines written between logrotate's copy and its truncate are lost; that is inherent to
-  copy-truncate, not to this reader.
+  the first bytes change (truncated and rewritten past our offset before we looked). This is checked
+  before reading on from the end of the file, so new content is never read from the middle. The
+  lines written since our last read went into the copy: the copy beside the file (``app.log.1``,
+  found by name and first bytes) is read from our offset to its end, then the file again from 0.
+  What remains lost: lines written between logrotate's copy and its truncate (inherent to
+  copy-truncate), and, when the copy cannot be found by the next poll (compressed at once without
+  ``delaycompress``, moved to an ``olddir``), the lines of up to one ``poll_interval`` before it.
 
 Start position: a file with a matching checkpoint resumes there. Otherwise, for files found when a
 glob is started for the first time ever, ``start`` decides (``end`` skips history); files appearing
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import glob
 import logging
 import os
@@ -104,6 +109,9 @@ class Follower:
         self.splitter = LineSplitter(tailer.settings.max_line_bytes)
         self.last_seen = time.monotonic()
         self.task: asyncio.Task[None] | None = None
+        self.at_end = False  # the last read reached the end of the file: check for truncation first
+        self.copy_fd: int | None = None  # the rotated copy, while its rest is read
+        self.copy_pos = 0
 
     def offset_entry(self) -> FileOffset:
         return FileOffset(
@@ -119,16 +127,87 @@ class Follower:
     # -- worker-thread side ----------------------------------------------------------------------
 
     def _read(self) -> bytes | None:
-        """The next chunk; at the end of the file, ``b""`` or ``None`` when it was truncated under us."""
+        """The next chunk; at the end of the file ``b""``, or ``None`` when it was truncated under us.
+
+        After the end of the file was reached, the file is checked for copy-truncate *before* reading
+        on: a file truncated and rewritten past our offset must be read again from its start, not from
+        the middle of its new content. When it was truncated, the rotated copy (``app.log.1``) is read
+        from our offset to its end first, so the lines written since our last read are not lost.
+        """
+        if self.copy_fd is not None:
+            return self._read_copy()
+        if self.at_end and self._truncated():
+            self.copy_fd = self._find_copy()
+            if self.copy_fd is not None:
+                self.copy_pos = self.pos
+                return self._read_copy()
+            return None
         data = os.pread(self.fd, CHUNK_BYTES, self.pos)
+        self.at_end = len(data) < CHUNK_BYTES
         if not data:
-            return None if self._truncated() else data
+            return data
         self.pos += len(data)
         if self.fp_len < FINGERPRINT_BYTES and self.pos > self.fp_len:
             head = read_head(self.fd)
             self.fp_len = len(head)
             self.fp = fingerprint(head)
         return data
+
+    def _read_copy(self) -> bytes | None:
+        """The rest of the rotated copy, chunk by chunk; ``None`` (start over) once it is read."""
+        assert self.copy_fd is not None
+        data = os.pread(self.copy_fd, CHUNK_BYTES, self.copy_pos)
+        if data:
+            self.copy_pos += len(data)
+            return data
+        os.close(self.copy_fd)
+        self.copy_fd = None
+        return None
+
+    def _find_copy(self) -> int | None:
+        """The copy logrotate made before truncating: a file beside ours that starts as ours did.
+
+        Same directory, name starting with ours (``app.log.1``, ``app.log-20250101``), not compressed,
+        not matched by our own glob (its own follower reads it then), at least as long as our offset,
+        and the same first bytes as the ones we read. The newest such file, opened; else ``None``.
+        """
+        if not self.fp_len or not self.pos:
+            return None
+        directory, name = os.path.split(self.path)
+        pattern = self.tailer.entries[self.entry].path
+        best: tuple[float, str] | None = None
+        try:
+            with os.scandir(directory or ".") as listing:
+                for item in listing:
+                    if (
+                        not item.name.startswith(name)
+                        or item.name == name
+                        or item.name.endswith(SKIPPED_SUFFIXES)
+                    ):
+                        continue
+                    if fnmatch.fnmatchcase(item.path, pattern):
+                        continue
+                    st = item.stat(follow_symlinks=False)
+                    if (
+                        not stat.S_ISREG(st.st_mode)
+                        or st.st_size < self.pos
+                        or (st.st_dev, st.st_ino) == self.key
+                    ):
+                        continue
+                    if best is None or st.st_mtime > best[0]:
+                        best = (st.st_mtime, item.path)
+        except OSError:
+            return None
+        if best is None:
+            return None
+        try:
+            fd, _st = _open(best[1])
+        except OSError:
+            return None
+        if fingerprint(os.pread(fd, self.fp_len, 0)) != self.fp:
+            os.close(fd)
+            return None
+        return fd
 
     def _truncated(self) -> bool:
         """Copy-truncate: the file shrank below our offset, or its first bytes are not what we read."""
@@ -171,6 +250,7 @@ class Follower:
                     metrics.rotation(self.source, "truncate")
                     log.info("log file truncated, reading it again from the start", extra={"path": self.path})
                     self.pos = 0
+                    self.at_end = False
                     self.fp_len = 0
                     self.fp = fingerprint(b"")
                     self.splitter.reset()
@@ -207,6 +287,10 @@ class Follower:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
+        if self.copy_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.copy_fd)
+            self.copy_fd = None
 
 
 class FileTailer:

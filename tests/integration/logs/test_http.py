@@ -19,7 +19,6 @@ from aiohttp.test_utils import TestClient
 
 from sidecar.app_keys import CORRELATION, HEALTH, REGISTRY, STORE
 from sidecar.config import Settings
-from sidecar.logs.sources.http_ingest import _gunzip, _TooLarge
 from sidecar.logs.wiring import add_log_admin_routes
 from sidecar.server import create_app
 from sidecar.serving.admin_api import create_admin_app
@@ -207,11 +206,3 @@ async def test_many_http_source_names_are_capped(
     assert (await (await http.post("/ingest/logs?source=bad%20name!", data=b"{}\n")).json())[
         "source"
     ] == "http"
-
-
-def test_bounded_gunzip_for_bodies_that_arrive_compressed() -> None:
-    assert _gunzip(gzip.compress(b'{"msg":"x"}\n'), 1024) == b'{"msg":"x"}\n'
-    with pytest.raises(_TooLarge):
-        _gunzip(gzip.compress(b"\n" * 100_000), 1024)
-    with pytest.raises(web.HTTPBadRequest):
-        _gunzip(b"\x1f\x8bnot really gzip", 1024)

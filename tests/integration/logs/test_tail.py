@@ -349,3 +349,66 @@ async def test_a_stuck_file_does_not_stall_another_source(
     finally:
         release.set()
         await harness.stop()
+
+
+async def test_copy_truncate_loses_nothing_written_since_the_last_poll(
+    tmp_path: Path, loggers: list[logging.Logger]
+) -> None:
+    """Lines written after the last read and before logrotate's copy come from the copy (app.log.1)."""
+    path = tmp_path / "app.log"
+    logger = json_logger(path)
+    loggers.append(logger)
+    harness = Harness(
+        tmp_path, [{"path": str(path), "start": "beginning", "source": "app"}], poll_interval=1.0
+    )
+    await harness.start()
+    try:
+        before = [f"before-{i}" for i in range(200)]
+        for name in before:
+            logger.info(name)
+        await harness.wait_for(lambda: len(harness.delivered) >= 200)
+        late = [f"late-{i}" for i in range(150)]  # within the poll interval after the last read
+        for name in late:
+            logger.info(name)
+        shutil.copyfile(path, tmp_path / "app.log.1")
+        with path.open("r+b") as original:
+            original.truncate(0)
+        after = [f"after-{i}" for i in range(400)]  # more than before: the file regrows past our offset
+        for name in after:
+            logger.info(name)
+        await harness.wait_for(lambda: len(harness.delivered) >= 750, timeout=10)
+        await asyncio.sleep(1.2)
+        exactly_once(harness.messages(), before + late + after)
+        assert harness.metric("sidecar_log_file_rotations_total", source="app", kind="truncate") == 1
+    finally:
+        await harness.stop()
+
+
+async def test_without_the_copy_the_regrown_file_is_read_from_its_start(
+    tmp_path: Path, loggers: list[logging.Logger]
+) -> None:
+    """Copy compressed or moved away: the late lines are the documented loss, the new file is whole."""
+    path = tmp_path / "app.log"
+    logger = json_logger(path)
+    loggers.append(logger)
+    harness = Harness(
+        tmp_path, [{"path": str(path), "start": "beginning", "source": "app"}], poll_interval=1.0
+    )
+    await harness.start()
+    try:
+        before = [f"before-{i}" for i in range(100)]
+        for name in before:
+            logger.info(name)
+        await harness.wait_for(lambda: len(harness.delivered) >= 100)
+        for i in range(20):
+            logger.info(f"late-{i}")
+        with path.open("r+b") as original:
+            original.truncate(0)
+        after = [f"after-{i}" for i in range(300)]
+        for name in after:
+            logger.info(name)
+        await harness.wait_for(lambda: len(harness.delivered) >= 400, timeout=10)
+        await asyncio.sleep(1.2)
+        exactly_once(harness.messages(), before + after)
+    finally:
+        await harness.stop()

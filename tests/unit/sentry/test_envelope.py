@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import orjson
 import pytest
@@ -99,3 +100,32 @@ def test_dsn_parsing_masks_the_key() -> None:
         with pytest.raises(ValueError, match=r"DSN|URL") as info:
             Dsn.parse(bad)
         assert "k@" not in str(info.value)
+
+
+def many_items(count: int) -> bytes:
+    item = b'{"type":"session"}\n{"sid":"0123456789abcdef","status":"ok","errors":0}\n'
+    return b'{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc"}\n' + item * count
+
+
+def best_of(runs: int, body: bytes) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.process_time()
+        envelope = parse(body)
+        times.append(time.process_time() - started)
+    assert len(envelope.items) == body.count(b"\n") // 2
+    return min(times)
+
+
+def test_parsing_is_linear_in_the_number_of_items() -> None:
+    """10,000 items cost about ten times 1,000 in CPU time (the old parser: 270 times)."""
+    small, large = many_items(1_000), many_items(10_000)
+    ratio = best_of(5, large) / best_of(5, small)
+    assert ratio < 25, f"10k items took {ratio:.1f}x the time of 1k items"
+
+
+def test_trailing_whitespace_after_many_items_is_skipped_once() -> None:
+    body = many_items(2_000) + b"\n" * 100_000 + b" \t\r\n" * 1000
+    assert len(parse(body).items) == 2_000
+    with pytest.raises(EnvelopeError, match="more than 10000 items"):
+        parse(many_items(10_001))
