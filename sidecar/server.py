@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY, SCHEDULER, SETTINGS, STORE
+from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, LOGS, REGISTRY, SCHEDULER, SETTINGS, STORE
 from sidecar.config import ConfigError, Settings, load_settings
 from sidecar.core.http_metrics import HttpMetrics
 from sidecar.core.routes import RouteNormaliser
@@ -91,7 +91,8 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def reload_checks(app: web.Application, config_path: Path | None) -> None:
-    """SIGHUP: re-read file and environment and reconcile the checks; bad config keeps the old one.
+    """SIGHUP: re-read file and environment; reconcile the checks and swap in the log rules (unchanged
+    rules keep their counters). Bad config keeps the old one.
 
     Any failure, whatever the file holds, is a log line and the running configuration stays: the
     reload runs as a background task, so nothing may escape it as an unretrieved exception.
@@ -110,7 +111,11 @@ async def reload_checks(app: web.Application, config_path: Path | None) -> None:
     app[HEALTH].configure(fresh.checks)
     await app[SCHEDULER].apply(fresh.checks)
     app[SETTINGS].checks = fresh.checks
-    log.info("configuration reloaded", extra={"checks": [c.name for c in fresh.checks]})
+    app[LOGS].reload_rules(fresh.logs.rules, fresh.routes.templates)
+    log.info(
+        "configuration reloaded",
+        extra={"checks": [c.name for c in fresh.checks], "log_rules": [r.name for r in fresh.logs.rules]},
+    )
 
 
 class Server:

@@ -21,8 +21,14 @@ from sidecar.logs.sources.http_ingest import ingest_logs
 
 def setup_logs(app: web.Application, stdin_fd: int | None = None) -> None:
     """Create ``app[LOGS]`` and register the correlation index's metrics; sources start with the app."""
+    settings = app[SETTINGS]
     runtime = LogRuntime(
-        app[SETTINGS].logs, app[REGISTRY], app[HTTP_METRICS], app[CORRELATION], stdin_fd=stdin_fd
+        settings.logs,
+        app[REGISTRY],
+        app[HTTP_METRICS],
+        app[CORRELATION],
+        stdin_fd=stdin_fd,
+        route_templates=settings.routes.templates,
     )
     sentry = app.get(SENTRY)
     if sentry is not None:
