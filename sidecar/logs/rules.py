@@ -25,6 +25,7 @@ import msgspec
 
 from sidecar.core.routes import RouteNormaliser
 from sidecar.logs.parse import LogRecord
+from sidecar.logs.rule_codegen import Apply, generate
 from sidecar.logs.rule_metrics import OTHER, Family, RuleMetrics, RuleStats
 from sidecar.logs.rule_settings import LEVEL_ORDER, LogRule, RuleCondition, RuleLabel, rule_keys
 
@@ -154,6 +155,7 @@ class LabelValues:
         "allow",
         "cache",
         "constant",
+        "field",
         "get",
         "max_values",
         "missing",
@@ -164,12 +166,13 @@ class LabelValues:
 
     def __init__(self, settings: RuleLabel, route_templates: Sequence[str]) -> None:
         self.constant = settings.value
+        self.field = settings.field
         self.get: Getter | None = getter(settings.field) if settings.field is not None else None
         self.missing = settings.missing
         self.allow = frozenset(settings.allow)
         self.max_values = settings.max_values
         self.values: set[str] = set()
-        self.cache: dict[str, str] = {}
+        self.cache: dict[str | int, str] = {}
         self.overflowed = 0
         self.normalise: Callable[[str], str] | None = None
         if settings.normalise == "lower":
@@ -195,6 +198,16 @@ class LabelValues:
             self.overflowed += 1
         return out
 
+    def learn(self, raw: str | int) -> str:
+        """The label value for a text (or an integer) not answered from the cache, remembered under it
+        while there is room."""
+        if type(raw) is str:
+            return self._learn(raw)
+        out = self._learn(str(raw))
+        if len(self.cache) < LABEL_CACHE:
+            self.cache[raw] = out  # int keys beside str: the generated code checks type() first
+        return out
+
     def _learn(self, text: str) -> str:
         out = self.normalise(text) if self.normalise is not None else text
         if len(out) > MAX_LABEL_CHARS or (self.allow and out not in self.allow):
@@ -216,7 +229,9 @@ class CompiledRule:
     """One rule ready to run: its tests, value getter, labels, family and counters."""
 
     __slots__ = (
+        "all_conditions",
         "alls",
+        "any_conditions",
         "anys",
         "family",
         "gate",
@@ -228,6 +243,7 @@ class CompiledRule:
         "sources",
         "stats",
         "value",
+        "value_path",
     )
 
     def __init__(self, key: str, rule: LogRule, route_templates: Sequence[str]) -> None:
@@ -240,8 +256,11 @@ class CompiledRule:
             accepted = _accepted(gate)
             assert accepted is not None
             self.gate = (gate.field, accepted)
-        self.alls = tuple(compile_test(c) for c in match.all if c is not gate)
-        self.anys = tuple(compile_test(c) for c in match.any)
+        self.all_conditions = tuple(c for c in match.all if c is not gate)
+        self.any_conditions = tuple(match.any)
+        self.alls = tuple(compile_test(c) for c in self.all_conditions)
+        self.anys = tuple(compile_test(c) for c in self.any_conditions)
+        self.value_path = rule.value
         self.levels = frozenset(LEVEL_ORDER[LEVEL_ORDER.index(match.level) :]) if match.level else None
         self.sources = frozenset(match.source) or None
         self.value: Getter | None = getter(rule.value) if rule.value is not None else None
@@ -334,23 +353,26 @@ class RuleSet:
         self.rules = rules
         self._identities = identities
         self._families = families
-        key_gates: dict[str, dict[str, list[CompiledRule]]] = {}
-        other_gates: dict[str, dict[str, list[CompiledRule]]] = {}
+        gates: dict[str, dict[str, list[CompiledRule]]] = {}
         ungated: list[CompiledRule] = []
         for rule in rules:
             if rule.gate is None:
                 ungated.append(rule)
                 continue
             spec, accepted = rule.gate
-            plain = not spec.startswith("@") and "." not in spec
-            table = (key_gates if plain else other_gates).setdefault(spec, {})
-            for text in accepted:
+            table = gates.setdefault(spec, {})
+            for text in sorted(accepted):
                 table.setdefault(text, []).append(rule)
-        self.key_gates = tuple((k, {v: tuple(r) for v, r in t.items()}) for k, t in key_gates.items())
-        self.other_gates = tuple(
-            (getter(k), {v: tuple(r) for v, r in t.items()}) for k, t in other_gates.items()
-        )
+        self.gates = gates
         self.ungated = tuple(ungated)
+        self.apply: Apply
+        self.apply, self.source = generate(
+            list(gates.items()),
+            ungated,
+            _accepted,
+            text_of,
+            {"MISSING": MISSING, "NON_NUMERIC": NON_NUMERIC, "NEGATIVE": NEGATIVE},
+        )
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -397,19 +419,11 @@ class RuleSet:
         metrics.stats = {rule.key: rule.stats for rule in compiled}
         return cls(compiled, identities, families)
 
-    def apply(self, record: LogRecord) -> None:
-        """Every rule whose gate (or no gate) lets the record through gets to test it."""
+    def apply_reference(self, record: LogRecord) -> None:
+        """What the generated ``apply`` does, interpreted rule by rule (the semantics the tests hold)."""
         fields = record.fields
-        for key, table in self.key_gates:
-            value = fields.get(key)
-            if value is not None:
-                text = value if type(value) is str else text_of(value)
-                hit = table.get(text) if text is not None else None
-                if hit is not None:
-                    for rule in hit:
-                        rule.offer(record, fields)
-        for get, table in self.other_gates:
-            value = get(record, fields)
+        for spec, table in self.gates.items():
+            value = getter(spec)(record, fields)
             if value is not None:
                 text = value if type(value) is str else text_of(value)
                 hit = table.get(text) if text is not None else None
