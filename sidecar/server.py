@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, LOGS, REGISTRY, SCHEDULER, SETTINGS, STORE
+from sidecar.app_keys import (
+    CORRELATION,
+    HEALTH,
+    HTTP_METRICS,
+    LOG_EXPORT,
+    LOGS,
+    REGISTRY,
+    SCHEDULER,
+    SETTINGS,
+    STORE,
+)
 from sidecar.config import ConfigError, Settings, load_settings
 from sidecar.core.http_metrics import HttpMetrics
 from sidecar.core.routes import RouteNormaliser
@@ -137,6 +147,9 @@ class Server:
             from sidecar.gateway.service import Gateway  # noqa: PLC0415
 
             self.gateway = Gateway.for_app(settings.gateway, self.app)
+            exporter = self.app.get(LOG_EXPORT)
+            if exporter is not None and exporter.settings.access_records:
+                self.gateway.ctx.access.sink = exporter.add_access  # every access record, as OTLP logs
 
     async def start(self) -> None:
         s = self.settings

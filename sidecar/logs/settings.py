@@ -19,6 +19,7 @@ from sidecar.core.settings_model import (
     field_validator,
     model_validator,
 )
+from sidecar.logs.otlp_settings import OtlpLogSettings
 from sidecar.logs.rule_settings import LogRule, rules_problems
 
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -138,6 +139,9 @@ class LogSettings(Model):
     rules: Annotated[
         list[LogRule], Meta(description="metrics from the app's own log fields (see docs/logs.md)")
     ] = []
+    otlp: Annotated[
+        OtlpLogSettings, Meta(description="lines and access records as OTLP logs (see docs/logs.md)")
+    ] = field(default_factory=OtlpLogSettings)
 
     @model_validator(mode="after")
     def _positive_intervals(self) -> LogSettings:

@@ -1,0 +1,181 @@
+"""OTLP ``LogRecord`` protobuf written straight to bytes, as ``tracing.otlp_encoding`` does for spans.
+
+Building ``opentelemetry-proto`` message objects field by field costs tens of microseconds a record
+and leaves garbage for the collector; a log record is a handful of length-delimited fields, so they
+are written directly. Message shapes (opentelemetry-proto ``logs/v1/logs.proto``):
+
+* ``ExportLogsServiceRequest { repeated ResourceLogs resource_logs = 1; }``
+* ``ResourceLogs { Resource resource = 1; repeated ScopeLogs scope_logs = 2; }``
+* ``ScopeLogs { InstrumentationScope scope = 1; repeated LogRecord log_records = 2; }``
+* ``LogRecord { fixed64 time_unix_nano = 1; SeverityNumber severity_number = 2;
+  string severity_text = 3; AnyValue body = 5; repeated KeyValue attributes = 6;
+  bytes trace_id = 9; bytes span_id = 10; fixed64 observed_time_unix_nano = 11; }``
+
+Attributes are the app's own fields (nested objects as ``kvlist_value``), with the values of
+credential-like keys masked and credentials inside texts redacted, as the re-emitter does; the message
+(the body) is redacted the same way. Encoding runs in a worker thread, a batch at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from sidecar.core.redaction import redact_text
+from sidecar.logs.parse import LogRecord
+from sidecar.logs.reemit import scrub
+from sidecar.tracing.otlp_encoding import FIXED64, field, varint
+
+SEVERITY = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
+MAX_DEPTH = 8
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_DOUBLE = struct.Struct("<d").pack
+# Keys the normalised record already carries as time, severity and body.
+_CONSUMED = frozenset({"msg", "message", "level", "levelname", "severity", "time", "timestamp", "@timestamp"})
+_HEX = frozenset("0123456789abcdef")
+SPAN_KEYS = ("span_id", "spanId", "dd.span_id", "otelSpanID")
+
+
+def any_value(value: Any, depth: int = 0) -> bytes:  # noqa: PLR0911 (one return per JSON type)
+    """An ``AnyValue`` body for a JSON value: objects become ``kvlist_value``, arrays ``array_value``."""
+    kind = type(value)
+    if kind is str:
+        return field(b"\x0a", value.encode("utf-8", "surrogatepass"))
+    if value is None:
+        return b""
+    if kind is bool:
+        return b"\x10\x01" if value else b"\x10\x00"
+    if kind is int:
+        if _INT64[0] <= value <= _INT64[1]:
+            return b"\x18" + varint(value & 0xFFFFFFFFFFFFFFFF)
+        return field(b"\x0a", str(value).encode())
+    if kind is float:
+        return b"\x21" + _DOUBLE(value)
+    if depth >= MAX_DEPTH:  # deeper structure travels as its JSON text
+        return field(b"\x0a", orjson.dumps(value, default=str))
+    if kind is list:
+        return field(b"\x2a", b"".join(field(b"\x0a", any_value(v, depth + 1)) for v in value))
+    if kind is dict:
+        return field(
+            b"\x32", b"".join(field(b"\x0a", key_value(str(k), v, depth + 1)) for k, v in value.items())
+        )
+    return field(b"\x0a", str(value).encode("utf-8", "surrogatepass"))
+
+
+def key_value(key: str, value: Any, depth: int = 0) -> bytes:
+    return field(b"\x0a", key.encode("utf-8", "surrogatepass")) + field(b"\x12", any_value(value, depth))
+
+
+def _attribute(key: str, value: Any) -> bytes:
+    return field(b"\x32", key_value(key, value))  # LogRecord.attributes
+
+
+def _hex_id(value: Any, length: int) -> bytes | None:
+    if type(value) is not str or len(value) != length:
+        return None
+    text = value.lower()
+    if not _HEX.issuperset(text) or text.count("0") == length:
+        return None
+    return bytes.fromhex(text)
+
+
+def _nanos(seconds: float | None) -> int | None:
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return int(seconds * 1e9)
+
+
+def _record(
+    time_ns: int | None,
+    observed_ns: int,
+    level: str,
+    body: str,
+    attributes: Mapping[str, Any],
+    trace_id: bytes | None,
+    span_id: bytes | None,
+) -> bytes:
+    parts = [b"\x09" + FIXED64(time_ns)] if time_ns is not None else []
+    severity = SEVERITY.get(level)
+    if severity is not None:
+        parts.append(b"\x10" + varint(severity))
+        parts.append(field(b"\x1a", level.upper().encode()))
+    parts.append(field(b"\x2a", any_value(body)))
+    parts.extend(_attribute(k, v) for k, v in attributes.items())
+    if trace_id is not None:
+        parts.append(field(b"\x4a", trace_id))
+        if span_id is not None:
+            parts.append(field(b"\x52", span_id))
+    parts.append(b"\x59" + FIXED64(observed_ns))
+    return b"".join(parts)
+
+
+def encode_line(record: LogRecord, observed_ns: int) -> bytes:
+    """One ingested line: severity from the normalised level, the message as body, the app's fields
+    (masked) as attributes plus ``log.source`` and ``request.id``, its trace and span IDs when known."""
+    fields = record.fields
+    attributes: dict[str, Any] = {"log.source": record.source}
+    if fields:
+        scrubbed = scrub(fields)
+        attributes.update((k, v) for k, v in scrubbed.items() if k not in _CONSUMED)
+    if record.request_id is not None:
+        attributes["request.id"] = record.request_id
+    if record.error is not None:
+        if record.error.type:
+            attributes["exception.type"] = record.error.type
+        if record.error.value:
+            attributes["exception.message"] = redact_text(record.error.value)
+        if record.error.stack:
+            attributes["exception.stacktrace"] = redact_text(record.error.stack)
+    trace_id = _hex_id(record.trace_id, 32)
+    span_id = None
+    if trace_id is not None and fields:
+        for key in SPAN_KEYS:
+            span_id = _hex_id(fields.get(key), 16)
+            if span_id is not None:
+                break
+    return _record(
+        _nanos(record.time),
+        observed_ns,
+        record.level,
+        redact_text(record.message),
+        attributes,
+        trace_id,
+        span_id,
+    )
+
+
+def encode_access(line: bytes, at: float, observed_ns: int) -> bytes:
+    """One gateway access record (its JSON line): ``METHOD route status`` as body, every field as an
+    attribute, severity from the status (5xx error, 4xx warn), the trace ID the gateway propagated."""
+    record = orjson.loads(line)
+    status = record.get("status")
+    level = (
+        "error"
+        if type(status) is int and status >= 500
+        else "warn"
+        if type(status) is int and status >= 400
+        else "info"
+    )
+    body = f"{record.get('method')} {record.get('route') or record.get('path')} {status}"
+    attributes = {k: v for k, v in record.items() if k != "time" and v is not None}
+    if "request_id" in attributes:
+        attributes["request.id"] = attributes.pop("request_id")
+    return _record(
+        _nanos(at), observed_ns, level, body, attributes, _hex_id(record.get("trace_id"), 32), None
+    )
+
+
+def scope_logs(scope_name: str, records: list[bytes]) -> bytes:
+    """A ``ScopeLogs`` body: the scope, then the records."""
+    return field(b"\x0a", field(b"\x0a", scope_name.encode())) + b"".join(field(b"\x12", r) for r in records)
+
+
+def request(resource: Mapping[str, Any], scopes: list[bytes]) -> bytes:
+    """``ExportLogsServiceRequest`` of one resource and its ``ScopeLogs`` bodies."""
+    resource_body = b"".join(field(b"\x0a", key_value(k, v)) for k, v in resource.items())
+    body = field(b"\x0a", resource_body) + b"".join(field(b"\x12", s) for s in scopes)
+    return field(b"\x0a", body)
