@@ -19,6 +19,7 @@ credential-like keys masked and credentials inside texts redacted, as the re-emi
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -40,11 +41,72 @@ _HEX = frozenset("0123456789abcdef")
 SPAN_KEYS = ("span_id", "spanId", "dd.span_id", "otelSpanID")
 
 
+_SMALL = [bytes((i,)) for i in range(128)]
+_MAYBE_SECRET = re.compile(r"=|://|(?i:bearer|basic)")  # what redact_text's patterns all need
+_SECRET_KEY = re.compile(
+    r"(?i)(authorization|cookie|password|passwd|secret|token|api[_-]?key|apikey|session|credential)"
+)
+_CACHE_LIMIT = 8192
+MASK = "***"
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """``field`` without a call for the common short payload."""
+    size = len(payload)
+    return tag + (_SMALL[size] if size < 128 else varint(size)) + payload
+
+
+def redacted(text: str) -> str:
+    """``redact_text``, run only on texts that could hold what it removes (most cannot)."""
+    return redact_text(text) if len(text) >= 12 and _MAYBE_SECRET.search(text) else text
+
+
+class AttributeWriter:
+    """The app's fields as ``LogRecord.attributes``, masked and redacted like re-emitted lines.
+
+    Fields repeat from line to line (``level``, ``hostname``, ``pid``, ``msg``...), so the encoded
+    attribute of a scalar ``(key, value)`` pair is kept (bounded, cleared when full), and so is whether
+    a key is credential-like. Used by one export task at a time.
+    """
+
+    def __init__(self) -> None:
+        self._encoded: dict[tuple[str, type, Any], bytes] = {}
+        self._secret: dict[str, bool] = {}
+
+    def attribute(self, key: str, value: Any) -> bytes:
+        kind = type(value)
+        if kind is str or kind is int or kind is float or kind is bool:
+            item = (key, kind, value)
+            encoded = self._encoded.get(item)
+            if encoded is None:
+                shown = redacted(value) if kind is str else value
+                encoded = _field(b"\x32", key_value(key, shown))
+                if len(self._encoded) >= _CACHE_LIMIT:
+                    self._encoded.clear()
+                self._encoded[item] = encoded
+            return encoded
+        return _field(b"\x32", key_value(key, scrub(value)))
+
+    def fields(self, fields: Mapping[str, Any]) -> list[bytes]:
+        out = []
+        secret = self._secret
+        for key, value in fields.items():
+            if key in _CONSUMED:
+                continue
+            masked = secret.get(key)
+            if masked is None:
+                masked = bool(_SECRET_KEY.search(key)) if type(key) is str else False
+                if len(secret) < _CACHE_LIMIT:
+                    secret[key] = masked
+            out.append(self.attribute(key, MASK if masked and value is not None else value))
+        return out
+
+
 def any_value(value: Any, depth: int = 0) -> bytes:  # noqa: PLR0911 (one return per JSON type)
     """An ``AnyValue`` body for a JSON value: objects become ``kvlist_value``, arrays ``array_value``."""
     kind = type(value)
     if kind is str:
-        return field(b"\x0a", value.encode("utf-8", "surrogatepass"))
+        return _field(b"\x0a", value.encode("utf-8", "surrogatepass"))
     if value is None:
         return b""
     if kind is bool:
@@ -52,22 +114,22 @@ def any_value(value: Any, depth: int = 0) -> bytes:  # noqa: PLR0911 (one return
     if kind is int:
         if _INT64[0] <= value <= _INT64[1]:
             return b"\x18" + varint(value & 0xFFFFFFFFFFFFFFFF)
-        return field(b"\x0a", str(value).encode())
+        return _field(b"\x0a", str(value).encode())
     if kind is float:
         return b"\x21" + _DOUBLE(value)
     if depth >= MAX_DEPTH:  # deeper structure travels as its JSON text
-        return field(b"\x0a", orjson.dumps(value, default=str))
+        return _field(b"\x0a", orjson.dumps(value, default=str))
     if kind is list:
-        return field(b"\x2a", b"".join(field(b"\x0a", any_value(v, depth + 1)) for v in value))
+        return _field(b"\x2a", b"".join(_field(b"\x0a", any_value(v, depth + 1)) for v in value))
     if kind is dict:
         return field(
-            b"\x32", b"".join(field(b"\x0a", key_value(str(k), v, depth + 1)) for k, v in value.items())
+            b"\x32", b"".join(_field(b"\x0a", key_value(str(k), v, depth + 1)) for k, v in value.items())
         )
-    return field(b"\x0a", str(value).encode("utf-8", "surrogatepass"))
+    return _field(b"\x0a", str(value).encode("utf-8", "surrogatepass"))
 
 
 def key_value(key: str, value: Any, depth: int = 0) -> bytes:
-    return field(b"\x0a", key.encode("utf-8", "surrogatepass")) + field(b"\x12", any_value(value, depth))
+    return _field(b"\x0a", key.encode("utf-8", "surrogatepass")) + _field(b"\x12", any_value(value, depth))
 
 
 def _attribute(key: str, value: Any) -> bytes:
@@ -100,22 +162,27 @@ def _nanos(seconds: float | None) -> int | None:
     return int(seconds * 1e9)
 
 
+_SEVERITY_FIELDS = {
+    level: b"\x10" + varint(number) + field(b"\x1a", level.upper().encode())
+    for level, number in SEVERITY.items()
+}
+
+
 def _record(
     time_ns: int | None,
     observed_ns: int,
     level: str,
     body: str,
-    attributes: Mapping[str, Any],
+    attributes: list[bytes],
     trace_id: bytes | None,
     span_id: bytes | None,
 ) -> bytes:
     parts = [b"\x09" + FIXED64(time_ns)] if time_ns is not None else []
-    severity = SEVERITY.get(level)
+    severity = _SEVERITY_FIELDS.get(level)
     if severity is not None:
-        parts.append(b"\x10" + varint(severity))
-        parts.append(field(b"\x1a", level.upper().encode()))
-    parts.append(field(b"\x2a", any_value(body)))
-    parts.extend(_attribute(k, v) for k, v in attributes.items())
+        parts.append(severity)
+    parts.append(_field(b"\x2a", any_value(body)))
+    parts.extend(attributes)
     if trace_id is not None:
         parts.append(field(b"\x4a", trace_id))
         if span_id is not None:
@@ -124,23 +191,23 @@ def _record(
     return b"".join(parts)
 
 
-def encode_line(record: LogRecord, observed_ns: int) -> bytes:
+def encode_line(record: LogRecord, observed_ns: int, writer: AttributeWriter) -> bytes:
     """One ingested line: severity from the normalised level, the message as body, the app's fields
     (masked) as attributes plus ``log.source`` and ``request.id``, its trace and span IDs when known."""
     fields = record.fields
-    attributes: dict[str, Any] = {"log.source": record.source}
-    if fields:
-        scrubbed = scrub(fields)
-        attributes.update((k, v) for k, v in scrubbed.items() if k not in _CONSUMED)
+    attribute = writer.attribute
+    attributes = writer.fields(fields) if fields else []
+    attributes.append(attribute("log.source", record.source))
     if record.request_id is not None:
-        attributes["request.id"] = record.request_id
-    if record.error is not None:
-        if record.error.type:
-            attributes["exception.type"] = record.error.type
-        if record.error.value:
-            attributes["exception.message"] = redact_text(record.error.value)
-        if record.error.stack:
-            attributes["exception.stacktrace"] = redact_text(record.error.stack)
+        attributes.append(attribute("request.id", record.request_id))
+    error = record.error
+    if error is not None:
+        if error.type:
+            attributes.append(attribute("exception.type", error.type))
+        if error.value:
+            attributes.append(attribute("exception.message", error.value))
+        if error.stack:
+            attributes.append(_attribute("exception.stacktrace", redact_text(error.stack)))
     trace_id = _hex_id(record.trace_id, 32)
     span_id = None
     if trace_id is not None and fields:
@@ -149,32 +216,24 @@ def encode_line(record: LogRecord, observed_ns: int) -> bytes:
             if span_id is not None:
                 break
     return _record(
-        _time_ns(record),
-        observed_ns,
-        record.level,
-        redact_text(record.message),
-        attributes,
-        trace_id,
-        span_id,
+        _time_ns(record), observed_ns, record.level, redacted(record.message), attributes, trace_id, span_id
     )
 
 
-def encode_access(line: bytes, at: float, observed_ns: int) -> bytes:
+def encode_access(line: bytes, at: float, observed_ns: int, writer: AttributeWriter) -> bytes:
     """One gateway access record (its JSON line): ``METHOD route status`` as body, every field as an
     attribute, severity from the status (5xx error, 4xx warn), the trace ID the gateway propagated."""
     record = orjson.loads(line)
     status = record.get("status")
-    level = (
-        "error"
-        if type(status) is int and status >= 500
-        else "warn"
-        if type(status) is int and status >= 400
-        else "info"
-    )
+    code = status if type(status) is int else 0
+    level = "error" if code >= 500 else "warn" if code >= 400 else "info"
     body = f"{record.get('method')} {record.get('route') or record.get('path')} {status}"
-    attributes = {k: v for k, v in record.items() if k != "time" and v is not None}
-    if "request_id" in attributes:
-        attributes["request.id"] = attributes.pop("request_id")
+    attribute = writer.attribute
+    attributes = [
+        attribute("request.id" if k == "request_id" else k, v)
+        for k, v in record.items()
+        if k != "time" and v is not None
+    ]
     return _record(
         _nanos(at), observed_ns, level, body, attributes, _hex_id(record.get("trace_id"), 32), None
     )

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from sidecar.logs.otlp_encoding import encode_access, encode_line, request, scope_logs
+from sidecar.logs.otlp_encoding import AttributeWriter, encode_access, encode_line, request, scope_logs
 from sidecar.logs.otlp_settings import OtlpLogSettings
 from sidecar.logs.parse import LogRecord
 from sidecar.tracing.settings import TracingConfigError, TracingSettings, check_endpoint
@@ -294,6 +294,7 @@ class LogExporter:
         self._task: asyncio.Task[None] | None = None
         self._env = os.environ if env is None else env
         self.resource: dict[str, Any] = {}
+        self._writer = AttributeWriter()
         self.transport: HttpTransport | GrpcTransport | None = None
 
     def add_record(self, record: LogRecord) -> None:
@@ -360,9 +361,9 @@ class LogExporter:
         for kind, item, at in batch:
             try:
                 if kind == _LINE:
-                    lines.append(encode_line(item, now))
+                    lines.append(encode_line(item, now, self._writer))
                 else:
-                    access.append(encode_access(item, at, now))
+                    access.append(encode_access(item, at, now, self._writer))
             except (ValueError, TypeError, UnicodeError):
                 failed += 1
         if failed:
