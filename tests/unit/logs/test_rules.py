@@ -416,3 +416,79 @@ def test_configuration_text_never_becomes_source() -> None:
     assert hostile not in rig.rules.source and "os._exit" not in rig.rules.source
     rig.feed({hostile: hostile, "a.b": hostile})
     assert rig.value("app_h_total", l=hostile) == 1
+
+
+def test_python_json_logger_lines_from_the_real_library() -> None:
+    """``logging`` + python-json-logger: ``message`` and ``levelname``, extra fields at the top."""
+    import io
+    import logging
+
+    from pythonjsonlogger.json import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("test_rules.python_json_logger")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.info("job completed", extra={"queue": "email", "duration_ms": 250})
+    logger.warning("login failed", extra={"reason": "locked"})
+    logger.info("login failed", extra={"reason": "locked"})
+    rig = Rig(
+        [
+            {
+                "name": "app_job_duration_seconds",
+                "type": "histogram",
+                "help": "x",
+                "value": "duration_ms",
+                "unit": "ms",
+                "match": {"all": [{"field": "@message", "equals": "job completed"}]},
+                "labels": {"queue": {"field": "queue"}},
+            },
+            {
+                "name": "app_login_failures_total",
+                "type": "counter",
+                "help": "x",
+                "match": {"all": [{"field": "@message", "equals": "login failed"}], "level": "warn"},
+                "labels": {"reason": {"field": "reason"}},
+            },
+        ]
+    )
+    rig.feed(*(line.encode() for line in stream.getvalue().splitlines()))
+    assert rig.value("app_job_duration_seconds_sum", queue="email") == 0.25
+    assert rig.value("app_login_failures_total", reason="locked") == 1
+
+
+def test_bunyan_and_nestjs_shapes() -> None:
+    rig = Rig(
+        [
+            {
+                "name": "app_errors_total",
+                "type": "counter",
+                "help": "x",
+                "match": {"level": "error"},
+                "labels": {"where": {"field": "context", "missing": "none"}, "err": {"field": "@error_type"}},
+            }
+        ]
+    )
+    rig.feed(
+        {
+            "name": "api",
+            "hostname": "h",
+            "pid": 1,
+            "level": 50,
+            "msg": "boom",
+            "err": {"name": "TypeError", "message": "x", "stack": "TypeError: x"},
+            "v": 0,
+        },
+        {
+            "level": "error",
+            "context": "OrdersService",
+            "message": "failed",
+            "stack": ["Error: failed\n    at f (a.js:1:1)"],
+        },
+        {"level": "log", "context": "OrdersService", "message": "ok"},
+    )
+    assert rig.value("app_errors_total", where="none", err="TypeError") == 1
+    assert rig.value("app_errors_total", where="OrdersService", err="Error") == 1
