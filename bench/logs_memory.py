@@ -112,10 +112,10 @@ async def run(lines: int, step: int) -> None:
     started = time.perf_counter()
     done = 0
     while done < lines:
-        for _ in range(step // 1000):
-            pipeline.feed("app", batch(rng, done, 1000))
-            done += 1000
-            await asyncio.sleep(0)  # the exporter's task and the receiver get their turn, as in the sidecar
+        for _ in range(step // 250):
+            pipeline.feed("app", batch(rng, done, 250))  # about one read chunk of the file source
+            done += 250
+            await asyncio.sleep(0)  # the exporter's tasks and the receiver get their turn, as in the sidecar
         series = sum(len(f.series) for f in metrics.families.values())
         dropped = sum(
             registry.get_sample_value("sidecar_otlp_log_records_dropped_total", {"reason": r}) or 0

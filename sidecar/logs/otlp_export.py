@@ -1,15 +1,15 @@
 """Ship every ingested line and every gateway access record to an OpenTelemetry Collector as OTLP logs.
 
 The pipeline and the gateway only append to a bounded queue (``add_record``, ``add_access``): no I/O,
-no encoding, no waiting. One task batches what is queued (``max_batch`` records, or whatever is there
-after ``flush_interval``), encodes the batch in a worker thread (``otlp_encoding``) and sends it over
-OTLP/HTTP (protobuf, ``POST <endpoint>/v1/logs``) or OTLP/gRPC (``LogsService/Export``, the request
-bytes passed through as they are). A collector that is down, slow or answering "try later" (HTTP 429,
-502-504; gRPC UNAVAILABLE and friends) gets the batch again with doubling, jittered delays, up to
-``max_retries``; one that refuses it (other 4xx, other gRPC codes) does not. Meanwhile new records wait
-in the queue, and past its bound they are dropped. Every record that does not arrive is counted by
-reason: ``queue_full``, ``export_failed`` (retries used up), ``rejected``, ``encode_error``,
-``shutdown`` (still queued when the stop's flush time ran out).
+no encoding, no waiting. A few tasks (``concurrent_exports``) take batches from it (``max_batch``
+records, or whatever is there after ``flush_interval``), encode each in a worker thread
+(``otlp_encoding``) and send it over OTLP/HTTP (protobuf, ``POST <endpoint>/v1/logs``) or OTLP/gRPC
+(``LogsService/Export``, the request bytes passed through as they are). A collector that is down, slow
+or answering "try later" (HTTP 429, 502-504; gRPC UNAVAILABLE and friends) gets the batch again with
+doubling, jittered delays, up to ``max_retries``; one that refuses it (other 4xx, other gRPC codes)
+does not. Meanwhile new records wait in the queue, and past its bound they are dropped. Every record
+that does not arrive is counted by reason: ``queue_full``, ``export_failed`` (retries used up),
+``rejected``, ``encode_error``, ``shutdown`` (still queued when the stop's flush time ran out).
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ class LogExporter:
         self._max_batch = self.settings.max_batch
         self._wake = asyncio.Event()
         self._stopping = False
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._env = os.environ if env is None else env
         self.resource: dict[str, Any] = {}
         self._writer = AttributeWriter()
@@ -330,7 +330,10 @@ class LogExporter:
         )
         self.resource = dict(resource.attributes)
         self.transport = GrpcTransport(plan) if plan.protocol == "grpc" else HttpTransport(plan)
-        self._task = asyncio.create_task(self._run(), name="otlp log export")
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"otlp log export {n}")
+            for n in range(self.settings.concurrent_exports)
+        ]
         log.info("OTLP log export started", extra={"protocol": plan.protocol, "target": _shown(plan.target)})
 
     async def _run(self) -> None:
@@ -401,15 +404,16 @@ class LogExporter:
         """Send what is queued for up to ``flush_seconds``; what is left then is counted as dropped."""
         self._stopping = True
         self._wake.set()
-        task = self._task
-        if task is not None:
+        if self._tasks:
+            together = asyncio.gather(*self._tasks)
             try:
                 async with asyncio.timeout(flush_seconds):
-                    await asyncio.shield(task)
+                    await asyncio.shield(together)
             except TimeoutError:
-                task.cancel()
+                together.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await together
+            self._tasks = []
         if self.queue:
             self._drops["shutdown"].inc(len(self.queue))
             self.queue.clear()

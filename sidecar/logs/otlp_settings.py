@@ -43,7 +43,10 @@ class OtlpLogSettings(Model):
     max_queue: Annotated[
         int, Meta(ge=100, le=1_000_000, description="records waiting; past it new ones are dropped (counted)")
     ] = 10_000
-    max_batch: Annotated[int, Meta(ge=1, le=10_000, description="records per export request")] = 512
+    max_batch: Annotated[int, Meta(ge=1, le=10_000, description="records per export request")] = 2048
+    concurrent_exports: Annotated[
+        int, Meta(ge=1, le=16, description="batches encoded and sent at once (one send each)")
+    ] = 2
     flush_interval: Annotated[Duration, Meta(description="longest wait before a partial batch is sent")] = 1.0
     max_retries: Annotated[
         int, Meta(ge=0, le=20, description="retries of a batch the collector could not take for now")
