@@ -29,7 +29,6 @@ import orjson
 from sidecar.core.redaction import redact_text
 from sidecar.logs.parse import LogRecord
 from sidecar.logs.reemit import scrub
-from sidecar.tracing.otlp_encoding import FIXED64, field, varint
 
 SEVERITY = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
 MAX_DEPTH = 8
@@ -42,6 +41,24 @@ SPAN_KEYS = ("span_id", "spanId", "dd.span_id", "otelSpanID")
 
 
 _SMALL = [bytes((i,)) for i in range(128)]
+FIXED64 = struct.Struct("<Q").pack
+
+
+def varint(value: int) -> bytes:
+    """A protobuf varint (the same as ``tracing.otlp_encoding``'s, which would load the SDK)."""
+    if value < 0x80:
+        return _SMALL[value]
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    return tag + varint(len(payload)) + payload
 _MAYBE_SECRET = re.compile(r"=|://|(?i:bearer|basic)")  # what redact_text's patterns all need
 _SECRET_KEY = re.compile(
     r"(?i)(authorization|cookie|password|passwd|secret|token|api[_-]?key|apikey|session|credential)"
