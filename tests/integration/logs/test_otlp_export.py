@@ -127,10 +127,12 @@ async def test_gateway_access_records_become_log_records() -> None:
     assert ok.time_ns > 0
 
 
-async def test_receiver_down_the_pipeline_never_waits_and_drops_are_counted() -> None:
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+async def test_receiver_down_the_pipeline_never_waits_and_drops_are_counted(protocol: str) -> None:
     port = free_port()  # nothing listens there
     exporter, registry = exporter_for(
         f"http://127.0.0.1:{port}",
+        protocol,
         max_retries=2,
         retry_initial=0.02,
         retry_max=0.05,
@@ -160,10 +162,14 @@ async def test_receiver_down_the_pipeline_never_waits_and_drops_are_counted() ->
     assert value(registry, "sidecar_otlp_log_queue_records") == 0
 
 
-async def test_slow_receiver_times_out_then_the_retry_gets_through() -> None:
-    async with OtlpHttpReceiver() as receiver:
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+async def test_slow_receiver_times_out_then_the_retry_gets_through(protocol: str) -> None:
+    receiver_type = OtlpGrpcReceiver if protocol == "grpc" else OtlpHttpReceiver
+    async with receiver_type() as receiver:
         receiver.delay = 1.0
-        exporter, registry = exporter_for(receiver.endpoint, timeout=0.2, retry_initial=0.05, max_retries=10)
+        exporter, registry = exporter_for(
+            receiver.endpoint, protocol, timeout=0.2, retry_initial=0.05, max_retries=10
+        )
         await exporter.start()
         try:
             pipeline_into(exporter).feed("api", LINES)
