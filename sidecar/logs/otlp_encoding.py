@@ -59,6 +59,8 @@ def varint(value: int) -> bytes:
 def field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
     return tag + varint(len(payload)) + payload
+
+
 _MAYBE_SECRET = re.compile(r"=|://|(?i:bearer|basic)")  # what redact_text's patterns all need
 _SECRET_KEY = re.compile(
     r"(?i)(authorization|cookie|password|passwd|secret|token|api[_-]?key|apikey|session|credential)"
