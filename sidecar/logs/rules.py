@@ -11,6 +11,10 @@ every line.
 A matched line updates a plain list in ``rule_metrics.Family``; a value that is missing or not a number
 is counted by rule and reason, never raised. ``RuleSet.compile`` takes the previous set so that a reload
 keeps the state (counters, label values seen) of rules whose settings did not change.
+
+What runs on each line is ``RuleSet.apply``: the rules written out as one generated function
+(``rule_codegen``). ``CompiledRule.offer`` and ``RuleSet.apply_reference`` are the same semantics
+interpreted rule by rule, kept as the reference the tests hold the generated code to.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -275,8 +279,9 @@ class CompiledRule:
         self.stats.overflow = [(n, s) for n, s in self.stats.overflow if n != "_series"]
         self.stats.overflow.append(("_series", family))
 
-    def offer(self, record: LogRecord, fields: dict[str, Any]) -> None:  # noqa: PLR0911, PLR0912 (hot path)
-        """Test the line (its gate already passed) and, when it matches, record its value."""
+    def offer(self, record: LogRecord, fields: dict[str, Any]) -> None:  # noqa: PLR0911, PLR0912 (one rule)
+        """Test the line (its gate already passed) and, when it matches, record its value (the reference
+        semantics; the generated code does the same inline)."""
         levels = self.levels
         if levels is not None and record.level not in levels:
             return
@@ -432,10 +437,3 @@ class RuleSet:
                         rule.offer(record, fields)
         for rule in self.ungated:
             rule.offer(record, fields)
-
-
-def compile_rules(
-    rules: Iterable[LogRule], metrics: RuleMetrics, route_templates: Sequence[str] = ()
-) -> RuleSet:
-    """A fresh rule set (no state carried over)."""
-    return RuleSet.compile(list(rules), metrics, route_templates)
