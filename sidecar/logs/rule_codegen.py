@@ -227,13 +227,18 @@ def generate(
     sources: list[str] = []
     for path, by_value in gates:
         handlers: dict[str, Callable[..., None]] = {}
+        shared: dict[tuple[int, ...], Callable[..., None]] = {}  # one function per list of rules
         for value, rules in by_value.items():
-            fw = Writer(namespace)
-            fw.line(0, "def handler(r, f):")
-            for rule in rules:
-                rule_block(fw, 1, rule, accepted_of)
-            handlers[value] = _build(fw, "handler")
-            sources.append("\n".join(fw.lines))
+            same = tuple(id(rule) for rule in rules)
+            handler = shared.get(same)
+            if handler is None:
+                fw = Writer(namespace)
+                fw.line(0, "def handler(r, f):")
+                for rule in rules:
+                    rule_block(fw, 1, rule, accepted_of)
+                handler = shared[same] = _build(fw, "handler")
+                sources.append("\n".join(fw.lines))
+            handlers[value] = handler
         tables.append((path, w.name("gate", handlers)))
     w.line(0, "def apply(r):")
     w.line(1, "f = r.fields")

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
@@ -492,3 +494,70 @@ def test_bunyan_and_nestjs_shapes() -> None:
     )
     assert rig.value("app_errors_total", where="none", err="TypeError") == 1
     assert rig.value("app_errors_total", where="OrdersService", err="Error") == 1
+
+
+def test_a_long_one_of_shares_one_handler() -> None:
+    values = [f"event-{i}" for i in range(500)]
+    rig = Rig(
+        [
+            {
+                "name": "app_known_events_total",
+                "type": "counter",
+                "help": "x",
+                "match": {"all": [{"field": "msg", "one_of": values}]},
+            }
+        ]
+    )
+    assert rig.rules.source.count("def handler") == 1
+    rig.feed({"msg": "event-7"}, {"msg": "event-499"}, {"msg": "event-500"})
+    assert rig.value("app_known_events_total") == 2
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+_KEYS = st.sampled_from(["msg", "queue", "n", "req", "level", "k", "x.y"])
+
+
+@pytest.mark.timeout(180)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(_KEYS, _JSON, max_size=6), min_size=1, max_size=20))
+def test_any_json_lines_never_raise_and_generated_equals_reference(lines: list[dict[str, Any]]) -> None:
+    rules = [
+        {
+            "name": "app_p_total",
+            "type": "counter",
+            "help": "x",
+            "value": "n",
+            "match": {"any": [{"field": "msg", "regex": "a"}, {"field": "x.y", "exists": True}]},
+            "labels": {
+                "q": {"field": "queue", "max_values": 2},
+                "r": {"field": "req.url", "normalise": "route"},
+            },
+        },
+        {
+            "name": "app_p_seconds",
+            "type": "histogram",
+            "help": "x",
+            "unit": "ms",
+            "value": "n",
+            "match": {"all": [{"field": "k", "one_of": ["a", 1, True]}], "level": "info"},
+            "labels": {
+                "s": {"field": "@status", "normalise": "status_class"},
+                "l": {"field": "level", "normalise": "lower"},
+            },
+        },
+    ]
+    encoded = [orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS) for line in lines]
+    generated, reference = Rig(rules), Rig(rules)
+    reference.rules.apply = reference.rules.apply_reference  # type: ignore[method-assign]
+    for rig in (generated, reference):
+        rig.pipeline.feed("app", encoded)
+    assert _families(generated.metrics) == _families(reference.metrics)
+    for key, stats in generated.metrics.stats.items():
+        assert (stats.matched, stats.errors) == (
+            reference.metrics.stats[key].matched,
+            reference.metrics.stats[key].errors,
+        )
