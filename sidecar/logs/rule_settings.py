@@ -295,12 +295,38 @@ def rule_problems(rule: LogRule) -> list[tuple[Loc, str]]:  # noqa: PLR0912 (one
     return problems
 
 
+def exposed_names(name: str, kind: str) -> set[str]:
+    """The family and sample names a metric takes in the exposition (OpenMetrics and Prometheus text)."""
+    if kind == "counter":
+        base = name.removesuffix("_total")
+        return {base, f"{base}_total", f"{base}_created"}
+    if kind == "histogram":
+        return {name, f"{name}_bucket", f"{name}_count", f"{name}_sum", f"{name}_created"}
+    return {name}
+
+
 def rules_problems(rules: list[LogRule]) -> list[tuple[Loc, str]]:
     """Problems between rules: rules may share a metric only when they agree on its type, help, labels
-    and buckets (e.g. cache hits and misses as one counter with a constant ``result`` label)."""
+    and buckets (e.g. cache hits and misses as one counter with a constant ``result`` label); metrics
+    of different names may not produce the same family or sample name (``app_x_total`` and ``app_x``)."""
     problems: list[tuple[Loc, str]] = []
     first: dict[str, tuple[int, tuple[object, ...]]] = {}
+    owners: dict[str, str] = {}
     for index, rule in enumerate(rules):
+        clash = next(
+            (owners[n] for n in exposed_names(rule.name, rule.type) if owners.get(n, rule.name) != rule.name),
+            None,
+        )
+        if clash is not None:
+            problems.append(
+                (
+                    ("rules", index, "name"),
+                    f"{rule.name!r} and {clash!r} would expose the same name in /metrics: rename one",
+                )
+            )
+            continue
+        for exposed in exposed_names(rule.name, rule.type):
+            owners.setdefault(exposed, rule.name)
         seen = first.get(rule.name)
         if seen is None:
             first[rule.name] = (index, rule.shape())

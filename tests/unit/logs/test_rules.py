@@ -104,6 +104,19 @@ def test_rules_sharing_a_metric_must_agree(tmp_path: Any) -> None:
     assert problems[0][0] == "logs.rules[1].name"
 
 
+def test_metrics_whose_exposed_names_collide_are_refused(tmp_path: Any) -> None:
+    problems = problems_of(
+        [
+            {"name": "app_x_total", "type": "counter", "help": "x"},
+            {"name": "app_x", "type": "gauge", "help": "x", "value": "v"},
+            {"name": "app_y", "type": "histogram", "help": "x", "value": "v"},
+            {"name": "app_y_bucket_total", "type": "counter", "help": "x"},
+        ],
+        tmp_path,
+    )
+    assert [p for p, _ in problems] == ["logs.rules[1].name", "logs.rules[3].name"]
+
+
 def test_counter_of_lines_with_labels_from_nested_fields_and_bounds() -> None:
     rig = Rig(
         [
