@@ -41,6 +41,7 @@ RESERVED_PREFIXES = (
     "bullmq_",
     "celery_",
     "rq_",
+    "scrape_",  # and ``up``: the series Prometheus adds to every target itself
 )
 RESERVED_SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_info")
 LEVEL_ORDER = ("trace", "debug", "info", "warn", "error", "fatal")
@@ -241,7 +242,9 @@ def rule_problems(rule: LogRule) -> list[tuple[Loc, str]]:  # noqa: PLR0912 (one
         )
     else:
         reserved = next((p for p in RESERVED_PREFIXES if name.startswith(p)), None)
-        if reserved is not None:
+        if name == "up":
+            add("name", "Prometheus adds `up` to every target itself: choose another name")
+        elif reserved is not None:
             add(
                 "name",
                 f"names starting with {reserved!r} belong to the sidecar's own metrics: "
