@@ -1076,9 +1076,19 @@ def host_and_sidecar() -> Dashboard:
                     Panel(
                         "Log sources",
                         [
+                            # lines/s and rejects are counted for every source (files, stdin, HTTP ingest);
+                            # bytes read and files followed exist only for file sources
+                            Query(
+                                f"sum by (source) (rate(sidecar_log_lines_total{{{SEL}}}[{RATE}]))",
+                                "{{source}} lines/s",
+                            ),
+                            Query(
+                                f"sum by (source) (rate(sidecar_log_lines_rejected_total{{{SEL}}}[{RATE}]))",
+                                "{{source}} rejected lines/s",
+                            ),
                             Query(
                                 f"sum by (source) (rate(sidecar_log_read_bytes_total{{{SEL}}}[{RATE}]))",
-                                "{{source}} bytes/s",
+                                "{{source}} bytes/s (files)",
                             ),
                             Query(f"sidecar_log_queue_batches{{{SEL}}}", "{{source}} queued batches"),
                             Query(f"sidecar_log_files_followed{{{SEL}}}", "{{source}} files"),
@@ -1208,7 +1218,11 @@ def host_and_sidecar() -> Dashboard:
                             ),
                             Query(
                                 f"sum(rate(sidecar_http_duplicate_observations_total{{{SEL}}}[{RATE}]))",
-                                "duplicate access records skipped",
+                                "log access lines already counted (skipped)",
+                            ),
+                            Query(
+                                f"sum(rate(sidecar_http_reused_request_ids_total{{{SEL}}}[{RATE}]))",
+                                "client-reused request IDs (still counted)",
                             ),
                             Query(
                                 "sum by (listener, reason) "

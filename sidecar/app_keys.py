@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from sidecar.config import Settings
 from sidecar.core.http_metrics import HttpMetrics
 from sidecar.correlation.index import CorrelationIndex
+from sidecar.logs.otlp_export import LogExporter
 from sidecar.logs.runtime import LogRuntime
 from sidecar.probing.health import HealthModel
 from sidecar.probing.results import ResultStore
@@ -25,3 +26,4 @@ CORRELATION = web.AppKey("correlation", CorrelationIndex)
 LOGS = web.AppKey("logs", LogRuntime)
 SENTRY = web.AppKey("sentry", SentryForwarder)
 TRACING = web.AppKey("tracing", TracingRuntime)  # only when tracing is on
+LOG_EXPORT = web.AppKey("log_export", LogExporter)  # only when OTLP log export is on

@@ -31,6 +31,7 @@ from sidecar.core.settings_model import (
     model_validator,
 )
 from sidecar.gateway.settings import GatewaySettings, gateway_env_aliases
+from sidecar.logs.otlp_export import plan_log_export
 from sidecar.logs.settings import LogSettings
 from sidecar.probing.settings import CheckConfig
 from sidecar.sentry.settings import SentrySettings
@@ -416,6 +417,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise ConfigError([("SENTRY_DSN", str(exc))]) from None
     try:
         plan_tracing(settings, env)  # OTEL_* variables that cannot work stop start-up too
+        plan_log_export(settings, env)
     except TracingConfigError as exc:
         raise ConfigError([(exc.field, str(exc))]) from None
     return settings

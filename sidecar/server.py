@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from sidecar.app_keys import CORRELATION, HEALTH, HTTP_METRICS, REGISTRY, SCHEDULER, SETTINGS, STORE
+from sidecar.app_keys import (
+    CORRELATION,
+    HEALTH,
+    HTTP_METRICS,
+    LOG_EXPORT,
+    LOGS,
+    REGISTRY,
+    SCHEDULER,
+    SETTINGS,
+    STORE,
+)
 from sidecar.config import ConfigError, Settings, load_settings
 from sidecar.core.http_metrics import HttpMetrics
 from sidecar.core.routes import RouteNormaliser
@@ -91,7 +101,8 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def reload_checks(app: web.Application, config_path: Path | None) -> None:
-    """SIGHUP: re-read file and environment and reconcile the checks; bad config keeps the old one.
+    """SIGHUP: re-read file and environment; reconcile the checks and swap in the log rules (unchanged
+    rules keep their counters). Bad config keeps the old one.
 
     Any failure, whatever the file holds, is a log line and the running configuration stays: the
     reload runs as a background task, so nothing may escape it as an unretrieved exception.
@@ -110,7 +121,11 @@ async def reload_checks(app: web.Application, config_path: Path | None) -> None:
     app[HEALTH].configure(fresh.checks)
     await app[SCHEDULER].apply(fresh.checks)
     app[SETTINGS].checks = fresh.checks
-    log.info("configuration reloaded", extra={"checks": [c.name for c in fresh.checks]})
+    app[LOGS].reload_rules(fresh.logs.rules, fresh.routes.templates)
+    log.info(
+        "configuration reloaded",
+        extra={"checks": [c.name for c in fresh.checks], "log_rules": [r.name for r in fresh.logs.rules]},
+    )
 
 
 class Server:
@@ -132,6 +147,9 @@ class Server:
             from sidecar.gateway.service import Gateway  # noqa: PLC0415
 
             self.gateway = Gateway.for_app(settings.gateway, self.app)
+            exporter = self.app.get(LOG_EXPORT)
+            if exporter is not None and exporter.settings.access_records:
+                self.gateway.ctx.access.sink = exporter.add_access  # every access record, as OTLP logs
 
     async def start(self) -> None:
         s = self.settings

@@ -1,9 +1,10 @@
-"""Local OTLP receivers for the tracing tests: they decode the real protobuf payloads the exporter sends.
+"""Local OTLP receivers for the tracing and log export tests: they decode the real protobuf payloads.
 
-``OtlpHttpReceiver`` is an aiohttp app on a free loopback port implementing ``POST /v1/traces``
-(``application/x-protobuf``, optionally gzip); ``OtlpGrpcReceiver`` is a ``grpc.aio`` server
-implementing ``TraceService/Export``. Both parse ``ExportTraceServiceRequest`` with the generated
-classes from ``opentelemetry-proto`` and keep the spans, flattened, for assertions.
+``OtlpHttpReceiver`` is an aiohttp app on a free loopback port implementing ``POST /v1/traces`` and
+``POST /v1/logs`` (``application/x-protobuf``, optionally gzip); ``OtlpGrpcReceiver`` is a ``grpc.aio``
+server implementing ``TraceService/Export`` and ``LogsService/Export``. Both parse the requests with the
+generated classes from ``opentelemetry-proto`` and keep the spans and log records, flattened, for
+assertions. ``status`` (HTTP) or ``grpc_code`` makes them refuse, ``delay`` makes them slow.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -41,6 +46,8 @@ def value_of(value: AnyValue) -> Any:
         return tuple(value_of(v) for v in value.array_value.values)
     if which is None:
         return None
+    if which == "kvlist_value":
+        return {kv.key: value_of(kv.value) for kv in value.kvlist_value.values}
     return getattr(value, which)
 
 
@@ -89,12 +96,73 @@ def flatten(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
     return spans
 
 
+@dataclass(frozen=True)
+class ReceivedLog:
+    body: Any
+    severity_number: int
+    severity_text: str
+    attributes: dict[str, Any]
+    trace_id: str
+    span_id: str
+    time_ns: int
+    observed_ns: int
+    resource: dict[str, Any]
+    scope: str
+
+
+def flatten_logs(request: ExportLogsServiceRequest) -> list[ReceivedLog]:
+    records = []
+    for resource_logs in request.resource_logs:
+        resource = attributes_of(resource_logs.resource.attributes)
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                records.append(
+                    ReceivedLog(
+                        body=value_of(record.body),
+                        severity_number=record.severity_number,
+                        severity_text=record.severity_text,
+                        attributes=attributes_of(record.attributes),
+                        trace_id=record.trace_id.hex(),
+                        span_id=record.span_id.hex(),
+                        time_ns=record.time_unix_nano,
+                        observed_ns=record.observed_time_unix_nano,
+                        resource=resource,
+                        scope=scope_logs.scope.name,
+                    )
+                )
+    return records
+
+
 @dataclass
 class _Store:
     spans: list[ReceivedSpan] = field(default_factory=list)
+    logs: list[ReceivedLog] = field(default_factory=list)
     requests: int = 0
+    attempts: int = 0  # log export requests received, refused ones included
+    delay: float = 0.0  # seconds each log export waits before it is answered
     headers: list[dict[str, str]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add_logs(self, request: ExportLogsServiceRequest, headers: dict[str, str]) -> None:
+        self.requests += 1
+        self.headers.append(headers)
+        self.logs.extend(flatten_logs(request))
+        self.changed.set()
+
+    async def wait_for_logs(self, count: int, timeout: float = 10.0) -> list[ReceivedLog]:
+        """The log records once at least ``count`` have arrived; ``TimeoutError`` otherwise."""
+        deadline = time.monotonic() + timeout
+        while len(self.logs) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the receiver has {len(self.logs)} log records, waited for {count}")
+            self.changed.clear()
+            try:
+                async with asyncio.timeout(min(left, 0.2)):
+                    await self.changed.wait()
+            except TimeoutError:
+                pass
+        return list(self.logs)
 
     def add(self, request: ExportTraceServiceRequest, headers: dict[str, str]) -> None:
         self.requests += 1
@@ -151,9 +219,27 @@ class OtlpHttpReceiver(_Store):
             body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf"
         )
 
+    async def _logs(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.headers.get("Content-Encoding", "") == "gzip":
+            body = gzip.decompress(body)
+        assert request.content_type == "application/x-protobuf", request.content_type
+        self.attempts += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.status != 200:
+            return web.Response(status=self.status)
+        self.add_logs(
+            ExportLogsServiceRequest.FromString(body), {k.lower(): v for k, v in request.headers.items()}
+        )
+        return web.Response(
+            body=ExportLogsServiceResponse().SerializeToString(), content_type="application/x-protobuf"
+        )
+
     async def __aenter__(self) -> OtlpHttpReceiver:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/traces", self._traces)
+        app.router.add_post("/v1/logs", self._logs)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, HOST, 0)
@@ -175,6 +261,7 @@ class OtlpGrpcReceiver(_Store):
         super().__init__()
         self.server: Any = None
         self.port = 0
+        self.grpc_code: Any = None  # a grpc.StatusCode to refuse log exports with
 
     @property
     def endpoint(self) -> str:
@@ -193,8 +280,23 @@ class OtlpGrpcReceiver(_Store):
                 store.add(request, dict(context.invocation_metadata()))
                 return ExportTraceServiceResponse()
 
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+
+        class LogsService(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
+            async def Export(
+                self, request: ExportLogsServiceRequest, context: Any
+            ) -> ExportLogsServiceResponse:
+                store.attempts += 1
+                if store.delay:
+                    await asyncio.sleep(store.delay)
+                if store.grpc_code is not None:
+                    await context.abort(store.grpc_code, "refused by the test")
+                store.add_logs(request, dict(context.invocation_metadata()))
+                return ExportLogsServiceResponse()
+
         self.server = grpc.aio.server()
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(), self.server)
         self.port = self.server.add_insecure_port(f"{HOST}:0")
         await self.server.start()
         return self

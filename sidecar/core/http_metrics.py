@@ -24,6 +24,7 @@ SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_0
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 REQUEST_LABELS = ("http_request_method", "http_route", "http_response_status_code", "error_type")
 _SEEN_GENERATION = 50_000  # request IDs per generation; two generations are remembered
+GATEWAY_SOURCE = "gateway"  # the ``source`` the gateway passes to ``first_sighting``
 
 
 def method_label(method: str) -> str:
@@ -71,8 +72,15 @@ class HttpMetrics:
         )
         self.duplicates = Counter(
             "sidecar_http_duplicate_observations",
-            "Access records skipped because the same request ID was already counted.",
+            "Access lines from the app's logs not counted in the request metrics because the gateway or "
+            "an earlier line already counted a request with the same request ID.",
             ["source"],
+            registry=registry,
+        )
+        self.reused_ids = Counter(
+            "sidecar_http_reused_request_ids",
+            "Requests that reached the gateway with a client X-Request-ID it had recently seen; each is "
+            "still counted in the request metrics.",
             registry=registry,
         )
         self._seen: set[int] = set()  # hashes of request IDs, this generation
@@ -86,12 +94,20 @@ class HttpMetrics:
         return route
 
     def first_sighting(self, request_id: str | None, source: str) -> bool:
-        """False when this request ID was already counted (by the gateway or an earlier log line)."""
+        """False when this request ID was already counted (by the gateway or an earlier log line).
+
+        Log lines act on the answer (an access line already counted is skipped: a duplicate). The gateway
+        counts every request whatever the answer and only remembers the ID; a client reusing one is
+        counted as a reused ID, not as a skipped duplicate, because nothing is skipped.
+        """
         if not request_id:
             return True
         key = hash(request_id)
         if key in self._seen or key in self._seen_before:
-            self.duplicates.labels(source).inc()
+            if source == GATEWAY_SOURCE:  # the gateway counts every request; a reused ID is only noted
+                self.reused_ids.inc()
+            else:
+                self.duplicates.labels(source).inc()
             return False
         seen = self._seen
         seen.add(key)

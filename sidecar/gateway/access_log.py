@@ -16,6 +16,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any, Final
 
 import orjson
@@ -254,6 +255,7 @@ class AccessLog:
             registry=registry,
         )
         self._writer = LineWriter(settings.path, self.dropped)
+        self.sink: Callable[[bytes, float], None] | None = None  # e.g. OTLP log export: every record
         self.clock = UtcClock()
         self.encoder = AccessLineEncoder()
 
@@ -264,6 +266,9 @@ class AccessLog:
     def emit(self, request_id: str, line: bytes, status: int, failed: bool, at: float) -> None:
         """Index the line under ``request_id``; write it unless it is a success sampling leaves out."""
         self._correlation.add_access_line(request_id, line, at)
+        sink = self.sink
+        if sink is not None:
+            sink(line, at)
         if not self.enabled:
             return
         sample = self.sample_success

@@ -1,8 +1,9 @@
 """The log flow's consumer side: parse each line once, then feed every sink from the normalised record.
 
-Sinks: per-source/level line counts, access lines into the shared HTTP request histogram (through
-``HttpMetrics``, so route normalisation, the route cap and the gateway's no-double-count memory are the
-same), the correlation index for lines with a request ID, and optional re-emit to stdout.
+Sinks: per-source/level line counts, the user's ``logs.rules``, access lines into the shared HTTP
+request histogram (through ``HttpMetrics``, so route normalisation, the route cap and the gateway's
+no-double-count memory are the same), the correlation index for lines with a request ID, optional
+re-emit to stdout, and record sinks (OTLP logs).
 
 ``feed`` is synchronous and runs on the event loop; callers bound its work by handing it one batch (a
 read chunk, a slice of a request body) at a time. It is the hot path of log-derived metrics, so it
@@ -24,6 +25,7 @@ from sidecar.logs.access import AccessRecorder
 from sidecar.logs.metrics import LogMetrics
 from sidecar.logs.parse import TOO_LONG, LogParser, LogRecord, rejection_of_bad_json
 from sidecar.logs.reemit import Reemitter
+from sidecar.logs.rules import RuleSet
 from sidecar.logs.sources.channel import Batch
 
 MAX_INDEXED_TEXT = 512
@@ -60,6 +62,8 @@ class LogPipeline:
         self.correlation = correlation
         self.reemit = reemit
         self.error_sinks: list[Callable[[LogRecord], object]] = []  # e.g. the Sentry forwarder
+        self.rules: RuleSet | None = None  # logs.rules, when any are configured
+        self.record_sinks: list[Callable[[LogRecord], object]] = []  # every record, e.g. OTLP logs
         self._redactions: dict[str, str] = {}
 
     def consume(self, source: str, batch: Batch) -> None:
@@ -82,6 +86,8 @@ class LogPipeline:
         access = self.access
         index = self.correlation
         error_sinks = self.error_sinks
+        rules = self.rules
+        record_sinks = self.record_sinks
         emitted: list[LogRecord] | None = [] if self.reemit is not None else None
         levels: dict[str, int] = {}
         rejected: dict[str, int] = {}
@@ -108,8 +114,13 @@ class LogPipeline:
                 access.record(seen, record.request_id, record.trace_id)
             if index is not None and record.request_id is not None:
                 self._index(index, record)
+            if rules is not None:
+                rules.apply(record)
             if emitted is not None:
                 emitted.append(record)
+            if record_sinks:
+                for each in record_sinks:
+                    each(record)
             if error_sinks and level in _ERROR_LEVELS:
                 for sink in error_sinks:
                     sink(record)

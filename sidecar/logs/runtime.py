@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -19,6 +20,9 @@ from sidecar.logs.metrics import LogMetrics
 from sidecar.logs.parse import LogParser
 from sidecar.logs.pipeline import LogPipeline
 from sidecar.logs.reemit import Reemitter
+from sidecar.logs.rule_metrics import RuleMetrics
+from sidecar.logs.rule_settings import LogRule
+from sidecar.logs.rules import RuleSet
 from sidecar.logs.settings import SOURCE_NAME, LogSettings
 from sidecar.logs.sources.channel import SourceChannel
 from sidecar.logs.sources.checkpoint import CheckpointStore
@@ -42,9 +46,12 @@ class LogRuntime:
         http: HttpMetrics | None = None,
         correlation: CorrelationIndex | None = None,
         stdin_fd: int | None = None,
+        route_templates: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.metrics = LogMetrics(registry)
+        self.rule_metrics = RuleMetrics()
+        registry.register(self.rule_metrics)
         self._by_source: dict[str, list[SourceChannel]] = {}
         self.reemit = Reemitter(self.metrics.drop) if settings.reemit else None
         self.pipeline = LogPipeline(
@@ -54,6 +61,8 @@ class LogRuntime:
             correlation if settings.correlate else None,
             self.reemit,
         )
+        self.rules = RuleSet.compile(settings.rules, self.rule_metrics, route_templates)
+        self.pipeline.rules = self.rules if len(self.rules) else None
         self.checkpoints = CheckpointStore(settings.state_dir if settings.files else None)
         self.file_channels = [self._channel(entry.source) for entry in settings.files]
         self.tailer = (
@@ -81,6 +90,12 @@ class LogRuntime:
         same.append(channel)  # entries may share a source label: the gauge sums their queues
         self.metrics.queue_batches.labels(source).set_function(lambda: sum(c.depth for c in same))
         return channel
+
+    def reload_rules(self, rules: list[LogRule], route_templates: Sequence[str] = ()) -> None:
+        """Swap in new rules; rules that did not change keep their counters and label values."""
+        self.rules = RuleSet.compile(rules, self.rule_metrics, route_templates, previous=self.rules)
+        self.pipeline.rules = self.rules if len(self.rules) else None
+        self.settings.rules = rules
 
     def http_source(self, requested: str | None) -> str:
         """The ``source`` label for an ingest request: the caller's name while the set is small."""

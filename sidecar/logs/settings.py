@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from sidecar.core.durations import Duration
-from sidecar.core.settings_model import Meta, Model, field, field_validator, model_validator
+from sidecar.core.settings_model import (
+    Meta,
+    Model,
+    ValidationError,
+    field,
+    field_validator,
+    model_validator,
+)
+from sidecar.logs.otlp_settings import OtlpLogSettings
+from sidecar.logs.rule_settings import LogRule, rules_problems
 
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 NORMAL_LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
@@ -127,10 +136,23 @@ class LogSettings(Model):
     checkpoint_interval: Annotated[Duration, Meta(description="how often offsets are saved")] = 1.0
     queue_batches: Annotated[int, Meta(ge=1, le=10_000, description="batches queued per source")] = 64
     max_files: Annotated[int, Meta(ge=1, le=10_000, description="files followed at once")] = 256
+    rules: Annotated[
+        list[LogRule], Meta(description="metrics from the app's own log fields (see docs/logs.md)")
+    ] = []
+    otlp: Annotated[
+        OtlpLogSettings, Meta(description="lines and access records as OTLP logs (see docs/logs.md)")
+    ] = field(default_factory=OtlpLogSettings)
 
     @model_validator(mode="after")
     def _positive_intervals(self) -> LogSettings:
         for name in ("poll_interval", "checkpoint_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"logs.{name} must be greater than zero")
+        return self
+
+    @model_validator(mode="after")
+    def _rules_agree(self) -> LogSettings:
+        problems = rules_problems(self.rules)
+        if problems:
+            raise ValidationError(problems)
         return self

@@ -45,16 +45,29 @@ def build_resource(plan: TracingPlan, env: Mapping[str, str]) -> Resource:
     defaults); ``OTEL_SERVICE_NAME`` and an explicitly configured ``service_name`` or
     ``tracing.service_version`` win over it.
     """
+    return resource_of(
+        plan.service_name, plan.default_service_name, plan.service_version, plan.fallback_service_version, env
+    )
+
+
+def resource_of(
+    service_name: str | None,
+    default_service_name: str,
+    service_version: str | None,
+    fallback_service_version: str | None,
+    env: Mapping[str, str],
+) -> Resource:
+    """``build_resource`` from its parts, so OTLP log export names the same resource as the spans."""
     declared = OTELResourceDetector().detect().attributes  # OTEL_RESOURCE_ATTRIBUTES + OTEL_SERVICE_NAME
     attributes: dict[str, str] = {}
-    if plan.service_name:
-        attributes["service.name"] = plan.service_name
+    if service_name:
+        attributes["service.name"] = service_name
     elif "service.name" not in declared:
-        attributes["service.name"] = plan.default_service_name
-    if plan.service_version:
-        attributes["service.version"] = plan.service_version
-    elif "service.version" not in declared and plan.fallback_service_version:
-        attributes["service.version"] = plan.fallback_service_version
+        attributes["service.name"] = default_service_name
+    if service_version:
+        attributes["service.version"] = service_version
+    elif "service.version" not in declared and fallback_service_version:
+        attributes["service.version"] = fallback_service_version
     if "host.name" not in declared:
         attributes["host.name"] = socket.gethostname()
     for key, names in K8S_VARIABLES.items():
