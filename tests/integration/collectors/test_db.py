@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from collectors.base import CheckTarget, Collector, Observation, Reason, Status
 from collectors.mysql import MySQLCollector, MySQLOptions
 from collectors.postgres import PostgresCollector, PostgresOptions
-from collectors.redis import RedisCollector, RedisOptions
+from collectors.redis import REDIS_INSTANCE_INFO, RedisCollector, RedisOptions
 from tests.servers import MariaDBServer, PostgresServer, RedisServer, free_port, port_open, skip_or_fail
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -432,15 +432,19 @@ async def test_redis_collect_values(redis_server: RedisServer) -> None:
     assert 0 < used < limit
     assert after.measurements["memoryUsedRatio"].value == pytest.approx(used / limit)
     assert after.measurements["memoryUsedRatio"].unit == "ratio"
-    assert sample(after, "redis_db_keys", ("0",)) == 1
-    assert sample(after, "redis_db_keys_expiring", ("0",)) == 0
+    assert sample(after, "redis_db_keys", ("db0",)) == 1
+    assert sample(after, "redis_db_keys_expiring", ("db0",)) == 0
+    assert sample(after, "redis_db_keys", ("db15",)) == 0  # empty databases too, like redis_exporter
+    assert sample(after, "redis_commands_total", ("get",)) == 8  # a fresh server: only the GETs above
     assert sample(after, "redis_evicted_keys_total") == 0
     assert sample(after, "redis_rejected_connections_total") == 0
     (identity,) = label_sets(after, "redis_instance_info")
-    assert identity[0] == "master"
-    assert identity[2] == "standalone"
-    assert after.info["version"] == identity[1]
-    assert identity[1][0].isdigit()
+    labels = dict(zip(REDIS_INSTANCE_INFO.labels, identity, strict=True))
+    assert labels["role"] == "master"
+    assert labels["redis_mode"] == "standalone"
+    assert labels["tcp_port"] == str(redis_server.port)
+    assert after.info["version"] == labels["redis_version"]
+    assert labels["redis_version"][0].isdigit()
     assert 0 < after.measurements["responseTime"].value < 1
     assert 0 < after.measurements["connectionsUsedRatio"].value < 1
 

@@ -320,6 +320,8 @@ def test_redis_observe_ratios_and_replica_fields() -> None:
         "redis_version": "7.2.4",
         "redis_mode": "standalone",
         "role": "slave",
+        "master_host": "10.0.0.5",
+        "master_port": 6379,
         "master_link_status": "down",
         "used_memory": 25,
         "maxmemory": 100,
@@ -328,15 +330,29 @@ def test_redis_observe_ratios_and_replica_fields() -> None:
         "keyspace_hits": 7,
         "db0": {"keys": 3, "expires": 1, "avg_ttl": 0},
         "db2": {"keys": 4, "expires": 0, "avg_ttl": 0},
+        "cmdstat_client|setname": {"calls": 2, "usec": 6, "rejected_calls": 0, "failed_calls": 1},
     }
-    observation = redis.observe(0.002, info)
+    observation = redis.observe(0.002, info, databases=4)
     assert observation.measurements["memoryUsedRatio"].value == 0.25
     assert observation.measurements["connectionsUsedRatio"].value == 0.1
     values = {(s.spec.name, s.label_values): s.value for s in observation.samples}
-    assert values[("redis_master_link_up", ())] == 0
-    assert values[("redis_db_keys", ("2",))] == 4
-    assert values[("redis_db_keys_expiring", ("0",))] == 1
-    assert values[("redis_instance_info", ("slave", "7.2.4", "standalone"))] == 1
+    assert values[("redis_master_link_up", ("10.0.0.5", "6379"))] == 0
+    # redis_exporter's shape: db="db0", and every database below `databases` (empty ones are 0)
+    assert values[("redis_db_keys", ("db2",))] == 4
+    assert values[("redis_db_keys_expiring", ("db0",))] == 1
+    assert [lv for name, lv in values if name == "redis_db_keys"] == [("db0",), ("db1",), ("db2",), ("db3",)]
+    assert values[("redis_db_keys", ("db3",))] == 0
+    assert values[("redis_commands_total", ("client|setname",))] == 2
+    assert values[("redis_commands_duration_seconds_total", ("client|setname",))] == 6e-6
+    assert values[("redis_commands_failed_calls_total", ("client|setname",))] == 1
+    ((identity, one),) = [(lv, v) for (name, lv), v in values.items() if name == "redis_instance_info"]
+    assert one == 1
+    assert dict(zip(redis.REDIS_INSTANCE_INFO.labels, identity, strict=True)) == {
+        **dict.fromkeys(redis.REDIS_INSTANCE_INFO.labels, ""),
+        "role": "slave",
+        "redis_version": "7.2.4",
+        "redis_mode": "standalone",
+    }
     assert observation.info == {"version": "7.2.4", "role": "slave", "mode": "standalone"}
     no_limit = redis.observe(0.002, {**info, "maxmemory": 0})
     assert "memoryUsedRatio" not in no_limit.measurements
