@@ -141,19 +141,29 @@ async def test_postgres_collect_values(postgres_server: PostgresServer) -> None:
     assert after.measurements["responseTime"].unit == "s"
     idle = ("postgres", "idle")
     assert (
-        sample(after, "pg_stat_activity_connections", idle)
-        - sample(before, "pg_stat_activity_connections", idle)
+        sample(after, "pg_stat_activity_count", idle)
+        - sample(before, "pg_stat_activity_count", idle)
         == 3
     )
-    assert sample(after, "pg_stat_activity_connections", ("postgres", "active")) >= 1  # the probe itself
+    assert sample(after, "pg_stat_activity_count", ("postgres", "active")) >= 1  # the probe itself
     assert after.measurements["connections"].value - before.measurements["connections"].value == 3
     assert sample(after, "pg_settings_max_connections") == 50
     ratio = after.measurements["connectionsUsedRatio"]
     assert ratio.unit == "ratio"
     assert ratio.value == pytest.approx(after.measurements["connections"].value / 50)
     # every (database, state) pair, zeros included, as postgres_exporter does
-    assert ("template1", "idle in transaction") in label_sets(after, "pg_stat_activity_connections")
+    assert ("template1", "idle in transaction") in label_sets(after, "pg_stat_activity_count")
     assert sample(after, "pg_replication_is_replica") == 0
+    # postgres_exporter's pg_stat_database, pg_locks and pg_database families, from one more query
+    (datid,) = [lv[0] for lv in label_sets(after, "pg_stat_database_numbackends") if lv[1] == "postgres"]
+    db = (datid, "postgres")
+    assert sample(after, "pg_stat_database_numbackends", db) >= 4  # the probe and the 3 extra connections
+    assert sample(after, "pg_stat_database_xact_commit", db) > sample(before, "pg_stat_database_xact_commit", db)
+    assert all(lv[1] for lv in label_sets(after, "pg_stat_database_xact_commit"))  # no shared-objects row
+    assert len(label_sets(after, "pg_locks_count")) == 9 * len(label_sets(after, "pg_database_size_bytes"))
+    assert sample(after, "pg_locks_count", ("postgres", "accesssharelock")) >= 1  # the probe's own query
+    assert sample(after, "pg_database_size_bytes", ("postgres",)) > 1_000_000
+    assert sample(after, "pg_database_connection_limit", ("template1",)) == -1
     assert after.info["role"] == "primary"
     version_num = int(sample(after, "pg_settings_server_version_num"))
     assert after.info["version"].startswith(f"{version_num // 10000}.")
