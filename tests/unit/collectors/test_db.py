@@ -359,14 +359,44 @@ def test_redis_observe_ratios_and_replica_fields() -> None:
 
 
 def test_mysql_observe_status_and_variables() -> None:
-    status = {"threads_connected": "10", "uptime": "99", "connection_errors_max_connections": "2"}
-    variables = {"max_connections": "200", "version": "8.0.36", "version_comment": "MySQL", "read_only": "ON"}
+    status = {
+        "threads_connected": "10",
+        "uptime": "99",
+        "connection_errors_max_connections": "2",
+        "com_select": "7",
+        "innodb_buffer_pool_pages_data": "5",
+        "innodb_buffer_pool_pages_dirty": "1",
+        "innodb_buffer_pool_pages_total": "9",
+        "innodb_buffer_pool_pages_flushed": "3",
+        "rpl_status": "AUTH_MASTER",
+    }
+    variables = {
+        "max_connections": "200",
+        "version": "10.11.19-MariaDB-0+deb12u1",
+        "innodb_version": "10.11.19",
+        "version_comment": "Debian 12",
+        "read_only": "ON",
+        "log_bin_basename": "/var/lib/mysql/binlog.000012",
+    }
     observation = mysql.observe(0.001, status, variables)
     assert observation.measurements["connectionsUsedRatio"].value == 0.05
     values = {(s.spec.name, s.label_values): s.value for s in observation.samples}
+    types = {s.spec.name: s.spec.type for s in observation.samples}
+    # mysqld_exporter's mapping: labelled groups, generic untyped status, gauge variables, text skipped
     assert values[("mysql_global_status_connection_errors_total", ("max_connections",))] == 2
+    assert values[("mysql_global_status_commands_total", ("select",))] == 7
+    assert values[("mysql_global_status_buffer_pool_pages", ("data",))] == 5
+    assert values[("mysql_global_status_buffer_pool_dirty_pages", ())] == 1
+    assert values[("mysql_global_status_buffer_pool_page_changes_total", ("flushed",))] == 3
+    assert values[("mysql_global_status_threads_connected", ())] == 10
+    assert types["mysql_global_status_threads_connected"] == "untyped"
     assert values[("mysql_global_variables_read_only", ())] == 1
-    assert observation.info["flavor"] == "mysql"
+    assert values[("mysql_global_variables_log_bin_basename", ())] == 12
+    assert types["mysql_global_variables_max_connections"] == "gauge"
+    assert not any(name.endswith(("rpl_status", "pages_total", "variables_version")) for name, _ in values)
+    assert values[("mysql_global_variables_innodb_version", ())] == 19  # the exporter's reading, kept
+    assert values[("mysql_version_info", ("", "10.11.19-MariaDB-0+deb12u1", "Debian 12"))] == 1
+    assert observation.info["flavor"] == "mariadb"
 
 
 @pytest.mark.parametrize(
