@@ -428,7 +428,7 @@ def variables_samples(variables: Mapping[str, str]) -> list[Sample]:
         spec = _generic_spec("mysql_global_variables_", key, _GENERIC_VARIABLE)
         if spec is not None:
             samples.append(Sample(spec, value))
-    # As in the exporter, a value read as a number is not a label: MySQL 8.s innodb_version
+    # As in the exporter, a value read as a number is not a label: MySQL 8's innodb_version
     # "8.0.36" ends like a log file number, so it becomes the gauge 36 and the label stays empty.
     labels = tuple(text_items.get(label, "") for label in MYSQL_VERSION_INFO.labels)
     samples.append(Sample(MYSQL_VERSION_INFO, 1.0, labels))

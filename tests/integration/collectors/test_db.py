@@ -140,11 +140,7 @@ async def test_postgres_collect_values(postgres_server: PostgresServer) -> None:
     assert 0 < after.measurements["responseTime"].value < 1
     assert after.measurements["responseTime"].unit == "s"
     idle = ("postgres", "idle")
-    assert (
-        sample(after, "pg_stat_activity_count", idle)
-        - sample(before, "pg_stat_activity_count", idle)
-        == 3
-    )
+    assert sample(after, "pg_stat_activity_count", idle) - sample(before, "pg_stat_activity_count", idle) == 3
     assert sample(after, "pg_stat_activity_count", ("postgres", "active")) >= 1  # the probe itself
     assert after.measurements["connections"].value - before.measurements["connections"].value == 3
     assert sample(after, "pg_settings_max_connections") == 50
@@ -158,7 +154,9 @@ async def test_postgres_collect_values(postgres_server: PostgresServer) -> None:
     (datid,) = [lv[0] for lv in label_sets(after, "pg_stat_database_numbackends") if lv[1] == "postgres"]
     db = (datid, "postgres")
     assert sample(after, "pg_stat_database_numbackends", db) >= 4  # the probe and the 3 extra connections
-    assert sample(after, "pg_stat_database_xact_commit", db) > sample(before, "pg_stat_database_xact_commit", db)
+    assert sample(after, "pg_stat_database_xact_commit", db) > sample(
+        before, "pg_stat_database_xact_commit", db
+    )
     assert all(lv[1] for lv in label_sets(after, "pg_stat_database_xact_commit"))  # no shared-objects row
     assert len(label_sets(after, "pg_locks_count")) == 9 * len(label_sets(after, "pg_database_size_bytes"))
     assert sample(after, "pg_locks_count", ("postgres", "accesssharelock")) >= 1  # the probe's own query

@@ -235,6 +235,7 @@ async def test_http_pass_measures_status_latency_and_body(http_server: Server, o
     phases = [sample(observation, "probe_http_duration_seconds", (p,)) for p in ("connect", "processing")]
     assert all(p >= 0 for p in phases)
     assert phases[0] > 0  # the first probe had to open a connection
+    assert sample(observation, "probe_http_duration_seconds", ("tls",)) == 0  # plain HTTP, as blackbox says
 
 
 async def test_http_wrong_status_is_unhealthy(http_server: Server, opened: Opener) -> None:
@@ -423,6 +424,12 @@ async def test_https_ca_file_verifies_and_reuses_tls_connection(
     assert first.status is Status.WARN  # verified, but the certificate expires in 5 days
     assert "certificateDaysLeft" in second.measurements  # read on a reused connection too
     assert len(set(https_server.peers)) == 1
+    # blackbox's phases: the TLS handshake apart from the TCP connect, both 0 on the reused connection
+    tls, connect = (sample(first, "probe_http_duration_seconds", (p,)) for p in ("tls", "connect"))
+    assert tls > 0
+    assert connect > 0
+    assert first.measurements["responseTime"].value > tls + connect
+    assert [sample(second, "probe_http_duration_seconds", (p,)) for p in ("tls", "connect")] == [0, 0]
 
 
 # --- tcp ----------------------------------------------------------------------------------------
