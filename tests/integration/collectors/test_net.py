@@ -517,10 +517,30 @@ async def test_host_values_are_plausible(tmp_path: Path, opened: Opener) -> None
     available = sample(observation, "sidecar_host_memory_available_bytes")
     assert 0 < available <= psutil.virtual_memory().total
     assert sample(observation, "node_load1") == pytest.approx(os.getloadavg()[0], abs=5)
+    # node_exporter's labels: the filesystem's device, fstype and mount point (psutil's reading of the
+    # mount table), one series per filesystem however many watched paths are on it
+    partitions = psutil.disk_partitions(all=True)
+    expected = set()
     for path in ("/", str(tmp_path)):
-        size = sample(observation, "node_filesystem_size_bytes", (path,))
-        avail = sample(observation, "node_filesystem_avail_bytes", (path,))
-        assert 0 <= avail <= sample(observation, "node_filesystem_free_bytes", (path,)) <= size
+        part = max(
+            (p for p in partitions if (path + "/").startswith(p.mountpoint.rstrip("/") + "/")),
+            key=lambda p: len(p.mountpoint),
+        )
+        labels = (part.device, "", part.fstype, part.mountpoint)
+        expected.add(labels)
+        size = sample(observation, "node_filesystem_size_bytes", labels)
+        avail = sample(observation, "node_filesystem_avail_bytes", labels)
+        assert 0 <= avail <= sample(observation, "node_filesystem_free_bytes", labels) <= size
+        assert sample(observation, "node_filesystem_readonly", labels) == 0
+    assert {
+        s.label_values for s in observation.samples if s.spec.name == "node_filesystem_size_bytes"
+    } == expected
+    assert sample(observation, "node_memory_MemTotal_bytes") == psutil.virtual_memory().total
+    cpu_series = {s.label_values for s in observation.samples if s.spec.name == "node_cpu_seconds_total"}
+    assert len(cpu_series) == 8 * (psutil.cpu_count() or 0)
+    idle = sample(observation, "node_cpu_seconds_total", ("0", "idle"))
+    assert idle == pytest.approx(psutil.cpu_times(percpu=True)[0].idle, rel=0.05)
+    assert sample(observation, "node_vmstat_pgfault") > 0
     assert float(measurements["uptime"].value) > 0
     if Path("/proc/sys/fs/file-nr").exists():
         assert sample(observation, "node_filefd_allocated") > 0
