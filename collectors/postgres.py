@@ -72,6 +72,8 @@ SELECT current_setting('server_version_num')::int AS version_num,
        version() AS version,
        pg_is_in_recovery() AS in_recovery,
        current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int AS superuser_reserved_connections,
+       current_setting('max_locks_per_transaction')::int AS max_locks_per_transaction,
        extract(epoch FROM pg_postmaster_start_time())::float8 AS start_time,
        (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS connections
 """
@@ -135,6 +137,14 @@ def _pg(name: str, help_text: str, labels: tuple[str, ...] = (), *, untyped: boo
 PG_UP = _pg("pg_up", "1 when the last probe could connect to and query PostgreSQL, else 0.")
 PG_MAX_CONNECTIONS = _pg(
     "pg_settings_max_connections", "Server parameter max_connections: the most concurrent connections."
+)
+PG_SUPERUSER_RESERVED_CONNECTIONS = _pg(
+    "pg_settings_superuser_reserved_connections",
+    "Server parameter superuser_reserved_connections: connection slots kept for superusers.",
+)
+PG_MAX_LOCKS_PER_TRANSACTION = _pg(
+    "pg_settings_max_locks_per_transaction",
+    "Server parameter max_locks_per_transaction: the lock table holds this many per connection.",
 )
 PG_SERVER_VERSION_NUM = _pg(
     "pg_settings_server_version_num", "Server parameter server_version_num (e.g. 150004 for 15.4)."
@@ -215,6 +225,8 @@ PG_STAT_DATABASE_STATS_RESET = STAT_DATABASE_COLUMNS["stats_reset"]
 METRICS: tuple[MetricSpec, ...] = (
     PG_UP,
     PG_MAX_CONNECTIONS,
+    PG_SUPERUSER_RESERVED_CONNECTIONS,
+    PG_MAX_LOCKS_PER_TRANSACTION,
     PG_SERVER_VERSION_NUM,
     PG_STAT_ACTIVITY_COUNT,
     PG_STAT_ACTIVITY_MAX_TX_DURATION,
@@ -385,6 +397,8 @@ class PostgresCollector(Collector[PostgresOptions]):
         connections = int(server["connections"])
         samples = [
             Sample(PG_MAX_CONNECTIONS, float(max_connections)),
+            Sample(PG_SUPERUSER_RESERVED_CONNECTIONS, float(server["superuser_reserved_connections"])),
+            Sample(PG_MAX_LOCKS_PER_TRANSACTION, float(server["max_locks_per_transaction"])),
             Sample(PG_SERVER_VERSION_NUM, float(version_num)),
             Sample(PG_POSTMASTER_START_TIME, float(server["start_time"])),
             Sample(PG_REPLICATION_IS_REPLICA, 1.0 if in_recovery else 0.0),
