@@ -50,7 +50,7 @@ from collectors.base import (
     Sample,
     Status,
 )
-from collectors.tcp import PROBE_DNS_LOOKUP_TIME, PROBE_DURATION, PROBE_SUCCESS
+from collectors.tcp import PROBE_DNS_LOOKUP_TIME, PROBE_DURATION, PROBE_IP_PROTOCOL, PROBE_SUCCESS
 from sidecar.core.settings_model import Meta, field_validator, model_validator
 
 # --- metric families (blackbox_exporter names) ---------------------------------------------------
@@ -81,6 +81,7 @@ METRICS: tuple[MetricSpec, ...] = (
     PROBE_SUCCESS,
     PROBE_DURATION,
     PROBE_DNS_LOOKUP_TIME,
+    PROBE_IP_PROTOCOL,
     PROBE_HTTP_STATUS_CODE,
     PROBE_HTTP_DURATION,
     PROBE_HTTP_CONTENT_LENGTH,
@@ -348,9 +349,15 @@ class _TLSAwareResponse(aiohttp.ClientResponse):
 
     peer_certificate_der: bytes | None = None
     tls_version: str | None = None
+    ip_protocol: int | None = None
 
     async def start(self, connection: Connection) -> aiohttp.ClientResponse:
-        ssl_object = _ssl_object(connection.transport)
+        transport = connection.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        family = getattr(sock, "family", None)
+        if family in (socket.AF_INET, socket.AF_INET6):
+            self.ip_protocol = 6 if family == socket.AF_INET6 else 4
+        ssl_object = _ssl_object(transport)
         if ssl_object is not None:
             self.peer_certificate_der = ssl_object.getpeercert(binary_form=True)
             self.tls_version = ssl_object.version()
@@ -403,6 +410,7 @@ class _Response:
     tls: bool
     tls_version: str | None
     certificate: x509.Certificate | None
+    ip_protocol: int | None = None
 
 
 # --- collector ----------------------------------------------------------------------------------
@@ -546,6 +554,7 @@ class HTTPCollector(Collector[HTTPOptions]):
                 tls=resp.url.scheme == "https",
                 tls_version=tls_version,
                 certificate=certificate,
+                ip_protocol=resp.ip_protocol if isinstance(resp, _TLSAwareResponse) else None,
             ), headers_at
 
     def _observe(
@@ -578,6 +587,8 @@ class HTTPCollector(Collector[HTTPOptions]):
             "responseTime": Measurement(finished - started, "s"),
             "statusCode": Measurement(float(response.status)),
         }
+        if response.ip_protocol is not None:
+            samples.append(Sample(PROBE_IP_PROTOCOL, float(response.ip_protocol)))
         info = {"statusCode": str(response.status)}
         if response.tls_version:
             info["tlsVersion"] = response.tls_version

@@ -52,7 +52,9 @@ EXPRESSIONS: tuple[Expr, ...] = (
         abs_tol=0.01,
     ),
     Expr(REDIS + " alert RedisTooManyConnections", 'redis_connected_clients{job="redis"} > 100'),
-    Expr(REDIS + " alert RedisTooManyConnections value", 'redis_connected_clients{job="redis"}', abs_tol=COUNT),
+    Expr(
+        REDIS + " alert RedisTooManyConnections value", 'redis_connected_clients{job="redis"}', abs_tol=COUNT
+    ),
     Expr(REDIS + " alert RedisClusterSlotFail", 'redis_cluster_slots_fail{job="redis"} > 0'),
     Expr(REDIS + " alert RedisClusterStateNotOk", 'redis_cluster_state{job="redis"} == 0'),
     # --- redis dashboards -------------------------------------------------------------------------
@@ -74,7 +76,11 @@ EXPRESSIONS: tuple[Expr, ...] = (
         'avg(irate(redis_keyspace_hits_total{instance=~".+"}[1m]) / (irate(redis_keyspace_misses_total'
         '{instance=~".+"}[1m]) + irate(redis_keyspace_hits_total{instance=~".+"}[1m]))) by (instance)',
     ),
-    Expr(REDIS + " dashboard", 'avg(irate(redis_commands_total{instance=~".+"} [1m])) by (cmd)', rel_tol=RATE_REL),
+    Expr(
+        REDIS + " dashboard",
+        'avg(irate(redis_commands_total{instance=~".+"} [1m])) by (cmd)',
+        rel_tol=RATE_REL,
+    ),
     Expr(
         REDIS + " dashboard",
         'avg(irate(redis_commands_duration_seconds_total{instance=~".+"}[1m])) by (cmd)\n/\n'
@@ -147,10 +153,17 @@ EXPRESSIONS: tuple[Expr, ...] = (
         PG + " alert PostgresReplicationLaggingMore1Hour",
         "(pg_replication_lag{} > 3600) and on (job, instance, server) (pg_replication_is_replica{} == 1)",
     ),
-    Expr(PG + " alert PostgresReplicationRoleChanged", "pg_replication_is_replica{} and changes(pg_replication_is_replica{}[1m]) > 0"),
+    Expr(
+        PG + " alert PostgresReplicationRoleChanged",
+        "pg_replication_is_replica{} and changes(pg_replication_is_replica{}[1m]) > 0",
+    ),
     Expr(PG + " alert PostgresHasReplicationSlotUsed", "pg_replication_slots_active{} == 0"),
     # --- postgres dashboard ($db = postgres) -----------------------------------------------------
-    Expr(PG + " dashboard", 'pg_stat_database_numbackends{datname=~"postgres",job=~"postgres",instance=~".+"}', abs_tol=COUNT),
+    Expr(
+        PG + " dashboard",
+        'pg_stat_database_numbackends{datname=~"postgres",job=~"postgres",instance=~".+"}',
+        abs_tol=COUNT,
+    ),
     Expr(
         PG + " dashboard",
         'round(sum by (datname) (rate(pg_stat_database_blks_hit{datname=~"postgres",job=~"postgres",instance=~".+"}[1m]))'
@@ -174,10 +187,21 @@ EXPRESSIONS: tuple[Expr, ...] = (
         ' + sum(irate(pg_stat_database_xact_rollback{datname=~"postgres",job=~"postgres",instance=~".+"}[1m]))',
         rel_tol=RATE_REL,
     ),
-    Expr(PG + " dashboard", 'sum(pg_stat_database_conflicts{datname=~"postgres",job=~"postgres",instance=~".+"})'),
-    Expr(PG + " dashboard", 'sum(pg_stat_database_deadlocks{datname=~"postgres",job=~"postgres",instance=~".+"})'),
-    Expr(PG + " dashboard", 'irate(pg_stat_bgwriter_buffers_alloc_total{job=~"postgres",instance=~".+"}[1m])'),
-    Expr(PG + " dashboard", 'irate(pg_stat_bgwriter_buffers_checkpoint_total{job=~"postgres",instance=~".+"}[1m])'),
+    Expr(
+        PG + " dashboard",
+        'sum(pg_stat_database_conflicts{datname=~"postgres",job=~"postgres",instance=~".+"})',
+    ),
+    Expr(
+        PG + " dashboard",
+        'sum(pg_stat_database_deadlocks{datname=~"postgres",job=~"postgres",instance=~".+"})',
+    ),
+    Expr(
+        PG + " dashboard", 'irate(pg_stat_bgwriter_buffers_alloc_total{job=~"postgres",instance=~".+"}[1m])'
+    ),
+    Expr(
+        PG + " dashboard",
+        'irate(pg_stat_bgwriter_buffers_checkpoint_total{job=~"postgres",instance=~".+"}[1m])',
+    ),
     Expr(PG + " dashboard", 'pg_database_size_bytes{datname=~"postgres"}', rel_tol=0.05),
     Expr(PG + " dashboard", "pg_settings_max_connections"),
     Expr(PG + " dashboard", 'sum by (datname) (pg_locks_count{datname!~"template.*"})', abs_tol=COUNT),
@@ -193,9 +217,19 @@ EXPRESSIONS: tuple[Expr, ...] = (
         "mysql_slave_status_seconds_behind_master - mysql_slave_status_sql_delay",
     ),
     Expr(MYSQL + " dashboard", 'mysql_global_status_uptime{job=~"mysql", instance=~".+"}', abs_tol=COUNT),
-    Expr(MYSQL + " dashboard", 'rate(mysql_global_status_queries{job=~"mysql", instance=~".+"}[1m])', rel_tol=RATE_REL),
-    Expr(MYSQL + " dashboard", 'rate(mysql_global_status_questions{job=~"mysql", instance=~".+"}[1m])', rel_tol=RATE_REL),
-    Expr(MYSQL + " dashboard", 'sum(rate(mysql_global_status_slow_queries{job=~"mysql", instance=~".+"}[1m]))'),
+    Expr(
+        MYSQL + " dashboard",
+        'rate(mysql_global_status_queries{job=~"mysql", instance=~".+"}[1m])',
+        rel_tol=RATE_REL,
+    ),
+    Expr(
+        MYSQL + " dashboard",
+        'rate(mysql_global_status_questions{job=~"mysql", instance=~".+"}[1m])',
+        rel_tol=RATE_REL,
+    ),
+    Expr(
+        MYSQL + " dashboard", 'sum(rate(mysql_global_status_slow_queries{job=~"mysql", instance=~".+"}[1m]))'
+    ),
     Expr(
         MYSQL + " dashboard",
         'sum(rate(mysql_global_status_bytes_received{job=~"mysql", instance=~".+"}[1m]))',
@@ -216,14 +250,22 @@ EXPRESSIONS: tuple[Expr, ...] = (
         'sum(avg_over_time(mysql_global_status_threads_running{job=~"mysql", instance=~".+"}[1m]))',
         abs_tol=COUNT,
     ),
-    Expr(MYSQL + " dashboard", 'sum(mysql_global_status_max_used_connections{job=~"mysql", instance=~".+"})', abs_tol=COUNT),
+    Expr(
+        MYSQL + " dashboard",
+        'sum(mysql_global_status_max_used_connections{job=~"mysql", instance=~".+"})',
+        abs_tol=COUNT,
+    ),
     Expr(MYSQL + " dashboard", 'sum(mysql_global_variables_max_connections{job=~"mysql", instance=~".+"})'),
     Expr(MYSQL + " dashboard", 'sum(mysql_global_variables_thread_cache_size{job=~"mysql", instance=~".+"})'),
     Expr(MYSQL + " dashboard", 'sum(mysql_global_variables_key_buffer_size{job=~"mysql", instance=~".+"})'),
-    Expr(MYSQL + " dashboard", 'mysql_global_variables_innodb_buffer_pool_size{job=~"mysql", instance=~".+"}'),
+    Expr(
+        MYSQL + " dashboard", 'mysql_global_variables_innodb_buffer_pool_size{job=~"mysql", instance=~".+"}'
+    ),
     Expr(MYSQL + " dashboard", 'mysql_global_variables_table_open_cache{job=~"mysql", instance=~".+"}'),
     Expr(MYSQL + " dashboard", 'mysql_global_variables_open_files_limit{job=~"mysql", instance=~".+"}'),
-    Expr(MYSQL + " dashboard", 'mysql_global_status_open_tables{job=~"mysql", instance=~".+"}', abs_tol=COUNT),
+    Expr(
+        MYSQL + " dashboard", 'mysql_global_status_open_tables{job=~"mysql", instance=~".+"}', abs_tol=COUNT
+    ),
     Expr(
         MYSQL + " dashboard",
         'rate(mysql_global_status_handlers_total{job=~"mysql",instance=~".+", handler!~"commit|rollback|savepoint.*|prepare"}[1m])',
@@ -236,7 +278,10 @@ EXPRESSIONS: tuple[Expr, ...] = (
         abs_tol=5.0,
         rel_tol=1.0,
     ),
-    Expr(MYSQL + " dashboard", 'sum(rate(mysql_global_status_aborted_connects{job=~"mysql", instance=~".+"}[1m]))'),
+    Expr(
+        MYSQL + " dashboard",
+        'sum(rate(mysql_global_status_aborted_connects{job=~"mysql", instance=~".+"}[1m]))',
+    ),
     Expr(MYSQL + " dashboard", 'mysql_info_schema_processlist_threads{job=~"mysql", instance=~".+"}'),
     Expr(
         MYSQL + " dashboard",
@@ -245,7 +290,10 @@ EXPRESSIONS: tuple[Expr, ...] = (
         rel_tol=0.1,
     ),
     # --- node-mixin (nodeExporterSelector job="node"; fsSelector fstype!=""; rateInterval 5m) ------
-    Expr(NODE + " rule instance:node_num_cpu:sum", 'count without (cpu, mode) (node_cpu_seconds_total{job="node",mode="idle"})'),
+    Expr(
+        NODE + " rule instance:node_num_cpu:sum",
+        'count without (cpu, mode) (node_cpu_seconds_total{job="node",mode="idle"})',
+    ),
     Expr(
         NODE + " rule instance:node_cpu_utilisation:rate5m",
         '1 - avg without (cpu) (sum without (mode) (rate(node_cpu_seconds_total{job="node", mode=~"idle|iowait|steal"}[5m])))',
@@ -263,7 +311,11 @@ EXPRESSIONS: tuple[Expr, ...] = (
         ' node_memory_Slab_bytes{job="node"})) / node_memory_MemTotal_bytes{job="node"})',
         abs_tol=0.02,
     ),
-    Expr(NODE + " rule instance:node_vmstat_pgmajfault:rate5m", 'rate(node_vmstat_pgmajfault{job="node"}[5m])', abs_tol=50.0),
+    Expr(
+        NODE + " rule instance:node_vmstat_pgmajfault:rate5m",
+        'rate(node_vmstat_pgmajfault{job="node"}[5m])',
+        abs_tol=50.0,
+    ),
     Expr(
         NODE + " alert NodeFilesystemAlmostOutOfSpace value",
         'node_filesystem_avail_bytes{job="node",fstype!="",mountpoint!=""} / node_filesystem_size_bytes'
@@ -282,7 +334,10 @@ EXPRESSIONS: tuple[Expr, ...] = (
         '{job="node",fstype!="",mountpoint!=""} * 100',
         abs_tol=0.5,
     ),
-    Expr(NODE + " alert NodeFilesystemReadonly", 'node_filesystem_readonly{job="node",fstype!="",mountpoint!=""} == 0'),
+    Expr(
+        NODE + " alert NodeFilesystemReadonly",
+        'node_filesystem_readonly{job="node",fstype!="",mountpoint!=""} == 0',
+    ),
     Expr(
         NODE + " alert NodeFileDescriptorLimit value",
         'node_filefd_allocated{job="node"} * 100 / node_filefd_maximum{job="node"}',
@@ -298,7 +353,11 @@ EXPRESSIONS: tuple[Expr, ...] = (
         '100 - (node_memory_MemAvailable_bytes{job="node"} / node_memory_MemTotal_bytes{job="node"} * 100)',
         abs_tol=2.0,
     ),
-    Expr(NODE + " alert NodeMemoryMajorPagesFaults value", 'rate(node_vmstat_pgmajfault{job="node"}[5m])', abs_tol=50.0),
+    Expr(
+        NODE + " alert NodeMemoryMajorPagesFaults value",
+        'rate(node_vmstat_pgmajfault{job="node"}[5m])',
+        abs_tol=50.0,
+    ),
     Expr(
         NODE + " rule instance:node_network_receive_bytes_excluding_lo:rate5m",
         'sum without (device) (rate(node_network_receive_bytes_total{job="node", device!="lo"}[5m]))',
@@ -307,7 +366,10 @@ EXPRESSIONS: tuple[Expr, ...] = (
         NODE + " rule instance_device:node_disk_io_time_seconds:rate5m",
         'rate(node_disk_io_time_seconds_total{job="node", device!=""}[5m])',
     ),
-    Expr(NODE + " alert NodeClockNotSynchronising", 'min_over_time(node_timex_sync_status{job="node"}[5m]) == 0'),
+    Expr(
+        NODE + " alert NodeClockNotSynchronising",
+        'min_over_time(node_timex_sync_status{job="node"}[5m]) == 0',
+    ),
     Expr(NODE + " dashboard", 'node_boot_time_seconds{job="node"}', abs_tol=2.0),
     # --- blackbox dashboards ($job = blackbox) ----------------------------------------------------
     Expr(BLACKBOX, 'probe_success{job=~"blackbox"}'),
@@ -341,5 +403,7 @@ GAPS: dict[str, str] = {
     'rate(node_disk_io_time_seconds_total{job="node", device!=""}[5m])': (
         "block devices are the host's, not the app's: left to node_exporter"
     ),
-    'probe_ip_protocol{job=~"blackbox"}': "the http collector does not report the peer's address family",
+    'min_over_time(node_timex_sync_status{job="node"}[5m]) == 0': (
+        "the kernel clock's sync state is the host's, not the app's: left to node_exporter"
+    ),
 }

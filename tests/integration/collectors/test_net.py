@@ -236,6 +236,7 @@ async def test_http_pass_measures_status_latency_and_body(http_server: Server, o
     assert all(p >= 0 for p in phases)
     assert phases[0] > 0  # the first probe had to open a connection
     assert sample(observation, "probe_http_duration_seconds", ("tls",)) == 0  # plain HTTP, as blackbox says
+    assert sample(observation, "probe_ip_protocol") == 4
 
 
 async def test_http_wrong_status_is_unhealthy(http_server: Server, opened: Opener) -> None:
