@@ -472,6 +472,23 @@ def _generic_spec(prefix: str, key: str, template: tuple[str, MetricType]) -> Me
     return spec
 
 
+def _key(variable: str) -> str:
+    return _INVALID_NAME_CHARS.sub("_", variable).lower()
+
+
+# The generic families this collector asks the server for, declared up front (dashboards, catalogue).
+GENERIC_FAMILIES: tuple[MetricSpec, ...] = tuple(
+    spec
+    for prefix, names, template in (
+        ("mysql_global_status_", STATUS, _GENERIC_STATUS),
+        ("mysql_global_variables_", VARIABLES, _GENERIC_VARIABLE),
+    )
+    for name in names
+    if name not in MYSQL_VERSION_INFO.labels
+    and (spec := _generic_spec(prefix, _key(name), template)) is not None
+)
+
+
 def status_samples(status: Mapping[str, str]) -> list[Sample]:
     """SHOW GLOBAL STATUS the way mysqld_exporter exposes it (global_status.go)."""
     samples: list[Sample] = []
@@ -479,7 +496,7 @@ def status_samples(status: Mapping[str, str]) -> list[Sample]:
         value = parse_status(text)
         if value is None:
             continue
-        key = _INVALID_NAME_CHARS.sub("_", raw_key).lower()
+        key = _key(raw_key)
         group = _STATUS_GROUPS.match(key)
         if group is None:
             spec = _generic_spec("mysql_global_status_", key, _GENERIC_STATUS)
@@ -503,7 +520,7 @@ def variables_samples(variables: Mapping[str, str]) -> list[Sample]:
     samples: list[Sample] = []
     text_items: dict[str, str] = {}
     for raw_key, text in variables.items():
-        key = _INVALID_NAME_CHARS.sub("_", raw_key).lower()
+        key = _key(raw_key)
         value = parse_status(text)
         if value is None:
             text_items[key] = text

@@ -12,7 +12,7 @@ command -v amtool >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
 command -v mtail >/dev/null 2>&1 || need_pkgs+=(mtail)
-# The exporters the sidecar's exporter-named families are compared with (tests/integration/test_exporter_parity.py).
+# The exporters the sidecar's exporter-named families are compared with (tests/integration/collectors/test_exporter_parity.py).
 for exporter in redis postgres mysqld node blackbox; do
   command -v "prometheus-$exporter-exporter" >/dev/null 2>&1 || need_pkgs+=("prometheus-$exporter-exporter")
 done

@@ -5,8 +5,8 @@ one sidecar process probe the same real servers (Redis, PostgreSQL, MariaDB, an 
 port, this host). Two private Prometheus servers scrape them every second: one the exporters, one the
 sidecar through the shipped ``sidecar-exporters`` job (deploy/compose/prometheus.yml), which gives
 every check its own ``instance`` and the exporter's ``job``. Every expression of
-``mixin_expressions`` is then evaluated at the same instant on both. An expression that answers for
-the exporters must answer for the sidecar with as many series and values within its tolerance,
+``mixin_expressions`` is then evaluated over the same seconds on both (averaged, see query_window).
+An expression that answers for the exporters must answer for the sidecar with as many series and values within its tolerance,
 except the declared gaps, which must stay silent for the sidecar (so the list is never stale).
 """
 
@@ -37,7 +37,7 @@ import redis.asyncio as aioredis
 import yaml
 
 from tests.e2e.sidecar_process import SidecarProcess
-from tests.integration.mixin_expressions import EXPRESSIONS, GAPS, Expr
+from tests.integration.collectors.mixin_expressions import EXPRESSIONS, GAPS, Expr
 from tests.servers import (
     MariaDBServer,
     PostgresServer,
@@ -47,7 +47,7 @@ from tests.servers import (
     wait_port,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HOST = "127.0.0.1"
 EXPORTERS = (
     "prometheus-redis-exporter",
