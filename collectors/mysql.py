@@ -476,17 +476,21 @@ def _key(variable: str) -> str:
     return _INVALID_NAME_CHARS.sub("_", variable).lower()
 
 
-# The generic families this collector asks the server for, declared up front (dashboards, catalogue).
-GENERIC_FAMILIES: tuple[MetricSpec, ...] = tuple(
-    spec
+def _declared_generic_families() -> tuple[MetricSpec, ...]:
+    """The generic families this collector asks the server for, declared up front (dashboards, catalogue)."""
+    specs = []
     for prefix, names, template in (
         ("mysql_global_status_", STATUS, _GENERIC_STATUS),
         ("mysql_global_variables_", VARIABLES, _GENERIC_VARIABLE),
-    )
-    for name in names
-    if name not in MYSQL_VERSION_INFO.labels
-    and (spec := _generic_spec(prefix, _key(name), template)) is not None
-)
+    ):
+        for name in names:
+            spec = None if name in MYSQL_VERSION_INFO.labels else _generic_spec(prefix, _key(name), template)
+            if spec is not None:
+                specs.append(spec)
+    return tuple(specs)
+
+
+GENERIC_FAMILIES: tuple[MetricSpec, ...] = _declared_generic_families()
 
 
 def status_samples(status: Mapping[str, str]) -> list[Sample]:
