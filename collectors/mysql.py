@@ -361,6 +361,9 @@ class MySQLCollector(Collector[MySQLOptions]):
         except BaseException:
             self._discard()  # cancelled mid-query or broken: never reuse it
             raise
+        # ~260 status rows were just parsed in one go (aiomysql reads buffered rows without
+        # yielding); let other tasks run before they are turned into samples.
+        await asyncio.sleep(0)
         return observe(response_time, _lower_keys(status), _lower_keys(variables))
 
     async def _connection(self) -> Any:
