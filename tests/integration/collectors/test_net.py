@@ -31,6 +31,8 @@ from collectors.host import HostCollector, HostOptions
 from collectors.http import HTTPCollector, HTTPOptions
 from collectors.process import ProcessCollector, ProcessOptions
 from collectors.tcp import TCPCollector, TCPOptions
+from sidecar.probing.probe import Probe
+from sidecar.probing.settings import CheckConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -695,3 +697,35 @@ async def test_process_by_name_picks_the_oldest(opened: Opener) -> None:
     finally:
         older.kill()
         older.wait(timeout=5)
+
+
+# --- the exporters' up-style families, through the probe template -------------------------------
+
+
+async def test_up_families_are_there_when_the_dependency_fails_too(http_server: Server) -> None:
+    """``probe_success``/``redis_up`` exist on failed probes with 0, as the exporters' alerts expect."""
+    closed = unused_port()
+    cases = [
+        (CheckConfig(name="web", kind="http", target=http_server.url("/ok")), "probe_success", 1.0),
+        (CheckConfig(name="web", kind="http", target=http_server.url("/fail")), "probe_success", 0.0),
+        (CheckConfig(name="port", kind="tcp", target=f"127.0.0.1:{closed}"), "probe_success", 0.0),
+        (CheckConfig(name="cache", kind="redis", target=f"redis://127.0.0.1:{closed}/0"), "redis_up", 0.0),
+        (
+            CheckConfig(name="db", kind="postgres", target=f"postgresql://u@127.0.0.1:{closed}/x"),
+            "pg_up",
+            0.0,
+        ),
+        (CheckConfig(name="my", kind="mysql", target=f"mysql://u@127.0.0.1:{closed}/"), "mysql_up", 0.0),
+    ]
+    for config, family, expected in cases:
+        probe = Probe(config)
+        await probe.collector.open()
+        try:
+            result = await probe.run()
+        finally:
+            await probe.collector.close()
+        values = {s.spec.name: s.value for s in result.samples if not s.spec.labels}
+        assert values.get(family) == expected, (config.target, result.output, values)
+        assert result.up is (expected == 1.0)
+        if family == "probe_success":  # blackbox's probe_duration_seconds: the probe's own duration
+            assert values["probe_duration_seconds"] == result.duration_seconds
