@@ -251,7 +251,10 @@ class RedisCollector(Collector[RedisOptions]):
             raise RuntimeError("RedisCollector.collect() called before open()")
         # INFO first: it pays for a (re)connect, so the timed PING is one round trip.
         info: dict[str, Any] = await client.info(INFO_SECTION)
-        databases = await self._database_count(client, str(info.get("run_id", "")))
+        if _number(info, "cluster_enabled") == 1:
+            databases = 1  # a cluster node has db0 only, whatever `databases` says (as redis_exporter)
+        else:
+            databases = await self._database_count(client, str(info.get("run_id", "")))
         started = time.perf_counter()
         await cast("Awaitable[bool]", client.ping())  # redis-py 7 types it as Awaitable | bool
         response_time = time.perf_counter() - started

@@ -326,7 +326,12 @@ def test_mixin_expressions_answer_the_same_for_the_sidecar_and_the_exporters(
             listen = "--web.listen-address={}:{}".format
             processes.start(
                 "redis_exporter",
-                [binaries[EXPORTERS[0]], listen(HOST, ports["redis"]), f"--redis.addr={redis_server.url}"],
+                [
+                    binaries[EXPORTERS[0]],
+                    listen(HOST, ports["redis"]),
+                    f"--redis.addr={redis_server.url}",
+                    "--include-system-metrics",  # redis_total_system_memory_bytes, for RedisOutOfMemory
+                ],
             )
             pg_dsn = f"{postgres_server.url}?sslmode=disable"
             processes.start(
