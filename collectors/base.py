@@ -56,8 +56,9 @@ class MetricSpec:
 
     ``exporter`` names the exporter whose family this reproduces exactly (name, type, labels), so
     the community mixins work unchanged; such names are the exporter's, even where they break a
-    ``promtool check metrics`` naming rule (a counter without ``_total``, ``pg_locks_count``,
-    ``node_memory_MemTotal_bytes``). Families of the sidecar's own leave it empty.
+    ``promtool check metrics`` naming rule (``pg_locks_count``, ``node_memory_MemTotal_bytes``). An
+    exporter's counter without ``_total`` is ``untyped`` here: OpenMetrics has no such counter.
+    Families of the sidecar's own leave it empty.
     """
 
     name: str
