@@ -93,11 +93,12 @@ LEFT JOIN (
 ORDER BY 1, 2
 """
 
-# One more round trip, three of postgres_exporter's collectors in one statement (each set as a JSON
+# One more round trip, four of postgres_exporter's collectors in one statement (each set as a JSON
 # array, so the shapes stay apart): pg_stat_database (rows without a datname, the shared-objects row,
 # are skipped as the exporter does), pg_locks per database and mode with zeros (the exporter's
 # query), and pg_database_size for the databases this role may measure (CONNECT privilege or
-# pg_read_all_stats; a role without either would otherwise fail the whole probe).
+# pg_read_all_stats; a role without either would otherwise fail the whole probe), and pg_stat_bgwriter
+# as one object, whatever columns this version has (PostgreSQL 17 moved the checkpoint ones out).
 STATS_QUERY = """
 SELECT
   (SELECT coalesce(json_agg(json_build_object(
@@ -121,7 +122,9 @@ SELECT
   (SELECT coalesce(json_agg(json_build_array(datname, datconnlimit,
             CASE WHEN has_database_privilege(oid, 'CONNECT') OR pg_has_role('pg_read_all_stats', 'MEMBER')
                  THEN pg_database_size(oid) END) ORDER BY datname), '[]')
-   FROM pg_database) AS databases
+   FROM pg_database) AS databases,
+  (SELECT to_jsonb(b) || jsonb_build_object('stats_reset', coalesce(extract(epoch FROM b.stats_reset), 0))
+   FROM pg_stat_bgwriter b) AS bgwriter
 """
 
 EXPORTER = "postgres_exporter"
@@ -205,6 +208,35 @@ STAT_DATABASE_COLUMNS: Mapping[str, MetricSpec] = {
         for column, text in _STAT_DATABASE_COUNTERS
     },
 }
+# pg_stat_bgwriter column -> family (postgres_exporter's names; counters with _total)
+_BGWRITER_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("checkpoints_timed", "Scheduled checkpoints that have been performed."),
+    ("checkpoints_req", "Requested checkpoints that have been performed."),
+    ("checkpoint_write_time", "Time spent writing checkpoint files to disk, in milliseconds."),
+    ("checkpoint_sync_time", "Time spent synchronizing checkpoint files to disk, in milliseconds."),
+    ("buffers_checkpoint", "Buffers written during checkpoints."),
+    ("buffers_clean", "Buffers written by the background writer."),
+    ("maxwritten_clean", "Times the background writer stopped a cleaning scan for writing too many buffers."),
+    ("buffers_backend", "Buffers written directly by a backend."),
+    ("buffers_backend_fsync", "Times a backend had to execute its own fsync call."),
+    ("buffers_alloc", "Buffers allocated."),
+    ("stats_reset", "Time at which these statistics were last reset, in unix seconds."),
+)
+BGWRITER_COLUMNS: Mapping[str, MetricSpec] = {
+    column: MetricSpec(f"pg_stat_bgwriter_{column}_total", text, type="counter", exporter=EXPORTER)
+    for column, text in _BGWRITER_COUNTERS
+}
+PG_STAT_BGWRITER_BUFFERS_ALLOC = BGWRITER_COLUMNS["buffers_alloc"]
+PG_STAT_BGWRITER_BUFFERS_BACKEND = BGWRITER_COLUMNS["buffers_backend"]
+PG_STAT_BGWRITER_BUFFERS_BACKEND_FSYNC = BGWRITER_COLUMNS["buffers_backend_fsync"]
+PG_STAT_BGWRITER_BUFFERS_CHECKPOINT = BGWRITER_COLUMNS["buffers_checkpoint"]
+PG_STAT_BGWRITER_BUFFERS_CLEAN = BGWRITER_COLUMNS["buffers_clean"]
+PG_STAT_BGWRITER_CHECKPOINTS_REQ = BGWRITER_COLUMNS["checkpoints_req"]
+PG_STAT_BGWRITER_CHECKPOINTS_TIMED = BGWRITER_COLUMNS["checkpoints_timed"]
+PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME = BGWRITER_COLUMNS["checkpoint_sync_time"]
+PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME = BGWRITER_COLUMNS["checkpoint_write_time"]
+PG_STAT_BGWRITER_MAXWRITTEN_CLEAN = BGWRITER_COLUMNS["maxwritten_clean"]
+PG_STAT_BGWRITER_STATS_RESET = BGWRITER_COLUMNS["stats_reset"]
 PG_STAT_DATABASE_XACT_COMMIT = STAT_DATABASE_COLUMNS["xact_commit"]
 PG_STAT_DATABASE_XACT_ROLLBACK = STAT_DATABASE_COLUMNS["xact_rollback"]
 PG_STAT_DATABASE_BLKS_READ = STAT_DATABASE_COLUMNS["blks_read"]
@@ -237,6 +269,7 @@ METRICS: tuple[MetricSpec, ...] = (
     PG_DATABASE_SIZE,
     PG_DATABASE_CONNECTION_LIMIT,
     *STAT_DATABASE_COLUMNS.values(),
+    *BGWRITER_COLUMNS.values(),
 )
 
 CLOSE_TIMEOUT = 1.0  # seconds for a polite goodbye (or release) before the socket is simply closed
@@ -443,7 +476,7 @@ class PostgresCollector(Collector[PostgresOptions]):
 
 
 def stats_samples(stats: Mapping[str, Any]) -> list[Sample]:
-    """Samples from the three JSON arrays of ``STATS_QUERY``."""
+    """Samples from the JSON columns of ``STATS_QUERY``."""
     samples: list[Sample] = []
     for row in _json_rows(stats["stat_database"]):
         labels = (str(row["datid"]), str(row["datname"]))
@@ -453,6 +486,13 @@ def stats_samples(stats: Mapping[str, Any]) -> list[Sample]:
                 samples.append(Sample(spec, float(value), labels))
     for datname, mode, count in _json_rows(stats["locks"]):
         samples.append(Sample(PG_LOCKS_COUNT, float(count), (str(datname), str(mode))))
+    bgwriter = stats["bgwriter"]
+    bgwriter = json.loads(bgwriter) if isinstance(bgwriter, str | bytes) else bgwriter
+    if isinstance(bgwriter, dict):
+        for column, spec in BGWRITER_COLUMNS.items():
+            value = bgwriter.get(column)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                samples.append(Sample(spec, float(value)))
     for datname, connlimit, size in _json_rows(stats["databases"]):
         samples.append(Sample(PG_DATABASE_CONNECTION_LIMIT, float(connlimit), (str(datname),)))
         if size is not None:
