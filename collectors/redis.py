@@ -102,6 +102,16 @@ REDIS_MASTER_LINK_UP = _gauge(
     "On a replica: 1 when the link to its master is up.",
     labels=("master_host", "master_port"),
 )
+REDIS_MASTER_LAST_IO = _gauge(
+    "redis_master_last_io_seconds_ago",
+    "On a replica: seconds since the last interaction with its master.",
+    labels=("master_host", "master_port"),
+)
+REDIS_MASTER_SYNC_IN_PROGRESS = _gauge(
+    "redis_master_sync_in_progress",
+    "On a replica: 1 while it is syncing with its master.",
+    labels=("master_host", "master_port"),
+)
 REDIS_KEYSPACE_HITS = _counter("redis_keyspace_hits_total", "Successful key lookups since start.")
 REDIS_KEYSPACE_MISSES = _counter("redis_keyspace_misses_total", "Failed key lookups since start.")
 REDIS_EVICTED_KEYS = _counter("redis_evicted_keys_total", "Keys evicted because of maxmemory since start.")
@@ -180,6 +190,8 @@ METRICS: tuple[MetricSpec, ...] = (
     *INFO_FIELDS.values(),
     REDIS_START_TIME,
     REDIS_MASTER_LINK_UP,
+    REDIS_MASTER_LAST_IO,
+    REDIS_MASTER_SYNC_IN_PROGRESS,
     REDIS_COMMANDS,
     REDIS_COMMANDS_DURATION,
     REDIS_COMMANDS_REJECTED,
@@ -316,6 +328,12 @@ def observe(response_time: float, info: Mapping[str, Any], databases: int = DEFA
         samples.append(
             Sample(REDIS_MASTER_LINK_UP, 1.0 if info.get("master_link_status") == "up" else 0.0, link)
         )
+        for key, spec in (
+            ("master_last_io_seconds_ago", REDIS_MASTER_LAST_IO),
+            ("master_sync_in_progress", REDIS_MASTER_SYNC_IN_PROGRESS),
+        ):
+            if (value := _number(info, key)) is not None:
+                samples.append(Sample(spec, value, link))
     samples += _command_samples(info)
     samples += _keyspace_samples(info, databases)
     samples.append(

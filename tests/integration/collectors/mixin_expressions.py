@@ -411,7 +411,6 @@ EXPRESSIONS: tuple[Expr, ...] = (
 
 # Expressions that answer for the exporters but not for the sidecar, and why (the README says the same).
 GAPS: dict[str, str] = {
-    'redis_master_last_io_seconds_ago{instance=~".+"}': "replica-only field; not read yet",
     'sum without (device) (rate(node_network_receive_bytes_total{job="node", device!="lo"}[5m]))': (
         "network devices are the host's, not the app's: left to node_exporter"
     ),

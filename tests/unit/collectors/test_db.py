@@ -323,6 +323,8 @@ def test_redis_observe_ratios_and_replica_fields() -> None:
         "master_host": "10.0.0.5",
         "master_port": 6379,
         "master_link_status": "down",
+        "master_last_io_seconds_ago": -1,
+        "master_sync_in_progress": 0,
         "used_memory": 25,
         "maxmemory": 100,
         "connected_clients": 5,
@@ -337,6 +339,8 @@ def test_redis_observe_ratios_and_replica_fields() -> None:
     assert observation.measurements["connectionsUsedRatio"].value == 0.1
     values = {(s.spec.name, s.label_values): s.value for s in observation.samples}
     assert values[("redis_master_link_up", ("10.0.0.5", "6379"))] == 0
+    assert values[("redis_master_last_io_seconds_ago", ("10.0.0.5", "6379"))] == -1
+    assert values[("redis_master_sync_in_progress", ("10.0.0.5", "6379"))] == 0
     # redis_exporter's shape: db="db0", and every database below `databases` (empty ones are 0)
     assert values[("redis_db_keys", ("db2",))] == 4
     assert values[("redis_db_keys_expiring", ("db0",))] == 1
