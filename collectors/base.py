@@ -47,17 +47,25 @@ class Reason(enum.StrEnum):
     UNEXPECTED = "unexpected"
 
 
-MetricType = Literal["gauge", "counter"]
+MetricType = Literal["gauge", "counter", "untyped"]
 
 
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
-    """One metric family a collector can emit. Declared as module constants so names are greppable."""
+    """One metric family a collector can emit. Declared as module constants so names are greppable.
+
+    ``exporter`` names the exporter whose family this reproduces exactly (name, type, labels), so
+    the community mixins work unchanged; such names are the exporter's, even where they break a
+    ``promtool check metrics`` naming rule (``pg_locks_count``, ``node_memory_MemTotal_bytes``). An
+    exporter's counter without ``_total`` is ``untyped`` here: OpenMetrics has no such counter.
+    Families of the sidecar's own leave it empty.
+    """
 
     name: str
     help: str
     type: MetricType = "gauge"
     labels: tuple[str, ...] = ()
+    exporter: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +137,13 @@ class Collector(ABC, Generic[OptionsT]):
     component_type: ClassVar[str] = "component"
     target_required: ClassVar[bool] = True
     critical_by_default: ClassVar[bool] = True
+    # The exporter's "could it be measured" family (redis_up, pg_up, probe_success), present on
+    # failed probes too; ``up_follows_verdict``: blackbox's probe_success also fails when the
+    # collector's own verdict is fail (status code, body), while redis_up and pg_up only say
+    # the server answered. Configured warn/fail thresholds never change either.
+    up_metric: ClassVar[MetricSpec | None] = None
+    up_follows_verdict: ClassVar[bool] = False
+    duration_metric: ClassVar[MetricSpec | None] = None  # blackbox's probe_duration_seconds
 
     def __init__(self, check: CheckTarget, options: OptionsT) -> None:
         self.check = check
@@ -143,6 +158,22 @@ class Collector(ABC, Generic[OptionsT]):
     @abstractmethod
     async def collect(self) -> Observation:
         """Do the I/O and return what was measured, or raise."""
+
+    def outcome_samples(self, observation: Observation | None, duration: float) -> list[Sample]:
+        """The ``up``-style and duration samples of one probe; ``observation`` is ``None`` when it failed.
+
+        Called by the probe template for every probe, so these series exist with value 0 while the
+        dependency is down, which is what the exporters' alerts (``redis_up == 0``) look for.
+        """
+        samples: list[Sample] = []
+        if self.up_metric is not None:
+            up = observation is not None
+            if up and self.up_follows_verdict and observation is not None:
+                up = observation.status is not Status.FAIL
+            samples.append(Sample(self.up_metric, 1.0 if up else 0.0))
+        if self.duration_metric is not None:
+            samples.append(Sample(self.duration_metric, duration))
+        return samples
 
     def classify_error(self, exc: BaseException) -> Reason | None:
         """Map a driver-specific exception to a reason; ``None`` falls back to the generic mapping."""

@@ -1,11 +1,12 @@
 """The machine (or container) the sidecar and its app run on: CPU, load, memory, disks, fds, cgroup.
 
-Names follow node_exporter (``node_load1``, ``node_filesystem_avail_bytes{mountpoint}``...) so
-node-mixin style dashboards and alerts apply, except where its names are camelCase
-(``node_memory_MemAvailable_bytes``), which ``promtool check metrics`` rejects: memory is
-``sidecar_host_memory_*``. Two more deliberate differences: CPU is one utilisation ratio since the
-previous probe (``sidecar_host_cpu_utilization_ratio``) instead of per-core
-``node_cpu_seconds_total`` series, and the
+Names, types and labels follow node_exporter (``node_load1``, ``node_cpu_seconds_total{cpu,mode}``,
+``node_memory_MemAvailable_bytes``, ``node_filesystem_avail_bytes{device,fstype,mountpoint}``,
+``node_vmstat_pgmajfault``...) so the node mixin's dashboards and alerts apply unchanged; its camelCase
+memory names are kept although ``promtool check metrics`` dislikes them. The sidecar's own
+``sidecar_host_cpu_utilization_ratio`` (busy share since the previous probe) and
+``sidecar_host_memory_*`` stay: they are what the check's warn/fail thresholds and the sidecar's
+own dashboards use, and need no PromQL to read. The
 cgroup memory figures are ``sidecar_container_memory_*`` rather than cAdvisor's ``container_*``
 names, so ``sum by (pod)`` over cAdvisor series never counts the same memory twice. The cgroup is the
 sidecar's own (from ``/proc/self/cgroup``, or the mount itself inside a cgroup namespace); cgroup v2
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from collectors.base import (
     CollectorOptions,
     Measurement,
     MetricSpec,
+    MetricType,
     Observation,
     ProbeError,
     Reason,
@@ -46,29 +49,71 @@ from sidecar.core.settings_model import Meta, field_validator
 CPU_UTILIZATION = MetricSpec(
     "sidecar_host_cpu_utilization_ratio", "Share of all CPUs busy since the previous probe (0-1)."
 )
-LOAD1 = MetricSpec("node_load1", "1m load average.")
-LOAD5 = MetricSpec("node_load5", "5m load average.")
-LOAD15 = MetricSpec("node_load15", "15m load average.")
+LOAD1 = MetricSpec("node_load1", "1m load average.", exporter="node_exporter")
+LOAD5 = MetricSpec("node_load5", "5m load average.", exporter="node_exporter")
+LOAD15 = MetricSpec("node_load15", "15m load average.", exporter="node_exporter")
 MEM_TOTAL = MetricSpec("sidecar_host_memory_total_bytes", "Total usable memory (MemTotal).")
 MEM_AVAILABLE = MetricSpec(
     "sidecar_host_memory_available_bytes", "Memory available for new work without swapping (MemAvailable)."
 )
 SWAP_TOTAL = MetricSpec("sidecar_host_swap_total_bytes", "Total swap space (SwapTotal).")
 SWAP_FREE = MetricSpec("sidecar_host_swap_free_bytes", "Unused swap space (SwapFree).")
-FS_SIZE = MetricSpec("node_filesystem_size_bytes", "Filesystem size in bytes.", labels=("mountpoint",))
-FS_FREE = MetricSpec("node_filesystem_free_bytes", "Filesystem free space in bytes.", labels=("mountpoint",))
+NODE = "node_exporter"
+# node_exporter's labels; device_error is its newer label, always empty (absent) for a readable mount.
+FS_LABELS = ("device", "device_error", "fstype", "mountpoint")
+FS_SIZE = MetricSpec(
+    "node_filesystem_size_bytes", "Filesystem size in bytes.", labels=FS_LABELS, exporter=NODE
+)
+FS_FREE = MetricSpec(
+    "node_filesystem_free_bytes", "Filesystem free space in bytes.", labels=FS_LABELS, exporter=NODE
+)
 FS_AVAIL = MetricSpec(
     "node_filesystem_avail_bytes",
     "Filesystem space available to non-root users in bytes.",
-    labels=("mountpoint",),
+    labels=FS_LABELS,
+    exporter=NODE,
 )
-FS_FILES = MetricSpec("node_filesystem_files", "Filesystem total file nodes.", labels=("mountpoint",))
+FS_FILES = MetricSpec(
+    "node_filesystem_files", "Filesystem total file nodes.", labels=FS_LABELS, exporter=NODE
+)
 FS_FILES_FREE = MetricSpec(
-    "node_filesystem_files_free", "Filesystem total free file nodes.", labels=("mountpoint",)
+    "node_filesystem_files_free", "Filesystem total free file nodes.", labels=FS_LABELS, exporter=NODE
 )
-FILEFD_ALLOCATED = MetricSpec("node_filefd_allocated", "File descriptor statistics: allocated.")
-FILEFD_MAXIMUM = MetricSpec("node_filefd_maximum", "File descriptor statistics: maximum.")
-BOOT_TIME = MetricSpec("node_boot_time_seconds", "Node boot time, in unixtime.")
+FS_READONLY = MetricSpec(
+    "node_filesystem_readonly", "Filesystem read-only status.", labels=FS_LABELS, exporter=NODE
+)
+FS_DEVICE_ERROR = MetricSpec(
+    "node_filesystem_device_error",
+    "Whether an error occurred while getting statistics for the given device.",
+    labels=FS_LABELS,
+    exporter=NODE,
+)
+CPU_SECONDS = MetricSpec(
+    "node_cpu_seconds_total",
+    "Seconds the CPUs spent in each mode (/proc/stat).",
+    type="counter",
+    labels=("cpu", "mode"),
+    exporter=NODE,
+)
+CPU_GUEST_SECONDS = MetricSpec(
+    "node_cpu_guest_seconds_total",
+    "Seconds the CPUs spent in guests (VMs) for each mode.",
+    type="counter",
+    labels=("cpu", "mode"),
+    exporter=NODE,
+)
+# node_memory_<Field>[_bytes] (every /proc/meminfo field) and node_vmstat_<field> are built from what
+# the kernel reports; their help texts are node_exporter's.
+_MEMINFO_HELP = "Memory information field {}."
+_VMSTAT_HELP = "/proc/vmstat information field {}."
+_VMSTAT_FIELDS = re.compile(r"^(oom_kill|pgpg|pswp|pg.*fault).*")  # node_exporter's default selection
+MAX_DYNAMIC_FAMILIES = 256
+_dynamic: dict[str, MetricSpec] = {}
+FILEFD_ALLOCATED = MetricSpec(
+    "node_filefd_allocated", "File descriptor statistics: allocated.", exporter=NODE
+)
+FILEFD_MAXIMUM = MetricSpec("node_filefd_maximum", "File descriptor statistics: maximum.", exporter=NODE)
+BOOT_TIME = MetricSpec("node_boot_time_seconds", "Node boot time, in unixtime.", exporter=NODE)
 CONTAINER_MEMORY_USAGE = MetricSpec(
     "sidecar_container_memory_usage_bytes",
     "Memory charged to the sidecar's cgroup (v2 memory.current, v1 memory.usage_in_bytes), page cache "
@@ -98,6 +143,10 @@ METRICS: tuple[MetricSpec, ...] = (
     FS_AVAIL,
     FS_FILES,
     FS_FILES_FREE,
+    FS_READONLY,
+    FS_DEVICE_ERROR,
+    CPU_SECONDS,
+    CPU_GUEST_SECONDS,
     FILEFD_ALLOCATED,
     FILEFD_MAXIMUM,
     BOOT_TIME,
@@ -155,10 +204,21 @@ class CgroupMemory:
 
 
 @dataclass(frozen=True, slots=True)
+class Mount:
+    """One line of ``/proc/self/mountinfo``: what node_exporter labels a filesystem with."""
+
+    mountpoint: str
+    fstype: str
+    device: str
+    readonly: bool
+
+
+@dataclass(frozen=True, slots=True)
 class DiskUsage:
-    """One watched path's filesystem, as ``statvfs`` reports it."""
+    """One watched path's filesystem, as ``statvfs`` reports it, and the mount it is on."""
 
     path: str
+    mount: Mount
     size: int
     free: int
     avail: int
@@ -186,6 +246,9 @@ class HostSnapshot:
     disks: tuple[DiskUsage, ...]
     filefd: tuple[int, int] | None
     cgroup: CgroupMemory | None
+    cpu_times: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    meminfo: tuple[tuple[str, float], ...] = ()
+    vmstat: tuple[tuple[str, float], ...] = ()
 
 
 def _read_text(path: Path) -> str | None:
@@ -297,7 +360,78 @@ def read_filefd(path: Path) -> tuple[int, int] | None:
     return int(fields[0]), int(fields[2])
 
 
-def read_disk(path: str) -> DiskUsage:
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes (``\\040``)."""
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def read_mounts(mountinfo: Path) -> list[Mount]:
+    """``/proc/self/mountinfo`` in order; a later mount on the same point hides an earlier one."""
+    mounts: list[Mount] = []
+    for line in (_read_text(mountinfo) or "").splitlines():
+        before, sep, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if not sep or len(fields) < 6 or len(tail) < 2:
+            continue
+        options = fields[5].split(",") + (tail[2].split(",") if len(tail) > 2 else [])
+        mounts.append(Mount(_unescape(fields[4]), tail[0], _unescape(tail[1]), "ro" in options))
+    return mounts
+
+
+def mount_of(path: str, mounts: Sequence[Mount]) -> Mount:
+    """The mount a path lives on: the longest mount point that contains it, the last one mounted."""
+    best: Mount | None = None
+    for mount in mounts:
+        point = mount.mountpoint.rstrip("/") + "/"
+        if (path.rstrip("/") + "/").startswith(point) and (
+            best is None or len(mount.mountpoint) >= len(best.mountpoint)
+        ):
+            best = mount
+    return best or Mount(mountpoint=path, fstype="", device="", readonly=False)
+
+
+def read_cpu_times(stat: Path) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """Per-CPU ``/proc/stat`` lines in seconds (user nice system idle iowait irq softirq steal guest...)."""
+    hertz = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+    result = []
+    for line in (_read_text(stat) or "").splitlines():
+        name, _sep, rest = line.partition(" ")
+        if name.startswith("cpu") and name[3:].isdigit():
+            values = tuple(int(v) / hertz for v in rest.split()[:10] if v.isdigit())
+            result.append((name[3:], values))
+    return tuple(result)
+
+
+def read_meminfo(meminfo: Path) -> tuple[tuple[str, float], ...]:
+    """``/proc/meminfo`` as node_exporter names it: ``Active(anon) 4 kB`` -> ``Active_anon_bytes`` 4096."""
+    result = []
+    for line in (_read_text(meminfo) or "").splitlines():
+        key, _sep, rest = line.partition(":")
+        parts = rest.split()
+        if not parts or not parts[0].isdigit():
+            continue
+        key = key.replace("(", "_").replace(")", "")
+        if len(parts) > 1 and parts[1] == "kB":
+            result.append((f"{key}_bytes", int(parts[0]) * 1024.0))
+        else:
+            result.append((key, float(parts[0])))
+    return tuple(result)
+
+
+def read_vmstat(vmstat: Path) -> tuple[tuple[str, float], ...]:
+    """The ``/proc/vmstat`` fields node_exporter exposes by default (page faults, paging, OOM kills)."""
+    result = []
+    for line in (_read_text(vmstat) or "").splitlines():
+        key, _sep, value = line.partition(" ")
+        if _VMSTAT_FIELDS.match(key) and value.strip().isdigit():
+            result.append((key, float(value)))
+    return tuple(result)
+
+
+def read_disk(path: str, mounts: Sequence[Mount] = ()) -> DiskUsage:
     """``statvfs`` of one path; a missing path is an unhealthy host (a volume that is not mounted)."""
     try:
         st = os.statvfs(path)
@@ -305,6 +439,7 @@ def read_disk(path: str) -> DiskUsage:
         raise ProbeError(Reason.UNHEALTHY, f"disk path {path}: {exc.strerror or exc}") from exc
     return DiskUsage(
         path=path,
+        mount=mount_of(path, mounts),
         size=st.f_blocks * st.f_frsize,
         free=st.f_bfree * st.f_frsize,
         avail=st.f_bavail * st.f_frsize,
@@ -327,6 +462,8 @@ def read_snapshot(options: HostOptions) -> HostSnapshot:
     busy, total = cpu_busy_total()
     memory = psutil.virtual_memory()
     swap = psutil.swap_memory()
+    proc = Path(options.proc_root)
+    mounts = read_mounts(proc / "self" / "mountinfo")
     return HostSnapshot(
         cpu_busy=busy,
         cpu_total=total,
@@ -336,9 +473,12 @@ def read_snapshot(options: HostOptions) -> HostSnapshot:
         swap_total=swap.total,
         swap_free=swap.free,
         boot_time=psutil.boot_time(),
-        disks=tuple(read_disk(p) for p in options.paths),
+        disks=tuple(read_disk(p, mounts) for p in options.paths),
         filefd=read_filefd(Path(options.proc_root) / "sys" / "fs" / "file-nr"),
         cgroup=read_container_memory(Path(options.cgroup_root), Path(options.proc_root) / "self" / "cgroup"),
+        cpu_times=read_cpu_times(proc / "stat"),
+        meminfo=read_meminfo(proc / "meminfo"),
+        vmstat=read_vmstat(proc / "vmstat"),
     )
 
 
@@ -414,6 +554,31 @@ def _measurements(snap: HostSnapshot, cpu: float) -> dict[str, Measurement]:
     return result
 
 
+_CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+_GUEST_MODES = ("user", "nice")
+
+
+def _cpu_samples(cpu_times: Sequence[tuple[str, tuple[float, ...]]]) -> list[Sample]:
+    """node_exporter's per-CPU, per-mode seconds; guest time (already inside user/nice) apart."""
+    samples = []
+    for cpu, values in cpu_times:
+        samples += [Sample(CPU_SECONDS, v, (cpu, m)) for m, v in zip(_CPU_MODES, values[:8], strict=False)]
+        samples += [
+            Sample(CPU_GUEST_SECONDS, v, (cpu, m)) for m, v in zip(_GUEST_MODES, values[8:], strict=False)
+        ]
+    return samples
+
+
+def _dynamic_spec(name: str, help_text: str, metric_type: MetricType) -> MetricSpec | None:
+    """One cached spec per kernel-reported field name; bounded whatever the kernel lists."""
+    spec = _dynamic.get(name)
+    if spec is None:
+        if len(_dynamic) >= MAX_DYNAMIC_FAMILIES:
+            return None
+        spec = _dynamic[name] = MetricSpec(name, help_text, type=metric_type, exporter=NODE)
+    return spec
+
+
 def _samples(snap: HostSnapshot, cpu: float) -> list[Sample]:
     samples = [
         Sample(CPU_UTILIZATION, cpu),
@@ -426,15 +591,31 @@ def _samples(snap: HostSnapshot, cpu: float) -> list[Sample]:
         Sample(SWAP_FREE, float(snap.swap_free)),
         Sample(BOOT_TIME, snap.boot_time),
     ]
+    seen: set[str] = set()
     for disk in snap.disks:
-        label = (disk.path,)
+        mount = disk.mount
+        if mount.mountpoint in seen:  # two watched paths on one filesystem: one series, as node_exporter
+            continue
+        seen.add(mount.mountpoint)
+        label = (mount.device, "", mount.fstype, mount.mountpoint)
         samples += [
             Sample(FS_SIZE, float(disk.size), label),
             Sample(FS_FREE, float(disk.free), label),
             Sample(FS_AVAIL, float(disk.avail), label),
             Sample(FS_FILES, float(disk.files), label),
             Sample(FS_FILES_FREE, float(disk.files_free), label),
+            Sample(FS_READONLY, 1.0 if mount.readonly else 0.0, label),
+            Sample(FS_DEVICE_ERROR, 0.0, label),
         ]
+    samples += _cpu_samples(snap.cpu_times)
+    for key, value in snap.meminfo:
+        spec = _dynamic_spec(f"node_memory_{key}", _MEMINFO_HELP.format(key.removesuffix("_bytes")), "gauge")
+        if spec is not None:
+            samples.append(Sample(spec, value))
+    for key, value in snap.vmstat:
+        spec = _dynamic_spec(f"node_vmstat_{key}", _VMSTAT_HELP.format(key), "untyped")
+        if spec is not None:
+            samples.append(Sample(spec, value))
     if snap.filefd is not None:
         samples += [
             Sample(FILEFD_ALLOCATED, float(snap.filefd[0])),

@@ -19,8 +19,10 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import json
 import re
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -48,6 +50,7 @@ from collectors.base import (
     Sample,
     Status,
 )
+from collectors.tcp import PROBE_DNS_LOOKUP_TIME, PROBE_DURATION, PROBE_IP_PROTOCOL, PROBE_SUCCESS
 from sidecar.core.settings_model import Meta, field_validator, model_validator
 
 # --- metric families (blackbox_exporter names) ---------------------------------------------------
@@ -55,8 +58,9 @@ from sidecar.core.settings_model import Meta, field_validator, model_validator
 PROBE_HTTP_STATUS_CODE = MetricSpec("probe_http_status_code", "Response HTTP status code.")
 PROBE_HTTP_DURATION = MetricSpec(
     "probe_http_duration_seconds",
-    "Duration of the HTTP request by phase, summed over all redirects: resolve, connect (TCP and TLS "
-    "handshake; 0 when a kept-alive connection was reused), processing, transfer.",
+    "Duration of the HTTP request by phase, summed over all redirects: resolve, connect (TCP "
+    "handshake), tls (TLS handshake), processing, transfer; connect and tls are 0 when a kept-alive "
+    "connection was reused.",
     labels=("phase",),
 )
 PROBE_HTTP_CONTENT_LENGTH = MetricSpec(
@@ -74,6 +78,10 @@ PROBE_SSL_EARLIEST_CERT_EXPIRY = MetricSpec(
 )
 
 METRICS: tuple[MetricSpec, ...] = (
+    PROBE_SUCCESS,
+    PROBE_DURATION,
+    PROBE_DNS_LOOKUP_TIME,
+    PROBE_IP_PROTOCOL,
     PROBE_HTTP_STATUS_CODE,
     PROBE_HTTP_DURATION,
     PROBE_HTTP_CONTENT_LENGTH,
@@ -84,7 +92,7 @@ METRICS: tuple[MetricSpec, ...] = (
     PROBE_SSL_EARLIEST_CERT_EXPIRY,
 )
 
-PHASES: tuple[str, ...] = ("resolve", "connect", "processing", "transfer")
+PHASES: tuple[str, ...] = ("resolve", "connect", "tls", "processing", "transfer")
 MAX_BODY_BYTES = 1024 * 1024
 _CHUNK = 64 * 1024
 _SECONDS_PER_DAY = 86400.0
@@ -183,9 +191,51 @@ class _Timings:
 
     resolve: float = 0.0
     connect: float = 0.0
+    handshake: float = 0.0  # the part of ``connect`` after the TCP handshake: TLS on an https URL
     resolve_started: float = 0.0
     connect_started: float = 0.0
     resolve_at_connect_start: float = 0.0
+    tcp_connected: float = 0.0
+
+
+# The timings of the probe in flight, for the sockets its connections create (see _TimedSocket).
+_current_timings: contextvars.ContextVar[_Timings | None] = contextvars.ContextVar(
+    "http_probe_timings", default=None
+)
+
+
+class _TimedSocket(socket.socket):
+    """A client socket that notes when its TCP handshake completed, so TLS can be timed apart.
+
+    aiohttp (through aiohappyeyeballs) connects the socket with ``loop.sock_connect`` and only then
+    starts TLS on it; asyncio calls ``connect`` and, when that would block, reads ``SO_ERROR`` once
+    the socket is writable. Either moment that reports success is the end of blackbox_exporter's
+    ``connect`` phase; what follows until the connection is set up is its ``tls`` phase.
+    """
+
+    timings: _Timings | None = None
+
+    def connect(self, address: Any) -> None:
+        super().connect(address)
+        self._stamp()
+
+    def getsockopt(self, *args: Any) -> Any:
+        value = super().getsockopt(*args)
+        if args[:2] == (socket.SOL_SOCKET, socket.SO_ERROR) and value == 0:
+            self._stamp()
+        return value
+
+    def _stamp(self) -> None:
+        if self.timings is not None:
+            self.timings.tcp_connected = time.perf_counter()
+
+
+def _timed_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """``TCPConnector(socket_factory=...)``: aiohappyeyeballs' default socket, with a TCP clock."""
+    family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
+    sock = _TimedSocket(family=family, type=type_, proto=proto)
+    sock.timings = _current_timings.get()
+    return sock
 
 
 async def _on_dns_start(_s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: object) -> None:
@@ -206,8 +256,11 @@ async def _on_connect_start(_s: aiohttp.ClientSession, ctx: SimpleNamespace, _p:
 async def _on_connect_end(_s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: object) -> None:
     """Connection set-up minus the name resolution done inside it: TCP and TLS handshakes."""
     timings: _Timings = ctx.trace_request_ctx
-    elapsed = time.perf_counter() - timings.connect_started
+    now = time.perf_counter()
+    elapsed = now - timings.connect_started
     timings.connect += max(0.0, elapsed - (timings.resolve - timings.resolve_at_connect_start))
+    if timings.tcp_connected >= timings.connect_started:
+        timings.handshake += now - timings.tcp_connected
 
 
 def _trace_config() -> aiohttp.TraceConfig:
@@ -296,9 +349,15 @@ class _TLSAwareResponse(aiohttp.ClientResponse):
 
     peer_certificate_der: bytes | None = None
     tls_version: str | None = None
+    ip_protocol: int | None = None
 
     async def start(self, connection: Connection) -> aiohttp.ClientResponse:
-        ssl_object = _ssl_object(connection.transport)
+        transport = connection.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        family = getattr(sock, "family", None)
+        if family in (socket.AF_INET, socket.AF_INET6):
+            self.ip_protocol = 6 if family == socket.AF_INET6 else 4
+        ssl_object = _ssl_object(transport)
         if ssl_object is not None:
             self.peer_certificate_der = ssl_object.getpeercert(binary_form=True)
             self.tls_version = ssl_object.version()
@@ -351,6 +410,7 @@ class _Response:
     tls: bool
     tls_version: str | None
     certificate: x509.Certificate | None
+    ip_protocol: int | None = None
 
 
 # --- collector ----------------------------------------------------------------------------------
@@ -363,6 +423,9 @@ class HTTPCollector(Collector[HTTPOptions]):
     options_model: ClassVar[type[CollectorOptions]] = HTTPOptions
     component_type: ClassVar[str] = "component"
     critical_by_default: ClassVar[bool] = True
+    up_metric: ClassVar[MetricSpec | None] = PROBE_SUCCESS
+    up_follows_verdict: ClassVar[bool] = True
+    duration_metric: ClassVar[MetricSpec | None] = PROBE_DURATION
 
     def __init__(self, check: CheckTarget, options: HTTPOptions) -> None:
         super().__init__(check, options)
@@ -401,7 +464,9 @@ class HTTPCollector(Collector[HTTPOptions]):
                 self._session = self._new_session()
 
     def _new_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(ssl=self._ssl(), limit=4, keepalive_timeout=30)
+        connector = aiohttp.TCPConnector(
+            ssl=self._ssl(), limit=4, keepalive_timeout=30, socket_factory=_timed_socket
+        )
         return aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),  # probes must not carry state between them
@@ -450,7 +515,11 @@ class HTTPCollector(Collector[HTTPOptions]):
     async def collect(self) -> Observation:
         timings = _Timings()
         started = time.perf_counter()
-        response, headers_at = await self._exchange(timings)
+        token = _current_timings.set(timings)
+        try:
+            response, headers_at = await self._exchange(timings)
+        finally:
+            _current_timings.reset(token)
         finished = time.perf_counter()
         observation = self._observe(response, timings, started, headers_at, finished)
         self._check_expectations(response)
@@ -485,21 +554,26 @@ class HTTPCollector(Collector[HTTPOptions]):
                 tls=resp.url.scheme == "https",
                 tls_version=tls_version,
                 certificate=certificate,
+                ip_protocol=resp.ip_protocol if isinstance(resp, _TLSAwareResponse) else None,
             ), headers_at
 
     def _observe(
         self, response: _Response, timings: _Timings, started: float, headers_at: float, finished: float
     ) -> Observation:
         processing = max(0.0, headers_at - started - timings.resolve - timings.connect)
+        # TLS only where the response came over TLS; plain HTTP has no tls phase (0, as in blackbox)
+        tls = min(timings.handshake, timings.connect) if response.tls else 0.0
         phases = {
             "resolve": timings.resolve,
-            "connect": timings.connect,
+            "connect": timings.connect - tls,
+            "tls": tls,
             "processing": processing,
             "transfer": finished - headers_at,
         }
         samples = [
             Sample(PROBE_HTTP_STATUS_CODE, float(response.status)),
             *(Sample(PROBE_HTTP_DURATION, phases[p], (p,)) for p in PHASES),
+            Sample(PROBE_DNS_LOOKUP_TIME, timings.resolve),
             Sample(
                 PROBE_HTTP_CONTENT_LENGTH,
                 float(response.content_length if response.content_length is not None else -1),
@@ -513,6 +587,8 @@ class HTTPCollector(Collector[HTTPOptions]):
             "responseTime": Measurement(finished - started, "s"),
             "statusCode": Measurement(float(response.status)),
         }
+        if response.ip_protocol is not None:
+            samples.append(Sample(PROBE_IP_PROTOCOL, float(response.ip_protocol)))
         info = {"statusCode": str(response.status)}
         if response.tls_version:
             info["tlsVersion"] = response.tls_version

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -71,6 +72,8 @@ SELECT current_setting('server_version_num')::int AS version_num,
        version() AS version,
        pg_is_in_recovery() AS in_recovery,
        current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int AS superuser_reserved_connections,
+       current_setting('max_locks_per_transaction')::int AS max_locks_per_transaction,
        extract(epoch FROM pg_postmaster_start_time())::float8 AS start_time,
        (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS connections
 """
@@ -90,40 +93,183 @@ LEFT JOIN (
 ORDER BY 1, 2
 """
 
-PG_MAX_CONNECTIONS = MetricSpec(
+# One more round trip, four of postgres_exporter's collectors in one statement (each set as a JSON
+# array, so the shapes stay apart): pg_stat_database (rows without a datname, the shared-objects row,
+# are skipped as the exporter does), pg_locks per database and mode with zeros (the exporter's
+# query), and pg_database_size for the databases this role may measure (CONNECT privilege or
+# pg_read_all_stats; a role without either would otherwise fail the whole probe), and pg_stat_bgwriter
+# as one object, whatever columns this version has (PostgreSQL 17 moved the checkpoint ones out).
+STATS_QUERY = """
+SELECT
+  (SELECT coalesce(json_agg(json_build_object(
+      'datid', datid::text, 'datname', datname, 'numbackends', numbackends,
+      'xact_commit', xact_commit, 'xact_rollback', xact_rollback, 'blks_read', blks_read,
+      'blks_hit', blks_hit, 'tup_returned', tup_returned, 'tup_fetched', tup_fetched,
+      'tup_inserted', tup_inserted, 'tup_updated', tup_updated, 'tup_deleted', tup_deleted,
+      'conflicts', conflicts, 'temp_files', temp_files, 'temp_bytes', temp_bytes,
+      'deadlocks', deadlocks, 'blk_read_time', blk_read_time, 'blk_write_time', blk_write_time,
+      'stats_reset', coalesce(extract(epoch FROM stats_reset), 0)) ORDER BY datname), '[]')
+   FROM pg_stat_database WHERE datname IS NOT NULL) AS stat_database,
+  (SELECT coalesce(json_agg(json_build_array(d.datname, m.mode, coalesce(l.count, 0))
+                            ORDER BY d.datname, m.mode), '[]')
+   FROM (VALUES ('accesssharelock'), ('rowsharelock'), ('rowexclusivelock'),
+                ('shareupdateexclusivelock'), ('sharelock'), ('sharerowexclusivelock'),
+                ('exclusivelock'), ('accessexclusivelock'), ('sireadlock')) AS m(mode)
+   CROSS JOIN pg_database d
+   LEFT JOIN (SELECT database, lower(mode) AS mode, count(*) AS count FROM pg_locks
+              WHERE database IS NOT NULL GROUP BY database, lower(mode)) l
+     ON l.mode = m.mode AND l.database = d.oid) AS locks,
+  (SELECT coalesce(json_agg(json_build_array(datname, datconnlimit,
+            CASE WHEN has_database_privilege(oid, 'CONNECT') OR pg_has_role('pg_read_all_stats', 'MEMBER')
+                 THEN pg_database_size(oid) END) ORDER BY datname), '[]')
+   FROM pg_database) AS databases,
+  (SELECT to_jsonb(b) || jsonb_build_object('stats_reset', coalesce(extract(epoch FROM b.stats_reset), 0))
+   FROM pg_stat_bgwriter b) AS bgwriter
+"""
+
+EXPORTER = "postgres_exporter"
+
+
+def _pg(name: str, help_text: str, labels: tuple[str, ...] = (), *, untyped: bool = False) -> MetricSpec:
+    """A postgres_exporter family; its counters without ``_total`` are untyped here (see sidecar.metrics)."""
+    return MetricSpec(
+        name, help_text, type="untyped" if untyped else "gauge", labels=labels, exporter=EXPORTER
+    )
+
+
+PG_UP = _pg("pg_up", "1 when the last probe could connect to and query PostgreSQL, else 0.")
+PG_MAX_CONNECTIONS = _pg(
     "pg_settings_max_connections", "Server parameter max_connections: the most concurrent connections."
 )
-PG_SERVER_VERSION_NUM = MetricSpec(
+PG_SUPERUSER_RESERVED_CONNECTIONS = _pg(
+    "pg_settings_superuser_reserved_connections",
+    "Server parameter superuser_reserved_connections: connection slots kept for superusers.",
+)
+PG_MAX_LOCKS_PER_TRANSACTION = _pg(
+    "pg_settings_max_locks_per_transaction",
+    "Server parameter max_locks_per_transaction: the lock table holds this many per connection.",
+)
+PG_SERVER_VERSION_NUM = _pg(
     "pg_settings_server_version_num", "Server parameter server_version_num (e.g. 150004 for 15.4)."
 )
-# postgres_exporter calls this pg_stat_activity_count; promtool rejects a gauge ending in _count.
-PG_STAT_ACTIVITY_CONNECTIONS = MetricSpec(
-    "pg_stat_activity_connections",
+PG_STAT_ACTIVITY_COUNT = _pg(
+    "pg_stat_activity_count",
     "Connections per database and state, from pg_stat_activity.",
     labels=("datname", "state"),
 )
-PG_STAT_ACTIVITY_MAX_TX_DURATION = MetricSpec(
+PG_STAT_ACTIVITY_MAX_TX_DURATION = _pg(
     "pg_stat_activity_max_tx_duration",
     "Longest running transaction per database and state, in seconds.",
     labels=("datname", "state"),
 )
-PG_POSTMASTER_START_TIME = MetricSpec(
+PG_POSTMASTER_START_TIME = _pg(
     "pg_postmaster_start_time_seconds", "Time the postmaster started, in seconds since the Unix epoch."
 )
-PG_REPLICATION_IS_REPLICA = MetricSpec(
+PG_REPLICATION_IS_REPLICA = _pg(
     "pg_replication_is_replica", "1 when the server is in recovery (a standby), 0 on a primary."
 )
-PG_STATIC = MetricSpec(
+PG_STATIC = _pg(
     "pg_static", "Server version, as labels; the value is always 1.", labels=("short_version", "version")
 )
+PG_LOCKS_COUNT = _pg(
+    "pg_locks_count", "Locks held per database and lock mode (pg_locks).", labels=("datname", "mode")
+)
+PG_DATABASE_SIZE = _pg("pg_database_size_bytes", "Disk space used by the database.", labels=("datname",))
+PG_DATABASE_CONNECTION_LIMIT = _pg(
+    "pg_database_connection_limit", "Connection limit set for the database (-1: none).", labels=("datname",)
+)
+STAT_DATABASE_LABELS = ("datid", "datname")
+PG_STAT_DATABASE_NUMBACKENDS = _pg(
+    "pg_stat_database_numbackends", "Backends currently connected to this database.", STAT_DATABASE_LABELS
+)
+# pg_stat_database column -> help; counters in postgres_exporter, untyped here (no `_total`).
+_STAT_DATABASE_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("xact_commit", "Transactions in this database that have been committed."),
+    ("xact_rollback", "Transactions in this database that have been rolled back."),
+    ("blks_read", "Disk blocks read in this database."),
+    ("blks_hit", "Disk blocks found already in the buffer cache."),
+    ("tup_returned", "Rows returned by queries in this database."),
+    ("tup_fetched", "Rows fetched by queries in this database."),
+    ("tup_inserted", "Rows inserted by queries in this database."),
+    ("tup_updated", "Rows updated by queries in this database."),
+    ("tup_deleted", "Rows deleted by queries in this database."),
+    ("conflicts", "Queries canceled due to conflicts with recovery in this database."),
+    ("temp_files", "Temporary files created by queries in this database."),
+    ("temp_bytes", "Data written to temporary files by queries in this database, in bytes."),
+    ("deadlocks", "Deadlocks detected in this database."),
+    ("blk_read_time", "Time spent reading data file blocks by backends, in milliseconds."),
+    ("blk_write_time", "Time spent writing data file blocks by backends, in milliseconds."),
+    ("stats_reset", "Time at which these statistics were last reset, in unix seconds (0: never)."),
+)
+STAT_DATABASE_COLUMNS: Mapping[str, MetricSpec] = {
+    "numbackends": PG_STAT_DATABASE_NUMBACKENDS,
+    **{
+        column: _pg(f"pg_stat_database_{column}", text, STAT_DATABASE_LABELS, untyped=True)
+        for column, text in _STAT_DATABASE_COUNTERS
+    },
+}
+# pg_stat_bgwriter column -> family (postgres_exporter's names; counters with _total)
+_BGWRITER_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("checkpoints_timed", "Scheduled checkpoints that have been performed."),
+    ("checkpoints_req", "Requested checkpoints that have been performed."),
+    ("checkpoint_write_time", "Time spent writing checkpoint files to disk, in milliseconds."),
+    ("checkpoint_sync_time", "Time spent synchronizing checkpoint files to disk, in milliseconds."),
+    ("buffers_checkpoint", "Buffers written during checkpoints."),
+    ("buffers_clean", "Buffers written by the background writer."),
+    ("maxwritten_clean", "Times the background writer stopped a cleaning scan for writing too many buffers."),
+    ("buffers_backend", "Buffers written directly by a backend."),
+    ("buffers_backend_fsync", "Times a backend had to execute its own fsync call."),
+    ("buffers_alloc", "Buffers allocated."),
+    ("stats_reset", "Time at which these statistics were last reset, in unix seconds."),
+)
+BGWRITER_COLUMNS: Mapping[str, MetricSpec] = {
+    column: MetricSpec(f"pg_stat_bgwriter_{column}_total", text, type="counter", exporter=EXPORTER)
+    for column, text in _BGWRITER_COUNTERS
+}
+PG_STAT_BGWRITER_BUFFERS_ALLOC = BGWRITER_COLUMNS["buffers_alloc"]
+PG_STAT_BGWRITER_BUFFERS_BACKEND = BGWRITER_COLUMNS["buffers_backend"]
+PG_STAT_BGWRITER_BUFFERS_BACKEND_FSYNC = BGWRITER_COLUMNS["buffers_backend_fsync"]
+PG_STAT_BGWRITER_BUFFERS_CHECKPOINT = BGWRITER_COLUMNS["buffers_checkpoint"]
+PG_STAT_BGWRITER_BUFFERS_CLEAN = BGWRITER_COLUMNS["buffers_clean"]
+PG_STAT_BGWRITER_CHECKPOINTS_REQ = BGWRITER_COLUMNS["checkpoints_req"]
+PG_STAT_BGWRITER_CHECKPOINTS_TIMED = BGWRITER_COLUMNS["checkpoints_timed"]
+PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME = BGWRITER_COLUMNS["checkpoint_sync_time"]
+PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME = BGWRITER_COLUMNS["checkpoint_write_time"]
+PG_STAT_BGWRITER_MAXWRITTEN_CLEAN = BGWRITER_COLUMNS["maxwritten_clean"]
+PG_STAT_BGWRITER_STATS_RESET = BGWRITER_COLUMNS["stats_reset"]
+PG_STAT_DATABASE_XACT_COMMIT = STAT_DATABASE_COLUMNS["xact_commit"]
+PG_STAT_DATABASE_XACT_ROLLBACK = STAT_DATABASE_COLUMNS["xact_rollback"]
+PG_STAT_DATABASE_BLKS_READ = STAT_DATABASE_COLUMNS["blks_read"]
+PG_STAT_DATABASE_BLKS_HIT = STAT_DATABASE_COLUMNS["blks_hit"]
+PG_STAT_DATABASE_TUP_RETURNED = STAT_DATABASE_COLUMNS["tup_returned"]
+PG_STAT_DATABASE_TUP_FETCHED = STAT_DATABASE_COLUMNS["tup_fetched"]
+PG_STAT_DATABASE_TUP_INSERTED = STAT_DATABASE_COLUMNS["tup_inserted"]
+PG_STAT_DATABASE_TUP_UPDATED = STAT_DATABASE_COLUMNS["tup_updated"]
+PG_STAT_DATABASE_TUP_DELETED = STAT_DATABASE_COLUMNS["tup_deleted"]
+PG_STAT_DATABASE_CONFLICTS = STAT_DATABASE_COLUMNS["conflicts"]
+PG_STAT_DATABASE_TEMP_FILES = STAT_DATABASE_COLUMNS["temp_files"]
+PG_STAT_DATABASE_TEMP_BYTES = STAT_DATABASE_COLUMNS["temp_bytes"]
+PG_STAT_DATABASE_DEADLOCKS = STAT_DATABASE_COLUMNS["deadlocks"]
+PG_STAT_DATABASE_BLK_READ_TIME = STAT_DATABASE_COLUMNS["blk_read_time"]
+PG_STAT_DATABASE_BLK_WRITE_TIME = STAT_DATABASE_COLUMNS["blk_write_time"]
+PG_STAT_DATABASE_STATS_RESET = STAT_DATABASE_COLUMNS["stats_reset"]
+
 METRICS: tuple[MetricSpec, ...] = (
+    PG_UP,
     PG_MAX_CONNECTIONS,
+    PG_SUPERUSER_RESERVED_CONNECTIONS,
+    PG_MAX_LOCKS_PER_TRANSACTION,
     PG_SERVER_VERSION_NUM,
-    PG_STAT_ACTIVITY_CONNECTIONS,
+    PG_STAT_ACTIVITY_COUNT,
     PG_STAT_ACTIVITY_MAX_TX_DURATION,
     PG_POSTMASTER_START_TIME,
     PG_REPLICATION_IS_REPLICA,
     PG_STATIC,
+    PG_LOCKS_COUNT,
+    PG_DATABASE_SIZE,
+    PG_DATABASE_CONNECTION_LIMIT,
+    *STAT_DATABASE_COLUMNS.values(),
+    *BGWRITER_COLUMNS.values(),
 )
 
 CLOSE_TIMEOUT = 1.0  # seconds for a polite goodbye (or release) before the socket is simply closed
@@ -218,6 +364,7 @@ class PostgresCollector(Collector[PostgresOptions]):
     kind: ClassVar[str] = "postgres"
     options_model: ClassVar[type[CollectorOptions]] = PostgresOptions
     component_type: ClassVar[str] = "datastore"
+    up_metric: ClassVar[MetricSpec | None] = PG_UP
 
     def __init__(self, check: CheckTarget, options: PostgresOptions) -> None:
         super().__init__(check, options)
@@ -265,14 +412,17 @@ class PostgresCollector(Collector[PostgresOptions]):
             response_time = time.perf_counter() - started
             server = await conn.fetchrow(SERVER_QUERY)
             activity = await conn.fetch(ACTIVITY_QUERY)
+            stats = await conn.fetchrow(STATS_QUERY)
         except BaseException:
             _terminate(conn)
             raise
         finally:
             await pool.release(conn, timeout=CLOSE_TIMEOUT)
-        return self._observe(response_time, server, activity)
+        return self._observe(response_time, server, activity, stats)
 
-    def _observe(self, response_time: float, server: Any, activity: Sequence[Any]) -> Observation:
+    def _observe(
+        self, response_time: float, server: Any, activity: Sequence[Any], stats: Any = None
+    ) -> Observation:
         """Turn the query results into measurements, samples and a verdict."""
         version_num = int(server["version_num"])
         in_recovery = bool(server["in_recovery"])
@@ -280,6 +430,8 @@ class PostgresCollector(Collector[PostgresOptions]):
         connections = int(server["connections"])
         samples = [
             Sample(PG_MAX_CONNECTIONS, float(max_connections)),
+            Sample(PG_SUPERUSER_RESERVED_CONNECTIONS, float(server["superuser_reserved_connections"])),
+            Sample(PG_MAX_LOCKS_PER_TRANSACTION, float(server["max_locks_per_transaction"])),
             Sample(PG_SERVER_VERSION_NUM, float(version_num)),
             Sample(PG_POSTMASTER_START_TIME, float(server["start_time"])),
             Sample(PG_REPLICATION_IS_REPLICA, 1.0 if in_recovery else 0.0),
@@ -287,8 +439,10 @@ class PostgresCollector(Collector[PostgresOptions]):
         ]
         for row in activity:
             labels = (str(row["datname"]), str(row["state"]))
-            samples.append(Sample(PG_STAT_ACTIVITY_CONNECTIONS, float(row["count"]), labels))
+            samples.append(Sample(PG_STAT_ACTIVITY_COUNT, float(row["count"]), labels))
             samples.append(Sample(PG_STAT_ACTIVITY_MAX_TX_DURATION, float(row["max_tx_duration"]), labels))
+        if stats is not None:
+            samples += stats_samples(stats)
         measurements = {
             "responseTime": Measurement(response_time, UNIT_SECONDS),
             "connections": Measurement(float(connections)),
@@ -319,6 +473,37 @@ class PostgresCollector(Collector[PostgresOptions]):
     @classmethod
     def validate_target(cls, target: str | None) -> str | None:
         return validate_postgres_target(target)
+
+
+def stats_samples(stats: Mapping[str, Any]) -> list[Sample]:
+    """Samples from the JSON columns of ``STATS_QUERY``."""
+    samples: list[Sample] = []
+    for row in _json_rows(stats["stat_database"]):
+        labels = (str(row["datid"]), str(row["datname"]))
+        for column, spec in STAT_DATABASE_COLUMNS.items():
+            value = row.get(column)
+            if value is not None:
+                samples.append(Sample(spec, float(value), labels))
+    for datname, mode, count in _json_rows(stats["locks"]):
+        samples.append(Sample(PG_LOCKS_COUNT, float(count), (str(datname), str(mode))))
+    bgwriter = stats["bgwriter"]
+    bgwriter = json.loads(bgwriter) if isinstance(bgwriter, str | bytes) else bgwriter
+    if isinstance(bgwriter, dict):
+        for column, spec in BGWRITER_COLUMNS.items():
+            value = bgwriter.get(column)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                samples.append(Sample(spec, float(value)))
+    for datname, connlimit, size in _json_rows(stats["databases"]):
+        samples.append(Sample(PG_DATABASE_CONNECTION_LIMIT, float(connlimit), (str(datname),)))
+        if size is not None:
+            samples.append(Sample(PG_DATABASE_SIZE, float(size), (str(datname),)))
+    return samples
+
+
+def _json_rows(value: Any) -> list[Any]:
+    """asyncpg returns ``json`` as text; an aggregate over nothing is the literal ``[]``."""
+    rows = json.loads(value) if isinstance(value, str | bytes) else value
+    return rows if isinstance(rows, list) else []
 
 
 # asyncpg exception -> reason, first match wins, so subclasses come before their bases.

@@ -25,6 +25,18 @@ from collectors.base import (
     Sample,
 )
 
+# blackbox_exporter's families, shared with the http collector
+PROBE_SUCCESS = MetricSpec(
+    "probe_success",
+    "1 when the last probe succeeded (tcp: it connected; http: an answer with an expected status and "
+    "body, and a JSON health field not mapped to fail), else 0.",
+    exporter="blackbox_exporter",
+)
+PROBE_DURATION = MetricSpec(
+    "probe_duration_seconds",
+    "How long the last probe took to complete, in seconds.",
+    exporter="blackbox_exporter",
+)
 PROBE_DNS_LOOKUP_TIME = MetricSpec(
     "probe_dns_lookup_time_seconds", "Returns the time taken for probe dns lookup in seconds."
 )
@@ -35,7 +47,13 @@ TCP_CONNECT_DURATION = MetricSpec(
     "sidecar_tcp_connect_duration_seconds", "Time to establish the TCP connection, after name resolution."
 )
 
-METRICS: tuple[MetricSpec, ...] = (PROBE_DNS_LOOKUP_TIME, PROBE_IP_PROTOCOL, TCP_CONNECT_DURATION)
+METRICS: tuple[MetricSpec, ...] = (
+    PROBE_SUCCESS,
+    PROBE_DURATION,
+    PROBE_DNS_LOOKUP_TIME,
+    PROBE_IP_PROTOCOL,
+    TCP_CONNECT_DURATION,
+)
 
 _EXAMPLE = "write host:port, e.g. db.internal:5432 or [::1]:5432"
 
@@ -74,6 +92,9 @@ class TCPCollector(Collector[TCPOptions]):
     options_model: ClassVar[type[CollectorOptions]] = TCPOptions
     component_type: ClassVar[str] = "component"
     critical_by_default: ClassVar[bool] = True
+    up_metric: ClassVar[MetricSpec | None] = PROBE_SUCCESS
+    up_follows_verdict: ClassVar[bool] = True
+    duration_metric: ClassVar[MetricSpec | None] = PROBE_DURATION
 
     @classmethod
     def validate_target(cls, target: str | None) -> str | None:

@@ -434,7 +434,7 @@ def overview() -> Dashboard:
 
 
 def dependencies() -> Dashboard:
-    pg = f"pg_stat_activity_connections{{{CHECK}}}"
+    pg = f"pg_stat_activity_count{{{CHECK}}}"
     return Dashboard(
         uid="sidecar-dependencies",
         title="Sidecar dependencies",

@@ -77,11 +77,13 @@ def selectors(expr: str) -> list[str]:
 
 
 def collector_metric_names() -> set[str]:
-    """Every ``MetricSpec`` constant of every collector module."""
+    """Every ``MetricSpec`` constant of every collector module, and the families a module declares
+    up front in ``GENERIC_FAMILIES`` (mysql_global_status_*, named after what the server reports)."""
     names = set()
     for module_info in pkgutil.iter_modules(collectors.__path__):
         module = importlib.import_module(f"collectors.{module_info.name}")
         names |= {v.name for v in vars(module).values() if isinstance(v, MetricSpec)}
+        names |= {spec.name for spec in getattr(module, "GENERIC_FAMILIES", ())}
     return names
 
 

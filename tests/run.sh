@@ -4,13 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real tools the tests drive (Debian packages): promtool/Prometheus, Alertmanager, wrk, nginx, mtail.
+# Real tools the tests drive (Debian packages): promtool/Prometheus, Alertmanager, wrk, nginx, mtail,
+# and the Prometheus exporters.
 need_pkgs=()
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
 command -v mtail >/dev/null 2>&1 || need_pkgs+=(mtail)
+# The exporters the sidecar's exporter-named families are compared with (tests/integration/collectors/test_exporter_parity.py).
+for exporter in redis postgres mysqld node blackbox; do
+  command -v "prometheus-$exporter-exporter" >/dev/null 2>&1 || need_pkgs+=("prometheus-$exporter-exporter")
+done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages: ${need_pkgs[*]}"

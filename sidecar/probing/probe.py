@@ -52,14 +52,16 @@ class Probe:
         return self._judged(observation, time.perf_counter() - started)
 
     def failed(self, reason: Reason, message: str, started: float) -> CheckResult:
+        duration = time.perf_counter() - started
         return CheckResult(
             check=self.name,
             kind=self.kind,
             status=Status.FAIL,
-            duration_seconds=time.perf_counter() - started,
+            duration_seconds=duration,
             finished_at=time.time(),
             reason=reason,
             output=self.redact(message),
+            samples=tuple(self.collector.outcome_samples(None, duration)),
         )
 
     def redact(self, text: str) -> str:
@@ -84,7 +86,7 @@ class Probe:
             reason=reason,
             output=self.redact("; ".join(notes)),
             measurements=observation.measurements,
-            samples=tuple(observation.samples),
+            samples=(*self.collector.outcome_samples(observation, duration), *observation.samples),
             info=observation.info,
         )
 

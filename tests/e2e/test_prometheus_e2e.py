@@ -372,7 +372,7 @@ async def run_checks(api: Api, prometheus: Prometheus, sidecar: SidecarProcess, 
         'rate(http_server_request_duration_seconds_count{http_response_status_code="500"}[1m]) > 0',
         "service:sidecar_http_errors:ratio_rate5m",
         "probe_ssl_earliest_cert_expiry",
-        "pg_stat_activity_connections",
+        "pg_stat_activity_count",
         "mysql_global_status_threads_connected",
         'count(sidecar_log_lines_total{source="app"})',
     ]

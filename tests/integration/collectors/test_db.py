@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from collectors.base import CheckTarget, Collector, Observation, Reason, Status
 from collectors.mysql import MySQLCollector, MySQLOptions
 from collectors.postgres import PostgresCollector, PostgresOptions
-from collectors.redis import RedisCollector, RedisOptions
+from collectors.redis import REDIS_INSTANCE_INFO, RedisCollector, RedisOptions
 from tests.servers import MariaDBServer, PostgresServer, RedisServer, free_port, port_open, skip_or_fail
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -140,20 +140,30 @@ async def test_postgres_collect_values(postgres_server: PostgresServer) -> None:
     assert 0 < after.measurements["responseTime"].value < 1
     assert after.measurements["responseTime"].unit == "s"
     idle = ("postgres", "idle")
-    assert (
-        sample(after, "pg_stat_activity_connections", idle)
-        - sample(before, "pg_stat_activity_connections", idle)
-        == 3
-    )
-    assert sample(after, "pg_stat_activity_connections", ("postgres", "active")) >= 1  # the probe itself
+    assert sample(after, "pg_stat_activity_count", idle) - sample(before, "pg_stat_activity_count", idle) == 3
+    assert sample(after, "pg_stat_activity_count", ("postgres", "active")) >= 1  # the probe itself
     assert after.measurements["connections"].value - before.measurements["connections"].value == 3
     assert sample(after, "pg_settings_max_connections") == 50
     ratio = after.measurements["connectionsUsedRatio"]
     assert ratio.unit == "ratio"
     assert ratio.value == pytest.approx(after.measurements["connections"].value / 50)
     # every (database, state) pair, zeros included, as postgres_exporter does
-    assert ("template1", "idle in transaction") in label_sets(after, "pg_stat_activity_connections")
+    assert ("template1", "idle in transaction") in label_sets(after, "pg_stat_activity_count")
     assert sample(after, "pg_replication_is_replica") == 0
+    # postgres_exporter's pg_stat_database, pg_locks and pg_database families, from one more query
+    (datid,) = [lv[0] for lv in label_sets(after, "pg_stat_database_numbackends") if lv[1] == "postgres"]
+    db = (datid, "postgres")
+    assert sample(after, "pg_stat_database_numbackends", db) >= 4  # the probe and the 3 extra connections
+    assert sample(after, "pg_stat_database_xact_commit", db) > sample(
+        before, "pg_stat_database_xact_commit", db
+    )
+    assert all(lv[1] for lv in label_sets(after, "pg_stat_database_xact_commit"))  # no shared-objects row
+    assert len(label_sets(after, "pg_locks_count")) == 9 * len(label_sets(after, "pg_database_size_bytes"))
+    assert sample(after, "pg_locks_count", ("postgres", "accesssharelock")) >= 1  # the probe's own query
+    assert sample(after, "pg_database_size_bytes", ("postgres",)) > 1_000_000
+    assert sample(after, "pg_database_connection_limit", ("template1",)) == -1
+    assert sample(after, "pg_stat_bgwriter_buffers_alloc_total") >= 0  # present (a fresh server may show 0)
+    assert sample(after, "pg_stat_bgwriter_stats_reset_total") > 1e9
     assert after.info["role"] == "primary"
     version_num = int(sample(after, "pg_settings_server_version_num"))
     assert after.info["version"].startswith(f"{version_num // 10000}.")
@@ -432,15 +442,19 @@ async def test_redis_collect_values(redis_server: RedisServer) -> None:
     assert 0 < used < limit
     assert after.measurements["memoryUsedRatio"].value == pytest.approx(used / limit)
     assert after.measurements["memoryUsedRatio"].unit == "ratio"
-    assert sample(after, "redis_db_keys", ("0",)) == 1
-    assert sample(after, "redis_db_keys_expiring", ("0",)) == 0
+    assert sample(after, "redis_db_keys", ("db0",)) == 1
+    assert sample(after, "redis_db_keys_expiring", ("db0",)) == 0
+    assert sample(after, "redis_db_keys", ("db15",)) == 0  # empty databases too, like redis_exporter
+    assert sample(after, "redis_commands_total", ("get",)) == 8  # a fresh server: only the GETs above
     assert sample(after, "redis_evicted_keys_total") == 0
     assert sample(after, "redis_rejected_connections_total") == 0
     (identity,) = label_sets(after, "redis_instance_info")
-    assert identity[0] == "master"
-    assert identity[2] == "standalone"
-    assert after.info["version"] == identity[1]
-    assert identity[1][0].isdigit()
+    labels = dict(zip(REDIS_INSTANCE_INFO.labels, identity, strict=True))
+    assert labels["role"] == "master"
+    assert labels["redis_mode"] == "standalone"
+    assert labels["tcp_port"] == str(redis_server.port)
+    assert after.info["version"] == labels["redis_version"]
+    assert labels["redis_version"][0].isdigit()
     assert 0 < after.measurements["responseTime"].value < 1
     assert 0 < after.measurements["connectionsUsedRatio"].value < 1
 

@@ -31,6 +31,8 @@ from collectors.host import HostCollector, HostOptions
 from collectors.http import HTTPCollector, HTTPOptions
 from collectors.process import ProcessCollector, ProcessOptions
 from collectors.tcp import TCPCollector, TCPOptions
+from sidecar.probing.probe import Probe
+from sidecar.probing.settings import CheckConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -235,6 +237,8 @@ async def test_http_pass_measures_status_latency_and_body(http_server: Server, o
     phases = [sample(observation, "probe_http_duration_seconds", (p,)) for p in ("connect", "processing")]
     assert all(p >= 0 for p in phases)
     assert phases[0] > 0  # the first probe had to open a connection
+    assert sample(observation, "probe_http_duration_seconds", ("tls",)) == 0  # plain HTTP, as blackbox says
+    assert sample(observation, "probe_ip_protocol") == 4
 
 
 async def test_http_wrong_status_is_unhealthy(http_server: Server, opened: Opener) -> None:
@@ -423,6 +427,12 @@ async def test_https_ca_file_verifies_and_reuses_tls_connection(
     assert first.status is Status.WARN  # verified, but the certificate expires in 5 days
     assert "certificateDaysLeft" in second.measurements  # read on a reused connection too
     assert len(set(https_server.peers)) == 1
+    # blackbox's phases: the TLS handshake apart from the TCP connect, both 0 on the reused connection
+    tls, connect = (sample(first, "probe_http_duration_seconds", (p,)) for p in ("tls", "connect"))
+    assert tls > 0
+    assert connect > 0
+    assert first.measurements["responseTime"].value > tls + connect
+    assert [sample(second, "probe_http_duration_seconds", (p,)) for p in ("tls", "connect")] == [0, 0]
 
 
 # --- tcp ----------------------------------------------------------------------------------------
@@ -510,10 +520,30 @@ async def test_host_values_are_plausible(tmp_path: Path, opened: Opener) -> None
     available = sample(observation, "sidecar_host_memory_available_bytes")
     assert 0 < available <= psutil.virtual_memory().total
     assert sample(observation, "node_load1") == pytest.approx(os.getloadavg()[0], abs=5)
+    # node_exporter's labels: the filesystem's device, fstype and mount point (psutil's reading of the
+    # mount table), one series per filesystem however many watched paths are on it
+    partitions = psutil.disk_partitions(all=True)
+    expected = set()
     for path in ("/", str(tmp_path)):
-        size = sample(observation, "node_filesystem_size_bytes", (path,))
-        avail = sample(observation, "node_filesystem_avail_bytes", (path,))
-        assert 0 <= avail <= sample(observation, "node_filesystem_free_bytes", (path,)) <= size
+        part = max(
+            (p for p in partitions if (path + "/").startswith(p.mountpoint.rstrip("/") + "/")),
+            key=lambda p: len(p.mountpoint),
+        )
+        labels = (part.device, "", part.fstype, part.mountpoint)
+        expected.add(labels)
+        size = sample(observation, "node_filesystem_size_bytes", labels)
+        avail = sample(observation, "node_filesystem_avail_bytes", labels)
+        assert 0 <= avail <= sample(observation, "node_filesystem_free_bytes", labels) <= size
+        assert sample(observation, "node_filesystem_readonly", labels) == 0
+    assert {
+        s.label_values for s in observation.samples if s.spec.name == "node_filesystem_size_bytes"
+    } == expected
+    assert sample(observation, "node_memory_MemTotal_bytes") == psutil.virtual_memory().total
+    cpu_series = {s.label_values for s in observation.samples if s.spec.name == "node_cpu_seconds_total"}
+    assert len(cpu_series) == 8 * (psutil.cpu_count() or 0)
+    idle = sample(observation, "node_cpu_seconds_total", ("0", "idle"))
+    assert idle == pytest.approx(psutil.cpu_times(percpu=True)[0].idle, rel=0.05)
+    assert sample(observation, "node_vmstat_pgfault") > 0
     assert float(measurements["uptime"].value) > 0
     if Path("/proc/sys/fs/file-nr").exists():
         assert sample(observation, "node_filefd_allocated") > 0
@@ -667,3 +697,35 @@ async def test_process_by_name_picks_the_oldest(opened: Opener) -> None:
     finally:
         older.kill()
         older.wait(timeout=5)
+
+
+# --- the exporters' up-style families, through the probe template -------------------------------
+
+
+async def test_up_families_are_there_when_the_dependency_fails_too(http_server: Server) -> None:
+    """``probe_success``/``redis_up`` exist on failed probes with 0, as the exporters' alerts expect."""
+    closed = unused_port()
+    cases = [
+        (CheckConfig(name="web", kind="http", target=http_server.url("/ok")), "probe_success", 1.0),
+        (CheckConfig(name="web", kind="http", target=http_server.url("/fail")), "probe_success", 0.0),
+        (CheckConfig(name="port", kind="tcp", target=f"127.0.0.1:{closed}"), "probe_success", 0.0),
+        (CheckConfig(name="cache", kind="redis", target=f"redis://127.0.0.1:{closed}/0"), "redis_up", 0.0),
+        (
+            CheckConfig(name="db", kind="postgres", target=f"postgresql://u@127.0.0.1:{closed}/x"),
+            "pg_up",
+            0.0,
+        ),
+        (CheckConfig(name="my", kind="mysql", target=f"mysql://u@127.0.0.1:{closed}/"), "mysql_up", 0.0),
+    ]
+    for config, family, expected in cases:
+        probe = Probe(config)
+        await probe.collector.open()
+        try:
+            result = await probe.run()
+        finally:
+            await probe.collector.close()
+        values = {s.spec.name: s.value for s in result.samples if not s.spec.labels}
+        assert values.get(family) == expected, (config.target, result.output, values)
+        assert result.up is (expected == 1.0)
+        if family == "probe_success":  # blackbox's probe_duration_seconds: the probe's own duration
+            assert values["probe_duration_seconds"] == result.duration_seconds

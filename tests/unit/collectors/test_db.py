@@ -320,7 +320,11 @@ def test_redis_observe_ratios_and_replica_fields() -> None:
         "redis_version": "7.2.4",
         "redis_mode": "standalone",
         "role": "slave",
+        "master_host": "10.0.0.5",
+        "master_port": 6379,
         "master_link_status": "down",
+        "master_last_io_seconds_ago": -1,
+        "master_sync_in_progress": 0,
         "used_memory": 25,
         "maxmemory": 100,
         "connected_clients": 5,
@@ -328,29 +332,77 @@ def test_redis_observe_ratios_and_replica_fields() -> None:
         "keyspace_hits": 7,
         "db0": {"keys": 3, "expires": 1, "avg_ttl": 0},
         "db2": {"keys": 4, "expires": 0, "avg_ttl": 0},
+        "cmdstat_client|setname": {"calls": 2, "usec": 6, "rejected_calls": 0, "failed_calls": 1},
     }
-    observation = redis.observe(0.002, info)
+    observation = redis.observe(0.002, info, databases=4)
     assert observation.measurements["memoryUsedRatio"].value == 0.25
     assert observation.measurements["connectionsUsedRatio"].value == 0.1
     values = {(s.spec.name, s.label_values): s.value for s in observation.samples}
-    assert values[("redis_master_link_up", ())] == 0
-    assert values[("redis_db_keys", ("2",))] == 4
-    assert values[("redis_db_keys_expiring", ("0",))] == 1
-    assert values[("redis_instance_info", ("slave", "7.2.4", "standalone"))] == 1
+    assert values[("redis_master_link_up", ("10.0.0.5", "6379"))] == 0
+    assert values[("redis_master_last_io_seconds_ago", ("10.0.0.5", "6379"))] == -1
+    assert values[("redis_master_sync_in_progress", ("10.0.0.5", "6379"))] == 0
+    # redis_exporter's shape: db="db0", and every database below `databases` (empty ones are 0)
+    assert values[("redis_db_keys", ("db2",))] == 4
+    assert values[("redis_db_keys_expiring", ("db0",))] == 1
+    assert [lv for name, lv in values if name == "redis_db_keys"] == [("db0",), ("db1",), ("db2",), ("db3",)]
+    assert values[("redis_db_keys", ("db3",))] == 0
+    assert values[("redis_commands_total", ("client|setname",))] == 2
+    assert values[("redis_commands_duration_seconds_total", ("client|setname",))] == 6e-6
+    assert values[("redis_commands_failed_calls_total", ("client|setname",))] == 1
+    ((identity, one),) = [(lv, v) for (name, lv), v in values.items() if name == "redis_instance_info"]
+    assert one == 1
+    assert dict(zip(redis.REDIS_INSTANCE_INFO.labels, identity, strict=True)) == {
+        **dict.fromkeys(redis.REDIS_INSTANCE_INFO.labels, ""),
+        "role": "slave",
+        "redis_version": "7.2.4",
+        "redis_mode": "standalone",
+    }
     assert observation.info == {"version": "7.2.4", "role": "slave", "mode": "standalone"}
     no_limit = redis.observe(0.002, {**info, "maxmemory": 0})
     assert "memoryUsedRatio" not in no_limit.measurements
 
 
 def test_mysql_observe_status_and_variables() -> None:
-    status = {"threads_connected": "10", "uptime": "99", "connection_errors_max_connections": "2"}
-    variables = {"max_connections": "200", "version": "8.0.36", "version_comment": "MySQL", "read_only": "ON"}
+    status = {
+        "threads_connected": "10",
+        "uptime": "99",
+        "connection_errors_max_connections": "2",
+        "com_select": "7",
+        "innodb_buffer_pool_pages_data": "5",
+        "innodb_buffer_pool_pages_dirty": "1",
+        "innodb_buffer_pool_pages_total": "9",
+        "innodb_buffer_pool_pages_flushed": "3",
+        "rpl_status": "AUTH_MASTER",
+    }
+    variables = {
+        "max_connections": "200",
+        "version": "10.11.19-MariaDB-0+deb12u1",
+        "innodb_version": "10.11.19",
+        "version_comment": "Debian 12",
+        "read_only": "ON",
+        "log_bin_basename": "/var/lib/mysql/binlog.000012",
+        "long_query_time": "10.000000",
+    }
     observation = mysql.observe(0.001, status, variables)
     assert observation.measurements["connectionsUsedRatio"].value == 0.05
     values = {(s.spec.name, s.label_values): s.value for s in observation.samples}
+    types = {s.spec.name: s.spec.type for s in observation.samples}
+    # mysqld_exporter's mapping: labelled groups, generic untyped status, gauge variables, text skipped
     assert values[("mysql_global_status_connection_errors_total", ("max_connections",))] == 2
+    assert values[("mysql_global_status_commands_total", ("select",))] == 7
+    assert values[("mysql_global_status_buffer_pool_pages", ("data",))] == 5
+    assert values[("mysql_global_status_buffer_pool_dirty_pages", ())] == 1
+    assert values[("mysql_global_status_buffer_pool_page_changes_total", ("flushed",))] == 3
+    assert values[("mysql_global_status_threads_connected", ())] == 10
+    assert types["mysql_global_status_threads_connected"] == "untyped"
     assert values[("mysql_global_variables_read_only", ())] == 1
-    assert observation.info["flavor"] == "mysql"
+    assert values[("mysql_global_variables_long_query_time", ())] == 10
+    assert types["mysql_global_variables_max_connections"] == "gauge"
+    assert not any(
+        name.endswith(("rpl_status", "pages_total", "_version", "log_bin_basename")) for name, _ in values
+    )
+    assert values[("mysql_version_info", ("10.11.19", "10.11.19-MariaDB-0+deb12u1", "Debian 12"))] == 1
+    assert observation.info["flavor"] == "mariadb"
 
 
 @pytest.mark.parametrize(

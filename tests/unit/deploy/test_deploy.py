@@ -292,10 +292,10 @@ def test_service_and_service_monitor_point_at_the_pod() -> None:
     for port in service["spec"]["ports"]:
         # numbers: a named port on a native sidecar resolves only from Kubernetes 1.32 on
         assert port["targetPort"] in port_numbers, port
-    (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
-    assert endpoint["path"] == "/metrics"
-    assert endpoint["authorization"]["credentials"]["key"] in secret_keys()
+    for endpoint in monitor["spec"]["endpoints"]:  # the sidecar's job, and its exporter families again
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["authorization"]["credentials"]["key"] in secret_keys()
 
 
 # -- PrometheusRule from alerts/ ------------------------------------------------------------------------------
@@ -447,11 +447,11 @@ def test_compose_sidecar_configuration_is_valid(monkeypatch: pytest.MonkeyPatch)
 
 def test_prometheus_scrapes_the_sidecar_health_port() -> None:
     config = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
-    (job,) = config["scrape_configs"]
-    assert job.get("metrics_path", "/metrics") == "/metrics"
-    targets = [t for static in job["static_configs"] for t in static["targets"]]
     port = parse_listen(Settings(default_checks=False).listen)[1]
-    assert targets == [f"sidecar:{port}"]
+    for job in config["scrape_configs"]:  # the sidecar's job, and its exporter families again
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        targets = [t for static in job["static_configs"] for t in static["targets"]]
+        assert targets == [f"sidecar:{port}"]
     assert "sidecar" in compose()["services"]
     if shutil.which("promtool"):
         done = subprocess.run(
@@ -477,10 +477,32 @@ def alert_job_names() -> set[str]:
 
 def test_scrape_jobs_carry_the_job_name_the_alerts_select() -> None:
     (wanted,) = alert_job_names()
-    (endpoint,) = by_kind("ServiceMonitor")["spec"]["endpoints"]
+    endpoint = by_kind("ServiceMonitor")["spec"]["endpoints"][0]
     relabel = [r for r in endpoint.get("relabelings", []) if r.get("targetLabel") == "job"]
     assert relabel and relabel[-1]["replacement"] == wanted, (
         "the operator would name the job after the Service"
     )
-    (job,) = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())["scrape_configs"]
+    job = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())["scrape_configs"][0]
     assert job["job_name"] == wanted
+
+
+_OPERATOR_KEYS = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
+
+
+def test_exporter_families_job_is_the_same_in_compose_and_the_service_monitor() -> None:
+    """Per-check ``instance`` for the mixins: one set of rules, written twice (the parity test runs it)."""
+    (compose_job,) = [
+        job
+        for job in yaml.safe_load((COMPOSE / "prometheus.yml").read_text())["scrape_configs"]
+        if job["job_name"] == "sidecar-exporters"
+    ]
+    (endpoint,) = [
+        e
+        for e in by_kind("ServiceMonitor")["spec"]["endpoints"]
+        if any(r.get("replacement") == "sidecar-exporters" for r in e.get("relabelings", []))
+    ]
+    operator_rules = [
+        {_OPERATOR_KEYS.get(key, key): value for key, value in rule.items()}
+        for rule in endpoint["metricRelabelings"]
+    ]
+    assert operator_rules == compose_job["metric_relabel_configs"]
