@@ -90,6 +90,7 @@ class ClientConnection(ClientSide):
         "phase",
         "queue",
         "raw",
+        "rejection",
         "transport",
         "upgrading",
         "url",
@@ -109,6 +110,7 @@ class ClientConnection(ClientSide):
         self.raw: Exchange | None = None  # after an upgrade request: bytes pass unparsed
         self.upgrading: Exchange | None = None  # a WebSocket upgrade request whose head was parsed
         self.early: list[bytes] | None = None  # raw bytes after an upgrade request, before the app's 101
+        self.rejection: bytes | None = None  # a refusal waiting for the responses before it
         self.out: list[bytes] | None = None  # bytes waiting for this loop iteration's write batch
         self.in_head = True
         self.head_bytes = 0
@@ -210,20 +212,19 @@ class ClientConnection(ClientSide):
             if ex is not None:
                 self.upgrading = None
                 self._upgrade_requested(ex, data[exc.args[0] :])
-            elif not self.closed:  # llhttp saw an upgrade the gateway does not make: still HTTP
+            elif not self.closed and self.rejection is None:  # an upgrade the gateway does not make: still HTTP
                 rest = data[exc.args[0] :]
                 if rest:
                     self.data_received(rest)
             return
         except HttpParserCallbackError as exc:
-            if not self.closed:
+            if not self.closed and self.rejection is None:
                 cause = exc.__context__
                 log.error("gateway request handling failed", exc_info=cause or exc)
                 self._reject(500, "internal")
             return
         except HttpParserError:
-            if not self.closed:
-                self._reject(400, "bad_request")
+            self._reject(400, "bad_request")
             return
         if self.in_head and self.head_bytes > self.ctx.max_header_bytes and not self.closed:
             self._reject(431, "header_too_large")
@@ -427,11 +428,21 @@ class ClientConnection(ClientSide):
             self._begin(ex)
 
     def _reject(self, status: int, reason: str, method: bytes = b"", target: bytes = b"") -> None:
-        """Refuse a request whose head was not accepted; the connection is closed after the answer."""
-        if self.closed:
+        """Refuse a request whose head was not accepted; the connection is closed after the answer.
+
+        Pipelined requests read before it are answered first (responses keep the requests' order);
+        nothing after it is read.
+        """
+        if self.closed or self.rejection is not None:
             return
         request_id = self.ctx.record_rejected(status, reason, self.peer.address, method, target, None)
-        self.send(error_response(status, reason, request_id))
+        response = error_response(status, reason, request_id)
+        if self.current is not None and self.parsing is None:
+            self.rejection = response
+            self.deadline = INF
+            self._pause(_PIPELINED)
+            return
+        self.send(response)
         self._close()
 
     def _finish(self, ex: Exchange, now: float | None = None) -> None:
@@ -464,11 +475,14 @@ class ClientConnection(ClientSide):
         queue = self.queue
         if queue:
             nxt = queue.popleft()
-            if not queue:
+            if not queue and self.rejection is None:
                 self._resume(_PIPELINED)
             self.current = nxt
             bind_log_context(nxt)
             self._begin(nxt)
+        elif self.rejection is not None:
+            self.send(self.rejection)
+            self._close()
         elif self.parsing is None:
             if self.ctx.stopping:
                 self._close()
