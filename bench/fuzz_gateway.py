@@ -92,16 +92,22 @@ async def main(args: argparse.Namespace) -> int:
     progress(findings, elapsed)
     for line in findings.desyncs[:50]:
         print("DESYNC", line)
-    print(f"seed={args.seed} cases={findings.cases} rate={findings.cases / elapsed:.0f}/s desyncs={len(findings.desyncs)}")
+    print(
+        f"seed={args.seed} cases={findings.cases} rate={findings.cases / elapsed:.0f}/s desyncs={len(findings.desyncs)}"
+    )
     return 1 if findings.desyncs else 0
 
 
 def cli() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cases", type=int, default=100_000, help="stop after this many cases")
     parser.add_argument("--seconds", type=float, default=600.0, help="stop after this long")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--first", type=int, default=0, help="index of the first case (replay one with --cases 1)")
+    parser.add_argument(
+        "--first", type=int, default=0, help="index of the first case (replay one with --cases 1)"
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="client connections at once")
     args = parser.parse_args()
     if args.cases < 1 or args.seconds <= 0:

@@ -212,7 +212,7 @@ class ClientConnection(ClientSide):
             if ex is not None:
                 self.upgrading = None
                 self._upgrade_requested(ex, data[exc.args[0] :])
-            elif not self.closed and self.rejection is None:  # an upgrade the gateway does not make: still HTTP
+            elif not self.closed and self.rejection is None:  # an upgrade not made: still HTTP
                 rest = data[exc.args[0] :]
                 if rest:
                     self.data_received(rest)
@@ -435,7 +435,20 @@ class ClientConnection(ClientSide):
         """
         if self.closed or self.rejection is not None:
             return
-        request_id = self.ctx.record_rejected(status, reason, self.peer.address, method, target, None)
+        parsing = self.parsing
+        if parsing is not None and parsing is not self.current and self.queue and parsing in self.queue:
+            # A pipelined request whose body broke before its turn came: it never reached the app.
+            self.queue.remove(parsing)
+            self.parsing = None
+            parsing.finished = True
+            parsing.status = status
+            parsing.error = reason
+            if parsing.limits is not None:
+                parsing.limits.finished(status)
+            self.ctx.record(parsing, _clock())
+            request_id = parsing.request_id
+        else:
+            request_id = self.ctx.record_rejected(status, reason, self.peer.address, method, target, None)
         response = error_response(status, reason, request_id)
         if self.current is not None and self.parsing is None:
             self.rejection = response
@@ -474,12 +487,7 @@ class ClientConnection(ClientSide):
         _request_context.set(None)
         queue = self.queue
         if queue:
-            nxt = queue.popleft()
-            if not queue and self.rejection is None:
-                self._resume(_PIPELINED)
-            self.current = nxt
-            bind_log_context(nxt)
-            self._begin(nxt)
+            self._next(queue)
         elif self.rejection is not None:
             self.send(self.rejection)
             self._close()
@@ -489,6 +497,15 @@ class ClientConnection(ClientSide):
                 return
             self.phase = IDLE
             self.deadline = now + ctx.idle_timeout
+
+    def _next(self, queue: deque[Exchange]) -> None:
+        """Start the next pipelined request."""
+        nxt = queue.popleft()
+        if not queue and self.rejection is None:
+            self._resume(_PIPELINED)
+        self.current = nxt
+        bind_log_context(nxt)
+        self._begin(nxt)
 
     # -- flow control -----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ delete or replace a byte, often one of CR, LF, NUL, colon, space or tab).
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -41,7 +42,21 @@ TE_VALUES = (
     b"chunked\x0b",
     b"\x0bchunked",
 )
-CL_TRICKS = ("{n}", "0{n}", " {n}", "{n} ", "+{n}", "{n}, {n}", "-1", "{m}", "0x{n}", "", "{n}.0", "{n}\t", "1{n}")
+CL_TRICKS = (
+    "{n}",
+    "0{n}",
+    " {n}",
+    "{n} ",
+    "+{n}",
+    "{n}, {n}",
+    "-1",
+    "{m}",
+    "0x{n}",
+    "",
+    "{n}.0",
+    "{n}\t",
+    "1{n}",
+)
 NAME_TRICKS = (
     "{name}",
     "{lower}",
@@ -93,12 +108,18 @@ def build_case(seed: int, index: int, unique: str) -> Case:
 def _request(rng: random.Random, unique: str) -> bytes:
     method = rng.choice(METHODS)
     path = b"/fz/" + unique.encode() + rng.choice((b"", b"?a=1", b"?q=x&y=%20", b"/deep/er"))
-    version = rng.choices((b"HTTP/1.1", b"HTTP/1.0", b"HTTP/0.9", b"HTTP/2.0", b"HTTP/1.2"), (92, 6, 1, 1, 1))[0]
+    version = rng.choices(
+        (b"HTTP/1.1", b"HTTP/1.0", b"HTTP/0.9", b"HTTP/2.0", b"HTTP/1.2"), (92, 6, 1, 1, 1)
+    )[0]
     target = path
     host = b"fuzz.test"
     roll = rng.random()
     if roll < 0.06:
-        target = b"http://" + rng.choice((host, b"FUZZ.test", b"fuzz.test:80", b"other.test", b"u@fuzz.test")) + path
+        target = (
+            b"http://"
+            + rng.choice((host, b"FUZZ.test", b"fuzz.test:80", b"other.test", b"u@fuzz.test"))
+            + path
+        )
     elif roll < 0.07:
         target = b"*"
     elif roll < 0.08:
@@ -110,7 +131,9 @@ def _request(rng: random.Random, unique: str) -> bytes:
     elif host_roll < 0.97:
         headers += [(b"Host", host), (b"Host", rng.choice((host, b"evil.test")))]
     elif host_roll < 0.985:
-        headers.append((b"Host", rng.choice((b"", b"a b", b"fuzz.test, evil.test", b"[::1]:8080", b"fuzz.test:99999"))))
+        headers.append(
+            (b"Host", rng.choice((b"", b"a b", b"fuzz.test, evil.test", b"[::1]:8080", b"fuzz.test:99999")))
+        )
     if rng.random() < 0.3:
         headers.append((b"X-Request-ID", b"fz-" + unique.encode()))
     if rng.random() < 0.1:
@@ -123,7 +146,7 @@ def _request(rng: random.Random, unique: str) -> bytes:
         tokens = rng.sample(CONNECTION_TOKENS, rng.randint(1, 3))
         headers.append((b"Connection", rng.choice((b", ", b",", b" ,")).join(tokens)))
     if rng.random() < 0.2:
-        headers.append((b"X-Fuzz", rng.choice((b"a", b"", b"a\xffb", b"\"q\"", b"x" * 40))))
+        headers.append((b"X-Fuzz", rng.choice((b"a", b"", b"a\xffb", b'"q"', b"x" * 40))))
     body = _body(rng)
     framing = rng.choices(("none", "cl", "te", "both", "cl2", "te2"), (22, 37, 32, 3, 3, 3))[0]
     chunked = framing in ("te", "both", "te2")
@@ -156,7 +179,9 @@ def _request(rng: random.Random, unique: str) -> bytes:
 
 def _name(rng: random.Random, name: str) -> bytes:
     trick = rng.choice(NAME_TRICKS) if rng.random() < 0.06 else "{name}"
-    return trick.format(name=name, lower=name.lower(), upper=name.upper(), under=name.replace("-", "_")).encode()
+    return trick.format(
+        name=name, lower=name.lower(), upper=name.upper(), under=name.replace("-", "_")
+    ).encode()
 
 
 def _cl(rng: random.Random, n: int) -> bytes:
@@ -193,7 +218,9 @@ def _chunked(rng: random.Random, body: bytes) -> bytes:
             size_text = rng.choice((b" ", b"\t", b"")) + size_text + rng.choice((b" ", b"\t", b""))
         ext = b""
         if rng.random() < 0.15:
-            ext = rng.choice((b";a=b", b";a", b';a="q;\\"r"', b";a=", b"; a=b", b";a b", b';a="\r\n"', b";=b"))
+            ext = rng.choice(
+                (b";a=b", b";a", b';a="q;\\"r"', b";a=", b"; a=b", b";a b", b';a="\r\n"', b";=b")
+            )
         crlf = b"\r\n" if rng.random() < 0.97 else rng.choice((b"\n", b"\r", b""))
         out.append(size_text + ext + b"\r\n" + body[i : i + size] + crlf)
         i += size
@@ -232,4 +259,4 @@ def _split(rng: random.Random, stream: bytes) -> list[bytes]:
         return [stream]
     cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(1, 4))))
     edges = [0, *cuts, len(stream)]
-    return [stream[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [stream[a:b] for a, b in itertools.pairwise(edges)]

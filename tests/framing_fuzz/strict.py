@@ -70,7 +70,7 @@ class StrictParser:
             elif (len(self.buffer), self.state) == before:
                 return done  # no progress: more bytes needed
 
-    def _step(self) -> Request | None:  # noqa: PLR0911 (one state machine)
+    def _step(self) -> Request | None:
         buf = self.buffer
         if self.state == "head":
             end = buf.find(b"\r\n\r\n")
