@@ -62,7 +62,13 @@ async def main(args: argparse.Namespace) -> int:
     log = AccessLogReader(access)
     started = time.monotonic()
 
+    shown = 0
+
     def progress(f: Findings, elapsed: float) -> None:
+        nonlocal shown
+        for line in f.desyncs[shown:50]:
+            print("DESYNC", line, flush=True)
+        shown = max(shown, min(len(f.desyncs), 50))
         print(
             f"{f.cases} cases in {elapsed:.0f}s ({f.cases / max(elapsed, 1e-9):.0f} cases/s): "
             f"desyncs={len(f.desyncs)} forwarded={f.forwarded} refused={f.refused} "
@@ -90,8 +96,6 @@ async def main(args: argparse.Namespace) -> int:
     check_logged(recorder, log, findings)
     elapsed = time.monotonic() - started
     progress(findings, elapsed)
-    for line in findings.desyncs[:50]:
-        print("DESYNC", line)
     print(
         f"seed={args.seed} cases={findings.cases} rate={findings.cases / elapsed:.0f}/s desyncs={len(findings.desyncs)}"
     )
