@@ -93,11 +93,18 @@ class Recorder:
             self.findings.desync(
                 None, f"upstream request {method!r} {target!r} has {len(ids)} X-Request-ID fields"
             )
-        elif request_id in self.by_id:
+        elif request_id in self.by_id and _generated(request_id):
+            # A client's own ID may repeat across cases (a mutation can turn any value into one);
+            # an ID the gateway generated never does.
             self.findings.desync(None, f"upstream saw X-Request-ID {request_id!r} twice ({target!r})")
         self.by_id[request_id] = seq
         self.records[seq] = Record(seq, request_id, method, target, body)
         return seq
+
+
+def _generated(request_id: bytes) -> bool:
+    """Whether ``request_id`` has the shape of the gateway's own (a UUID)."""
+    return len(request_id) == 36 and all(request_id[i] == 0x2D for i in (8, 13, 18, 23))
 
 
 class _RecorderProtocol(asyncio.Protocol):
@@ -297,13 +304,16 @@ def _check(
 
 
 class AccessLogReader:
-    """Follows the gateway's JSON access log file: request ID -> (method, path before the query)."""
+    """Follows the gateway's JSON access log file: request ID -> [(method, path before the query)].
+
+    A list: clients' own request IDs can repeat across cases.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
         self.partial = b""
-        self.seen: dict[str, tuple[str, str]] = {}
+        self.seen: dict[str, list[tuple[str, str]]] = {}
 
     def read_new(self) -> None:
         if not self.path.exists():
@@ -317,10 +327,8 @@ class AccessLogReader:
         for line in lines:
             if line.strip():
                 entry: dict[str, Any] = json.loads(line)
-                self.seen[entry["request_id"]] = (
-                    entry.get("method") or "",
-                    (entry.get("path") or "").split("?")[0],
-                )
+                line_of = (entry.get("method") or "", (entry.get("path") or "").split("?")[0])
+                self.seen.setdefault(entry["request_id"], []).append(line_of)
 
 
 def check_logged(
@@ -334,19 +342,22 @@ def check_logged(
     for seq in [s for s in recorder.records if upto is None or s < upto]:
         record = recorder.records.pop(seq)
         recorder.by_id.pop(record.request_id, None)
-        entry = log.seen.pop(record.request_id.decode("latin-1"), None)
+        request_id = record.request_id.decode("latin-1")
+        entries = log.seen.get(request_id, [])
         path = record.target.split(b"?")[0].decode("latin-1")
-        if entry is None:
+        want = (record.method.decode("latin-1"), path)
+        match = next((e for e in entries if e == want or (record.target == b"*" and e[0] == want[0])), None)
+        if match is None:
             findings.desync(
                 None,
-                f"upstream completed {record.method!r} {record.target!r} ({record.request_id!r}); not in the access log",
+                f"upstream completed {record.method!r} {record.target!r} ({record.request_id!r}); "
+                f"the access log has {entries} for that ID",
             )
-        elif entry != (record.method.decode("latin-1"), path) and record.target != b"*":
-            findings.desync(
-                None,
-                f"access log has {entry} for {record.request_id!r}, upstream got {record.method!r} {path!r}",
-            )
-        elif not record.answered:
+            continue
+        entries.remove(match)
+        if not entries:
+            del log.seen[request_id]
+        if not record.answered:
             findings.unanswered += 1
 
 
