@@ -59,10 +59,14 @@ def decide(
     http11 = version == "1.1"
     if not http11 and version != "1.0":  # llhttp accepts 0.9 and 2.0 request lines: not relayable
         raise FramingError(505, "http_version")
-    authority = _host_authority(hosts, host, http11)
-    if ex.target[:1] != b"/":
+    authority = _VALID_HOSTS.get(host) if hosts == 1 and host is not None else None  # the usual case
+    if authority is None:
+        authority = _host_authority(hosts, host, http11)
+    target = ex.target
+    if target[:1] != b"/":
         host = _target(ex, host, authority)
-    if b"#" in ex.target:  # no request-target form has a fragment (RFC 9112 §3.2)
+        target = ex.target
+    if b"#" in target:  # no request-target form has a fragment (RFC 9112 §3.2)
         raise FramingError(400, "bad_target")
     if transfer_encoding is not None:
         if not http11:  # RFC 9112 §6.1: faulty framing in an HTTP/1.0 message
