@@ -7,18 +7,37 @@ no desync cannot be a parser that accepts everything.
 
 from __future__ import annotations
 
-from typing import Any, cast
+import functools
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from sidecar.core.http_metrics import HttpMetrics
+from sidecar.core.routes import RouteNormaliser
+from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway.exchange import Exchange
 from sidecar.gateway.framing import CHUNKED, FramingError, decide
+from sidecar.gateway.proxy import ClientConnection
+from sidecar.gateway.service import Gateway
+from sidecar.probing.health import HealthModel
+from sidecar.probing.results import ResultStore
 from tests.framing_fuzz.harness import origin_form, reference
 from tests.framing_fuzz.strict import StrictError, StrictParser
+from tests.integration.gateway_support import gateway_settings
+
+
+@functools.cache
+def _connection() -> ClientConnection:
+    """A client connection object (never connected): compiled, an Exchange insists on a real one."""
+    registry = CollectorRegistry()
+    metrics = HttpMetrics(registry, RouteNormaliser((), 200))
+    settings = gateway_settings("http://127.0.0.1:9")
+    gateway = Gateway(settings, metrics, registry, CorrelationIndex(), HealthModel(ResultStore()))
+    return ClientConnection(gateway.ctx)
 
 
 def _exchange(target: bytes = b"/a", method: bytes = b"POST") -> Exchange:
-    return Exchange(cast(Any, None), method, target, 0.0)
+    return Exchange(_connection(), method, target, 0.0)
 
 
 def test_content_length_is_parsed_and_restated() -> None:
