@@ -23,6 +23,7 @@ from setuptools import setup
 COMPILED = [
     "sidecar/gateway/proxy.py",
     "sidecar/gateway/request_head.py",
+    "sidecar/gateway/framing.py",
     "sidecar/gateway/forwarded.py",
     "sidecar/gateway/correlation_ids.py",
     "sidecar/gateway/traceparent.py",

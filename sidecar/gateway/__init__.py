@@ -14,6 +14,7 @@ interpreted where no compiler was available.
   ``LimitsSide``) through which the parts it links call each other without importing each other.
 - ``proxy``: the client side (HTTP/1.1 server protocol); ``upstream``: the app side (client protocol,
   keep-alive pool); ``write_batch``: one write per socket per loop iteration.
+- ``framing``: where a request's body ends, decided once from the parsed message (and what is refused).
 - ``request_head``/``response_head``: the heads each side receives; ``hop_by_hop``, ``forwarded``,
   ``correlation_ids``, ``traceparent``, ``query_mask``: the rules they apply; ``responses``: the
   gateway's own answers.

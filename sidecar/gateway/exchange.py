@@ -128,6 +128,7 @@ class Exchange:
     """State of one proxied request; ``finished`` is set exactly once, when it is recorded."""
 
     __slots__ = (
+        "body_length",
         "bytes_in",
         "bytes_out",
         "chunked",
@@ -183,6 +184,7 @@ class Exchange:
         self.is_head = method == b"HEAD"
         self.upgrade = False
         self.has_body = False
+        self.body_length = 0  # from framing.decide: bytes, or framing.CHUNKED
         self.chunked = False
         self.retriable = False
         self.retried = False

@@ -1,9 +1,10 @@
-"""``X-Forwarded-For/-Proto/-Host``: believed only from configured proxies, always set for the app.
+"""``X-Forwarded-For/-Proto/-Host`` and ``X-Real-IP``: believed only from configured proxies, always set.
 
 A client that is not a trusted proxy could claim any address, so from it the gateway drops every
 incoming ``X-Forwarded-*`` and ``Forwarded`` field and states what it saw itself. From a trusted proxy
 (``trusted_proxies`` CIDRs, e.g. the load balancer) it appends the peer to the chain and keeps the
-proto and host the proxy reported. The client address for logs is the right-most untrusted address.
+proto and host the proxy reported. The client address for logs is the right-most untrusted address;
+the app receives it as ``X-Real-IP`` (a client's own ``X-Real-IP`` is always dropped).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Peer:
 
     address: str
     trusted: bool
-    forwarded: bytes  # X-Forwarded-For/-Proto lines for an untrusted peer
+    forwarded: bytes  # X-Forwarded-For/-Proto and X-Real-IP lines for an untrusted peer
 
 
 class ForwardedPolicy:
@@ -45,7 +46,8 @@ class ForwardedPolicy:
 
     def peer(self, address: str) -> Peer:
         trusted = self.is_trusted(address)
-        return Peer(address, trusted, self.headers(address, None, None, None, None))
+        lines = self.headers(address, None, None, None, None) + real_ip(address)
+        return Peer(address, trusted, lines)
 
     def client_address(self, peer: str, forwarded_for: bytes | None) -> str:
         """The real client: walk the chain from the right while hops are trusted proxies."""
@@ -65,7 +67,7 @@ class ForwardedPolicy:
         forwarded_host: bytes | None,
         host: bytes | None,
     ) -> bytes:
-        """The ``X-Forwarded-*`` lines to send to the app, CRLF-terminated."""
+        """The ``X-Forwarded-*`` lines to send to the app, CRLF-terminated (``X-Real-IP``: ``real_ip``)."""
         peer_bytes = peer.encode("ascii", "replace")
         trusted = self.is_trusted(peer)
         chain = forwarded_for + b", " + peer_bytes if trusted and forwarded_for else peer_bytes
@@ -75,3 +77,8 @@ class ForwardedPolicy:
         if fhost:
             out += b"X-Forwarded-Host: " + fhost + b"\r\n"
         return out
+
+
+def real_ip(client: str) -> bytes:
+    """The ``X-Real-IP`` line for the client address the gateway worked out (never the client's own)."""
+    return b"X-Real-IP: " + client.encode("ascii", "replace") + b"\r\n"

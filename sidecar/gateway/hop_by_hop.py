@@ -31,6 +31,7 @@ USER_AGENT: Final = 11
 CONTENT_LENGTH: Final = 12
 TRANSFER_ENCODING: Final = 13
 UPGRADE: Final = 14
+X_REAL_IP: Final = 15  # dropped: the gateway states the client address itself (forwarded.py)
 
 _REQUEST_SPECIAL: Final = {
     b"connection": CONNECTION,
@@ -46,7 +47,27 @@ _REQUEST_SPECIAL: Final = {
     b"content-length": CONTENT_LENGTH,
     b"transfer-encoding": TRANSFER_ENCODING,
     b"upgrade": UPGRADE,
+    b"x-real-ip": X_REAL_IP,
 }
+# Fields a ``Connection`` header may not remove: the ones that frame the message or that the gateway
+# writes itself. Removing Content-Length while llhttp reads the body by it was request smuggling (the
+# body reached the app as a request of its own); the rest would let a client strip what the app relies
+# on. A nomination of one of these is ignored (the field is restated or replaced anyway).
+PROTECTED: Final = frozenset(
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"x-request-id",
+        b"traceparent",
+        b"tracestate",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-real-ip",
+        b"forwarded",
+    }
+)
 _RESPONSE_SPECIAL: Final = {
     b"connection": CONNECTION,
     b"content-length": CONTENT_LENGTH,
@@ -104,8 +125,11 @@ def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
 
 
 def extra_nominated(tokens: frozenset[bytes]) -> frozenset[bytes]:
-    """Names in ``Connection`` that are not already dropped: those must be removed too (rare)."""
-    return frozenset(t for t in tokens if not is_hop_by_hop(t) and t not in (b"close",))
+    """Names in ``Connection`` that are not already dropped: those must be removed too (rare).
+
+    ``PROTECTED`` names never are: framing and the gateway's own fields are not the client's to remove.
+    """
+    return frozenset(t for t in tokens if not is_hop_by_hop(t) and t != b"close" and t not in PROTECTED)
 
 
 def without_nominated(

@@ -29,6 +29,7 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 from sidecar.core import own_logs
 from sidecar.gateway.exchange import INF, ClientSide, Exchange, UpstreamSide
 from sidecar.gateway.forwarded import Peer
+from sidecar.gateway.framing import FramingError
 from sidecar.gateway.request_head import build_request_head
 from sidecar.gateway.response_head import build_interim_head, build_response_head
 from sidecar.gateway.responses import error_response
@@ -78,6 +79,7 @@ class ClientConnection(ClientSide):
         "closed",
         "ctx",
         "current",
+        "early",
         "head_bytes",
         "headers",
         "in_head",
@@ -88,7 +90,9 @@ class ClientConnection(ClientSide):
         "phase",
         "queue",
         "raw",
+        "rejection",
         "transport",
+        "upgrading",
         "url",
         "write_paused",
     )
@@ -104,6 +108,9 @@ class ClientConnection(ClientSide):
         self.parsing: Exchange | None = None  # whose body the parser is reading
         self.queue: deque[Exchange] | None = None  # pipelined, waiting for ``current``
         self.raw: Exchange | None = None  # after an upgrade request: bytes pass unparsed
+        self.upgrading: Exchange | None = None  # a WebSocket upgrade request whose head was parsed
+        self.early: list[bytes] | None = None  # raw bytes after an upgrade request, before the app's 101
+        self.rejection: bytes | None = None  # a refusal waiting for the responses before it
         self.out: list[bytes] | None = None  # bytes waiting for this loop iteration's write batch
         self.in_head = True
         self.head_bytes = 0
@@ -201,17 +208,23 @@ class ClientConnection(ClientSide):
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            self._upgrade_requested(data[exc.args[0] :])
+            ex = self.upgrading
+            if ex is not None:
+                self.upgrading = None
+                self._upgrade_requested(ex, data[exc.args[0] :])
+            elif not self.closed and self.rejection is None:  # an upgrade not made: still HTTP
+                rest = data[exc.args[0] :]
+                if rest:
+                    self.data_received(rest)
             return
         except HttpParserCallbackError as exc:
-            if not self.closed:
+            if not self.closed and self.rejection is None:
                 cause = exc.__context__
                 log.error("gateway request handling failed", exc_info=cause or exc)
                 self._reject(500, "internal")
             return
         except HttpParserError:
-            if not self.closed:
-                self._reject(400, "bad_request")
+            self._reject(400, "bad_request")
             return
         if self.in_head and self.head_bytes > self.ctx.max_header_bytes and not self.closed:
             self._reject(431, "header_too_large")
@@ -242,10 +255,14 @@ class ClientConnection(ClientSide):
             raise _Stop
         now = _clock()
         ex = Exchange(self, method, url, now)
-        keep_alive = ex.keep_alive = parser.should_keep_alive()
-        ex.head = build_request_head(ctx, self.peer, ex, headers, parser)
-        if not keep_alive or ex.http10:  # http10 was set when a Connection field was present
-            ex.http10 = parser.get_http_version() == "1.0"
+        ex.keep_alive = parser.should_keep_alive()
+        try:
+            ex.head = build_request_head(ctx, self.peer, ex, headers, parser)
+        except FramingError as exc:  # ambiguous framing: refuse and close (docs/gateway.md)
+            self._reject(exc.status, exc.reason, method, url)
+            raise _Stop from None
+        if ex.upgrade:
+            self.upgrading = ex
         ctx.first_sighting(ex.request_id, "gateway")
         _request_context.set(ex)  # the logging context (see bind_log_context)
         if ctx.edge is not None:  # rate limits decide now (or ask Redis); _begin waits for the answer
@@ -291,6 +308,8 @@ class ClientConnection(ClientSide):
         self.parsing = None
         self.in_head = True
         self.head_bytes = 0
+        if self.headers:  # trailer fields (dropped): they must not join the next request's head
+            self.headers = []
         if ex is None:
             return
         ex.request_complete = True
@@ -409,11 +428,34 @@ class ClientConnection(ClientSide):
             self._begin(ex)
 
     def _reject(self, status: int, reason: str, method: bytes = b"", target: bytes = b"") -> None:
-        """Refuse a request whose head was not accepted; the connection is closed after the answer."""
-        if self.closed:
+        """Refuse a request whose head was not accepted; the connection is closed after the answer.
+
+        Pipelined requests read before it are answered first (responses keep the requests' order);
+        nothing after it is read.
+        """
+        if self.closed or self.rejection is not None:
             return
-        request_id = self.ctx.record_rejected(status, reason, self.peer.address, method, target, None)
-        self.send(error_response(status, reason, request_id))
+        parsing = self.parsing
+        if parsing is not None and parsing is not self.current and self.queue and parsing in self.queue:
+            # A pipelined request whose body broke before its turn came: it never reached the app.
+            self.queue.remove(parsing)
+            self.parsing = None
+            parsing.finished = True
+            parsing.status = status
+            parsing.error = reason
+            if parsing.limits is not None:
+                parsing.limits.finished(status)
+            self.ctx.record(parsing, _clock())
+            request_id = parsing.request_id
+        else:
+            request_id = self.ctx.record_rejected(status, reason, self.peer.address, method, target, None)
+        response = error_response(status, reason, request_id)
+        if self.current is not None and self.parsing is None:
+            self.rejection = response
+            self.deadline = INF
+            self._pause(_PIPELINED)
+            return
+        self.send(response)
         self._close()
 
     def _finish(self, ex: Exchange, now: float | None = None) -> None:
@@ -445,18 +487,25 @@ class ClientConnection(ClientSide):
         _request_context.set(None)
         queue = self.queue
         if queue:
-            nxt = queue.popleft()
-            if not queue:
-                self._resume(_PIPELINED)
-            self.current = nxt
-            bind_log_context(nxt)
-            self._begin(nxt)
+            self._next(queue)
+        elif self.rejection is not None:
+            self.send(self.rejection)
+            self._close()
         elif self.parsing is None:
             if self.ctx.stopping:
                 self._close()
                 return
             self.phase = IDLE
             self.deadline = now + ctx.idle_timeout
+
+    def _next(self, queue: deque[Exchange]) -> None:
+        """Start the next pipelined request."""
+        nxt = queue.popleft()
+        if not queue and self.rejection is None:
+            self._resume(_PIPELINED)
+        self.current = nxt
+        bind_log_context(nxt)
+        self._begin(nxt)
 
     # -- flow control -----------------------------------------------------------------------------
 
@@ -496,12 +545,17 @@ class ClientConnection(ClientSide):
 
     # -- upgrades (WebSocket) -----------------------------------------------------------------------
 
-    def _upgrade_requested(self, rest: bytes) -> None:
-        """llhttp stopped after an upgrade request's head: what follows is not HTTP until the 101."""
-        ex = self.parsing or self.current
-        if ex is None or self.closed:
+    def _upgrade_requested(self, ex: Exchange, rest: bytes) -> None:
+        """llhttp stopped after a WebSocket upgrade request: what follows is not HTTP.
+
+        Until the app answers 101 the bytes are held here, not sent: an app that refuses the upgrade
+        would read them as HTTP requests the gateway never saw. If it refuses, the connection closes
+        after its response and the held bytes are dropped.
+        """
+        if self.closed:
             return
         ex.request_complete = True
+        ex.close_after = True
         self.parsing = None
         self.raw = ex
         if rest:
@@ -512,10 +566,15 @@ class ClientConnection(ClientSide):
         if ex.finished:
             return
         up = ex.upstream
-        if up is not None:
+        if up is not None and ex.tunnel:
             up.send(data)
-        else:
-            self._hold(ex, data)
+            return
+        early = self.early
+        if early is None:
+            self.early = early = []
+        early.append(data)
+        if sum(len(d) for d in early) > PENDING_LIMIT:
+            self._pause(_PENDING_FULL)
 
     def start_tunnel(self, ex: Exchange, up: UpstreamSide, rest: bytes) -> None:
         """The app switched protocols: pass the rest through unparsed until either side closes."""
@@ -525,6 +584,12 @@ class ClientConnection(ClientSide):
         if rest:
             ex.bytes_out += len(rest)
             self.send(rest)
+        early = self.early
+        if early is not None:
+            self.early = None
+            for data in early:
+                up.send(data)
+            self._resume(_PENDING_FULL)
 
     def tunnel_closed(self, ex: Exchange) -> None:
         self._finish(ex)

@@ -2,8 +2,10 @@
 
 One pass over the raw header list: end-to-end fields are copied as bytes (name spelling kept),
 hop-by-hop fields are dropped, the fields the gateway owns (``X-Request-ID``, ``traceparent``,
-``tracestate``, ``X-Forwarded-*``) are replaced, and framing is restated. The upstream connection is
-always HTTP/1.1 keep-alive, so no ``Connection`` field is sent except for a WebSocket upgrade.
+``tracestate``, ``X-Forwarded-*``, ``X-Real-IP``) are replaced, and framing is restated from what
+``framing.decide`` made of the message, never copied from the client's fields. The same pass counts
+``Host`` and ``Content-Length`` lines for it. The upstream connection is always HTTP/1.1 keep-alive,
+so no ``Connection`` field is sent except for a WebSocket upgrade.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import TYPE_CHECKING, Final
 
 from sidecar.gateway import hop_by_hop as hbh
 from sidecar.gateway.correlation_ids import fresh_ids, request_id_of
+from sidecar.gateway.forwarded import real_ip
+from sidecar.gateway.framing import FramingError, decide
 from sidecar.gateway.traceparent import next_hop
 
 if TYPE_CHECKING:
@@ -34,10 +38,14 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     parser: HttpRequestParser,
     nominated_checked: bool = False,
 ) -> bytes:
-    """Fill ``ex`` (IDs, client, framing) and return the head to write to the app."""
+    """Fill ``ex`` (IDs, client, framing) and return the head to write to the app.
+
+    Raises ``framing.FramingError`` for a request that must be refused (and its connection closed).
+    """
     # Literal formats of %b only: compiled, each is one size sum and one copy (no format parsing).
-    parts = [b"%b %b HTTP/1.1\r\n" % (ex.method, ex.target)]
+    parts = [b""]  # the request line, once framing has settled the target
     host = xff = xfp = xfh = None
+    hosts = lengths = 0
     content_length = transfer_encoding = upgrade = None
     request_ids: list[bytes] = []
     traceparents: list[bytes] = []
@@ -52,6 +60,7 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
             parts.append(b"%b: %b\r\n" % (name, value))
         elif kind == hbh.HOST:
             host = value
+            hosts += 1
         elif kind == hbh.USER_AGENT:
             ex.user_agent = value
             parts.append(b"%b: %b\r\n" % (name, value))
@@ -63,11 +72,11 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
             tracestates.append(value)
         elif kind == hbh.CONTENT_LENGTH:
             content_length = value
+            lengths += 1
         elif kind == hbh.TRANSFER_ENCODING:
-            transfer_encoding = value
+            transfer_encoding = value if transfer_encoding is None else transfer_encoding + b"," + value
         elif kind == hbh.CONNECTION:
             connection = [value] if connection is None else [*connection, value]
-            ex.http10 = True  # provisional: the caller asks the parser (only HTTP/1.0 needs this field)
         elif kind == hbh.UPGRADE:
             upgrade = value
         elif kind == hbh.X_FORWARDED_FOR:
@@ -87,31 +96,34 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
         nominated = hbh.extra_nominated(hbh.connection_tokens(connection))
         if nominated:
             return build_request_head(ctx, peer, ex, hbh.without_nominated(headers, nominated), parser, True)
+    version = parser.get_http_version()
+    ex.http10 = version == "1.0"
+    host = decide(ex, version, hosts, host, lengths, content_length, transfer_encoding)
+    parts[0] = b"%b %b HTTP/1.1\r\n" % (ex.method, ex.target)
     trusted = peer.trusted
     if host is not None and ctx.preserve_host:
         parts.append(b"Host: %b\r\n" % host)
     else:
         parts.append(ctx.upstream_host_line)
-    if transfer_encoding is not None:
-        ex.chunked = ex.has_body = True
-        parts.append(b"Transfer-Encoding: %b\r\n" % transfer_encoding)
-    elif content_length is not None:
-        ex.has_body = content_length.strip() not in (b"0", b"")
-        parts.append(b"Content-Length: %b\r\n" % content_length)
-    if (
-        upgrade is not None
-        and ctx.websockets
-        and b"websocket" in upgrade.lower()
-        and parser.should_upgrade()  # asked only when it matters: a call per request otherwise
-    ):
-        ex.upgrade = True
-        parts.append(b"Upgrade: %b\r\nConnection: upgrade\r\n" % upgrade)
+    if ex.chunked:  # the gateway re-chunks what llhttp de-chunked (proxy.on_body)
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    elif lengths:
+        parts.append(b"Content-Length: %d\r\n" % ex.body_length)
+    if upgrade is not None and parser.should_upgrade():  # asked only when it matters
+        # llhttp skips the body of a request it takes for an upgrade and hands back the bytes after the
+        # head unparsed: a body there would be read by nobody, or by the app as its next request.
+        if ex.has_body:
+            raise FramingError(400, "bad_framing")
+        if ctx.websockets and b"websocket" in upgrade.lower():
+            ex.upgrade = True
+            parts.append(b"Upgrade: %b\r\nConnection: upgrade\r\n" % upgrade)
     if forwarded is not None and trusted:
         for value in forwarded:
             parts.append(b"Forwarded: %b\r\n" % value)
     if trusted:
         parts.append(ctx.policy.headers(peer.address, xff, xfp, xfh, host))
         ex.client = ctx.policy.client_address(peer.address, xff)
+        parts.append(real_ip(ex.client))
     else:  # the common case: what this connection's peer is was worked out once
         parts.append(peer.forwarded)
         if host is not None:
