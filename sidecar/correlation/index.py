@@ -15,6 +15,7 @@ decoded only when someone asks for the request.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 from collections import OrderedDict
@@ -168,6 +169,22 @@ class CorrelationIndex:
             "dropped_entries": dropped,
             "timeline": [{"at": at, "kind": kind, "record": record} for at, kind, _, record in unpacked],
         }
+
+    def newest(self, limit: int) -> list[str]:
+        """The ``limit`` request IDs most recently added or touched, newest first (the console's lists)."""
+        return list(itertools.islice(reversed(self._timelines), limit))
+
+    def find_trace(self, trace_id: str, limit: int = 20) -> list[str]:
+        """Request IDs whose timeline carries ``trace_id``, newest first; a scan of raw bytes, no decoding."""
+        needle = b'"trace_id":"%b"' % trace_id.encode("ascii", "replace")
+        found: list[str] = []
+        for request_id, held in reversed(self._timelines.items()):
+            hit = held.trace_id == trace_id if isinstance(held, RequestTimeline) else needle in held
+            if hit:
+                found.append(request_id)
+                if len(found) >= limit:
+                    break
+        return found
 
     def _evict(self) -> None:
         timelines = self._timelines

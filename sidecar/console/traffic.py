@@ -1,0 +1,221 @@
+"""Per-route rate, error ratio and latency percentiles over the last 1, 5 and 15 minutes.
+
+Not a second metrics system: the gateway (and access lines read from the app's logs) already count
+every request into the ``http_server_request_duration_seconds`` histogram. Every ``SAMPLE_EVERY``
+seconds this reads that histogram's cumulative counts, summed per route, into a bounded ring of
+snapshots; a window is the difference between the newest snapshot and the one a window's length
+before it. Percentiles are interpolated within buckets, as Prometheus' ``histogram_quantile`` does.
+The proxy's hot path pays nothing for it: no hook, no per-request work.
+
+The slowest and failed recent requests come from the correlation index, which holds every proxied
+request's access record: the newest few thousand are read on demand, in slices that yield to the
+event loop, and the answer is reused for a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from array import array
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from sidecar.core.http_metrics import DURATION_BUCKETS, HttpMetrics
+from sidecar.correlation.index import CorrelationIndex
+
+SAMPLE_EVERY = 10.0
+WINDOWS = (60, 300, 900)
+_RING = WINDOWS[-1] // int(SAMPLE_EVERY) + 2
+MAX_ROUTES = 200  # the route cap's default; routes past it are folded into one row
+OTHER = "(other routes)"
+_BOUNDS = (*DURATION_BUCKETS, math.inf)
+# per route: count, errors, sum, then one cumulative count per bucket bound (the last is +Inf)
+_COUNT, _ERRORS, _SUM, _FIRST_BUCKET = 0, 1, 2, 3
+_WIDTH = _FIRST_BUCKET + len(_BOUNDS)
+RECENT_SCAN = 3000
+RECENT_SLICE = 250
+RECENT_REUSE = 2.0
+RECENT_SHOWN = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RouteWindow:
+    """One route over one window."""
+
+    route: str
+    requests: int
+    rate: float  # requests per second
+    error_ratio: float  # 0-1, 5xx and proxy failures
+    p50: float | None  # seconds
+    p95: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecentRequest:
+    """A recent proxied request, as its access record has it."""
+
+    request_id: str
+    at: float
+    method: str
+    route: str
+    path: str
+    status: int
+    duration_ms: float | None
+    error: str
+
+
+Snapshot: TypeAlias = "tuple[float, dict[str, array[float]]]"
+
+
+def read_histogram(http: HttpMetrics) -> dict[str, array[float]]:
+    """The duration histogram's cumulative counts now, summed per route (bounded to ``MAX_ROUTES``)."""
+    routes: dict[str, array[float]] = {}
+    index = {bound: i for i, bound in enumerate(_BOUNDS)}
+    for metric in http.duration.collect():
+        for sample in metric.samples:
+            labels = sample.labels
+            route = labels.get("http_route", "")
+            row = routes.get(route)
+            if row is None:
+                if len(routes) >= MAX_ROUTES:
+                    route = OTHER
+                    row = routes.get(route)
+                if row is None:
+                    row = routes[route] = array("d", bytes(8 * _WIDTH))
+            name = sample.name
+            if name.endswith("_bucket"):
+                slot = index.get(float(labels["le"]))
+                if slot is not None:
+                    row[_FIRST_BUCKET + slot] += sample.value
+            elif name.endswith("_count"):
+                row[_COUNT] += sample.value
+                status = labels.get("http_response_status_code", "")
+                if labels.get("error_type") or status.startswith("5") or not status:
+                    row[_ERRORS] += sample.value
+            elif name.endswith("_sum"):
+                row[_SUM] += sample.value
+    return routes
+
+
+def quantile(q: float, buckets: list[float], total: float) -> float | None:
+    """``histogram_quantile`` over cumulative ``buckets`` (one per bound in ``_BOUNDS``)."""
+    if total <= 0:
+        return None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in zip(_BOUNDS, buckets, strict=True):
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound  # past the largest bound: the largest finite bound, as Prometheus
+            span = count - lower_count
+            fraction = (rank - lower_count) / span if span > 0 else 1.0
+            return lower_bound + (bound - lower_bound) * fraction
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+class TrafficWindows:
+    """The ring of histogram snapshots and the recent-request reader."""
+
+    def __init__(self, http: HttpMetrics, index: CorrelationIndex) -> None:
+        self.http = http
+        self.index = index
+        self.snapshots: deque[Snapshot] = deque(maxlen=_RING)
+        self._recent: tuple[float, list[RecentRequest]] | None = None
+        self._recent_lock = asyncio.Lock()
+
+    def sample(self, now: float | None = None) -> None:
+        self.snapshots.append((time.time() if now is None else now, read_histogram(self.http)))
+
+    async def run(self) -> None:
+        """Sample forever, every ``SAMPLE_EVERY`` seconds (a cleanup context starts and cancels it)."""
+        while True:
+            self.sample()
+            await asyncio.sleep(SAMPLE_EVERY)
+
+    def window(self, seconds: int, now: float | None = None) -> tuple[float, list[RouteWindow]]:
+        """Every route over the last ``seconds`` (or since the first snapshot, when younger): the span
+        actually covered, and the routes, busiest first."""
+        current_at = time.time() if now is None else now
+        current = read_histogram(self.http)
+        base_at, base = current_at, {}
+        for at, snapshot in self.snapshots:
+            if at >= current_at - seconds - SAMPLE_EVERY / 2:
+                base_at, base = at, snapshot
+                break
+        span = max(current_at - base_at, 1e-9)
+        rows = []
+        for route, row in current.items():
+            before = base.get(route)
+            delta = [v - (before[i] if before is not None else 0.0) for i, v in enumerate(row)]
+            count = delta[_COUNT]
+            if count <= 0:
+                continue
+            buckets = delta[_FIRST_BUCKET:]
+            rows.append(
+                RouteWindow(
+                    route=route,
+                    requests=round(count),
+                    rate=count / span if span >= 1 else 0.0,
+                    error_ratio=delta[_ERRORS] / count,
+                    p50=quantile(0.5, buckets, count),
+                    p95=quantile(0.95, buckets, count),
+                    p99=quantile(0.99, buckets, count),
+                )
+            )
+        rows.sort(key=lambda r: (-r.requests, r.route))
+        return span, rows
+
+    async def recent(self) -> list[RecentRequest]:
+        """The newest access records in the correlation index (reused for ``RECENT_REUSE`` seconds)."""
+        async with self._recent_lock:
+            cached = self._recent
+            now = time.monotonic()
+            if cached is not None and now - cached[0] < RECENT_REUSE:
+                return cached[1]
+            found: list[RecentRequest] = []
+            ids = self.index.newest(RECENT_SCAN)
+            for start in range(0, len(ids), RECENT_SLICE):
+                found.extend(_access_records(self.index, ids[start : start + RECENT_SLICE]))
+                await asyncio.sleep(0)  # let requests and probes through between slices
+            self._recent = (time.monotonic(), found)
+            return found
+
+    async def slowest_and_failed(self) -> tuple[list[RecentRequest], list[RecentRequest]]:
+        records = await self.recent()
+        slowest = sorted(
+            (r for r in records if r.duration_ms is not None), key=lambda r: -(r.duration_ms or 0.0)
+        )[:RECENT_SHOWN]
+        failed = [r for r in records if r.status >= 500 or r.status == 0 or r.error][:RECENT_SHOWN]
+        return slowest, failed
+
+
+def _access_records(index: CorrelationIndex, ids: Iterable[str]) -> Iterable[RecentRequest]:
+    for request_id in ids:
+        found = index.get(request_id)
+        if found is None:
+            continue
+        for entry in found["timeline"]:
+            record = entry["record"]
+            if entry["kind"] == "access" and isinstance(record, dict):
+                yield _recent_of(request_id, entry["at"], record)
+                break
+
+
+def _recent_of(request_id: str, at: float, record: dict[str, Any]) -> RecentRequest:
+    status = record.get("status")
+    duration = record.get("duration_ms")
+    return RecentRequest(
+        request_id=request_id,
+        at=at,
+        method=str(record.get("method") or ""),
+        route=str(record.get("route") or ""),
+        path=str(record.get("path") or ""),
+        status=status if isinstance(status, int) else 0,
+        duration_ms=float(duration) if isinstance(duration, int | float) else None,
+        error=str(record.get("error") or ""),
+    )
