@@ -8,7 +8,7 @@ script; a strict Content-Security-Policy. Only ``settings`` is imported at start
 configuration; ``wiring`` loads with the admin app when the console is enabled, and the pages
 (``handlers`` and what it imports) on the first console request.
 
-- ``settings``: the ``console:`` section (on/off, history length, link templates to a trace viewer and Sentry).
+- ``settings``: the ``console:`` section (on/off, history length, links to a trace viewer and Sentry).
 - ``wiring``: builds the state on the admin app, starts the traffic sampler, routes ``/console``.
 - ``state``: the one object under the ``CONSOLE`` app key that every page reads.
 - ``history``: a bounded ring of each check's recent results; when readiness and each check last changed.

@@ -30,7 +30,8 @@ FAILED_JOBS_SCRIPT = """
 local ids = redis.call('ZREVRANGE', KEYS[1] .. 'failed', 0, tonumber(ARGV[1]) - 1)
 local out = {}
 for _, id in ipairs(ids) do
-  local h = redis.call('HMGET', KEYS[1] .. id, 'name', 'failedReason', 'attemptsMade', 'finishedOn', 'timestamp')
+  local h = redis.call('HMGET', KEYS[1] .. id,
+    'name', 'failedReason', 'attemptsMade', 'finishedOn', 'timestamp')
   out[#out + 1] = id
   for j = 1, 5 do
     local v = h[j]

@@ -151,7 +151,8 @@ def sparkline(points: Sequence[Point], label: str) -> str:
 
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(i, p) for i, p in enumerate(points)))
     marks = "".join(
-        f'<rect class="{_STATUS_CLASS[p.status]}" x="{xy(i, p)[0] - 1.5:.1f}" y="0" width="3" height="{SPARK_H}"/>'
+        f'<rect class="{_STATUS_CLASS[p.status]}" x="{xy(i, p)[0] - 1.5:.1f}" y="0" width="3"'
+        f' height="{SPARK_H}"/>'
         for i, p in enumerate(points)
         if p.status is not Status.PASS
     )

@@ -47,12 +47,18 @@ def csrf_field(csrf: str) -> str:
 # --- Overview --------------------------------------------------------------------------------------
 
 
+_READY = {True: '<span class="badge pass">ready</span>', False: '<span class="badge fail">not ready</span>'}
+
+
 def overview_live(state: ConsoleState) -> str:
     readiness = state.history.readiness()
     since = state.history.readiness_since
     if readiness.ready:
         verdict = '<h2 class="verdict pass" id="verdict">Ready</h2>'
-        why = "<p>Every critical check passes and the sidecar is not draining: <code>/readyz</code> answers 200.</p>"
+        why = (
+            "<p>Every critical check passes and the sidecar is not draining: "
+            "<code>/readyz</code> answers 200.</p>"
+        )
     else:
         verdict = f'<h2 class="verdict fail" id="verdict">Not ready: {esc(readiness.reason)}</h2>'
         parts = []
@@ -67,11 +73,12 @@ def overview_live(state: ConsoleState) -> str:
         why = f"<p>{'; '.join(parts)}. <code>/readyz</code> answers 503.</p>"
     since_text = f'<p class="since">Since {when(since)} ({esc(ago(since))}).</p>'
     transitions = "".join(
-        f"<li>{when(t.at)} {badge('pass' if t.ready else 'fail')} {esc(t.reason)}</li>"
+        f"<li>{when(t.at)} {_READY[t.ready]} {esc(t.reason)}</li>"
         for t in reversed(state.history.transitions)
     )
     changes = f'<details><summary>Readiness changes</summary><ul class="plain">{transitions}</ul></details>'
-    return f'<section class="summary" aria-labelledby="verdict">{verdict}{why}{since_text}{changes}</section>{_checks(state)}'
+    summary = f"{verdict}{why}{since_text}{changes}"
+    return f'<section class="summary" aria-labelledby="verdict">{summary}</section>{_checks(state)}'
 
 
 def _checks(state: ConsoleState) -> str:
@@ -100,8 +107,7 @@ def _checks(state: ConsoleState) -> str:
             latency = seconds_text(result.duration_seconds)
             shown = list(result.measurements.items())[:8]
             measurements = "".join(
-                f"<li><span>{esc(k)}</span> {esc(_value(m.value))}{esc(' ' + m.unit if m.unit else '')}</li>"
-                for k, m in shown
+                f"<li><span>{esc(k)}</span> {esc(_value(m.value, m.unit))}</li>" for k, m in shown
             )
             reason = f"{result.reason.value}: " if result.reason is not None else ""
             output = esc((reason + result.output)[:300])
@@ -121,10 +127,15 @@ def _checks(state: ConsoleState) -> str:
     )
 
 
-def _value(value: float | str) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def _value(value: float | str, unit: str) -> str:
+    """A measurement as people read it: durations in ms or s, ratios in percent."""
+    if isinstance(value, str):
+        return f"{value} {unit}".strip()
+    if unit == "s":
+        return seconds_text(value)
+    if unit == "ratio":
+        return f"{value * 100:.3g} %"
+    return f"{value:.4g} {unit}".strip()
 
 
 def overview(state: ConsoleState, csrf: str) -> str:
@@ -144,7 +155,8 @@ def overview(state: ConsoleState, csrf: str) -> str:
     )
     form = (
         f'<form method="post" action="/console/{action}" class="drain" data-confirm="{esc(confirm)}">'
-        f'{csrf_field(csrf)}<button type="submit" class="{"primary" if draining else "danger"}" id="drain-button">'
+        f'{csrf_field(csrf)}<button type="submit" class="{"primary" if draining else "danger"}"'
+        ' id="drain-button">'
         f"{esc(label)}</button></form>"
     )
     return f"<h1>Overview</h1>{form}{live('overview', overview_live(state))}"
@@ -193,7 +205,8 @@ def _recent_table(records: list[RecentRequest], caption: str, empty: str) -> str
     rows = [
         f"<tr><td>{when(r.at)}</td><td>{request_link(r.request_id)}</td>"
         f'<td class="mono">{esc(r.method)} {esc(r.path[:120])}</td>'
-        f'<td class="{"bad" if r.status >= 500 or not r.status else ""}">{r.status or esc(r.error or "failed")}</td>'
+        f'<td class="{"bad" if r.status >= 500 or not r.status else ""}"'
+        f">{r.status or esc(r.error or 'failed')}</td>"
         f"<td>{seconds_text(r.duration_ms / 1000 if r.duration_ms is not None else None)}</td></tr>"
         for r in records
     ]
@@ -203,7 +216,8 @@ def _recent_table(records: list[RecentRequest], caption: str, empty: str) -> str
 def traffic(inner: str, window: int) -> str:
     current = ' aria-current="true"'
     tabs = "".join(
-        f'<li><a href="/console/traffic?window={w // 60}"{current if w == window else ""}>{w // 60} min</a></li>'
+        f'<li><a href="/console/traffic?window={w // 60}"{current if w == window else ""}>{w // 60} min</a>'
+        "</li>"
         for w in WINDOWS
     )
     return f'<h1>Traffic</h1><nav aria-label="Window"><ul class="tabs">{tabs}</ul></nav>' + live(
@@ -238,7 +252,8 @@ def _queue_row(view: QueueView, states: list[str]) -> str:
     overdue = figures.get("overdue_delayed_jobs")
     cells = "".join(f"<td>{view.counts.get(s, NONE)}</td>" for s in states)
     failed = (
-        f'<a href="/console/queues/failed?check={quote(view.check, safe="")}&amp;queue={quote(view.name, safe="")}">'
+        f'<a href="/console/queues/failed?check={quote(view.check, safe="")}'
+        f'&amp;queue={quote(view.name, safe="")}">'
         "recent failed</a>"
         if view.kind == "bullmq"
         else NONE
@@ -250,7 +265,8 @@ def _queue_row(view: QueueView, states: list[str]) -> str:
         f'<th scope="row" class="mono">{esc(view.name)}</th>{cells}'
         f"<td>{age_text(figures.get('oldest_waiting_job_age_seconds'))}</td>"
         f'<td class="{"bad" if overdue else ""}">{NONE if overdue is None else int(overdue)}</td>'
-        f"<td>{NONE if stalled is None else int(stalled)}</td><td>{NONE if workers is None else int(workers)}</td>"
+        f"<td>{NONE if stalled is None else int(stalled)}</td><td"
+        f">{NONE if workers is None else int(workers)}</td>"
         f"<td>{failed}</td></tr>"
     )
 
@@ -260,11 +276,15 @@ def queues(inner: str) -> str:
 
 
 def failed_jobs(check: str, queue: str, jobs: list[FailedJob] | None, error: str | None) -> str:
-    head = f'<h1>Failed jobs <small class="mono">{esc(queue)}</small></h1><p><a href="/console/queues">← Queues</a></p>'
+    head = (
+        f'<h1>Failed jobs <small class="mono">{esc(queue)}</small></h1>'
+        '<p><a href="/console/queues">← Queues</a></p>'
+    )
     if error is not None:
         return head + f'<p class="error" role="alert">{esc(error)}</p>'
     rows = [
-        f'<tr><td class="mono">{esc(j.job_id)}</td><td>{esc(j.name)}</td><td class="output">{esc(j.failed_reason)}</td>'
+        f'<tr><td class="mono">{esc(j.job_id)}</td><td>{esc(j.name)}</td><td class="output"'
+        f">{esc(j.failed_reason)}</td>"
         f"<td>{NONE if j.attempts is None else j.attempts}</td><td>{when(j.finished_at)}</td></tr>"
         for j in jobs or []
     ]
@@ -298,9 +318,10 @@ def errors_live(state: ConsoleState) -> str:
             f"<dt>Outcomes</dt><dd>{outcomes or 'none yet'}</dd></dl>"
         )
     rows = [
-        f"<tr><td>{when(e.at)}</td><td>{esc(e.origin)}</td><td>{badge(e.level if e.level in ('warning', 'info') else 'fail') if e.level else ''} {esc(e.level)}</td>"
+        f"<tr><td>{when(e.at)}</td><td>{esc(e.origin)}</td><td>{badge(e.level)}</td>"
         f'<td class="output">{esc(e.title)}</td><td>{request_link(e.request_id)}</td>'
-        f'<td class="mono">{esc(e.event_id[:12])} {template_link(link, "{event_id}", e.event_id, "open in Sentry")}</td></tr>'
+        f'<td class="mono">{esc(e.event_id[:12])}'
+        f" {template_link(link, '{event_id}', e.event_id, 'open in Sentry')}</td></tr>"
         for e in reversed(state.events.events)
     ]
     return upstream + table(
@@ -324,7 +345,8 @@ def request_page(state: ConsoleState, query: str) -> str:
     form = (
         '<form method="get" action="/console/request" class="search" role="search">'
         '<label for="q">Request ID or trace ID</label>'
-        f'<input id="q" name="q" value="{esc(query)}" maxlength="{MAX_QUERY}" autocomplete="off" spellcheck="false">'
+        f'<input id="q" name="q" value="{esc(query)}" maxlength="{MAX_QUERY}" autocomplete="off"'
+        ' spellcheck="false">'
         '<button type="submit">Find</button></form>'
     )
     if not query:
@@ -338,11 +360,13 @@ def request_page(state: ConsoleState, query: str) -> str:
             found = state.index.get(ids[0])
         elif ids:
             items = "".join(f"<li>{request_link(i)}</li>" for i in ids)
-            return f'<h1>Request</h1>{form}<h2>Requests of trace <span class="mono">{esc(query)}</span></h2><ul>{items}</ul>'
+            title = f'Requests of trace <span class="mono">{esc(query)}</span>'
+            return f"<h1>Request</h1>{form}<h2>{title}</h2><ul>{items}</ul>"
     if found is None:
         return (
             f"<h1>Request</h1>{form}"
-            f'<p class="error" role="alert">Nothing known about <span class="mono">{esc(query)}</span>: never seen, '
+            f'<p class="error" role="alert">Nothing known about <span class="mono">{esc(query)}</span>:'
+            " never seen, "
             "or already evicted from the bounded correlation index.</p>"
         )
     return f"<h1>Request</h1>{form}{timeline(state, found)}"
@@ -363,7 +387,8 @@ def timeline(state: ConsoleState, found: Mapping[str, Any]) -> str:
     )
     dropped = f", {found['dropped_entries']} dropped" if found.get("dropped_entries") else ""
     head = (
-        f'<dl class="facts"><dt>Request ID</dt><dd class="mono" id="request-id">{esc(found["request_id"])}</dd>{trace}'
+        f'<dl class="facts"><dt>Request ID</dt><dd class="mono" id="request-id">{esc(found["request_id"])}'
+        f"</dd>{trace}"
         f"<dt>Entries</dt><dd>{len(found['timeline'])}{dropped}</dd></dl>"
     )
     rows = []
@@ -372,7 +397,8 @@ def timeline(state: ConsoleState, found: Mapping[str, Any]) -> str:
         record = entry["record"] if isinstance(entry["record"], dict) else {"value": entry["record"]}
         rows.append(
             f'<li class="entry {esc(kind)}"><span class="when">{when(entry["at"])}</span>'
-            f'<span class="kind">{esc(kind)}</span><div class="what">{_describe(kind, record, settings.sentry_url)}</div></li>'
+            f'<span class="kind">{esc(kind)}</span><div class="what"'
+            f">{_describe(kind, record, settings.sentry_url)}</div></li>"
         )
     return head + f'<ol class="timeline" aria-label="Timeline, oldest first">{"".join(rows)}</ol>'
 
@@ -392,7 +418,8 @@ def _describe(kind: str, record: Mapping[str, Any], sentry_url: str | None) -> s
         http = record.get("http")
         extra = ""
         if isinstance(http, dict):
-            extra = f' <span class="mono">{esc(http.get("method"))} {esc(http.get("url"))} → {esc(http.get("status_code"))}</span>'
+            shown = f"{esc(http.get('method'))} {esc(http.get('url'))} → {esc(http.get('status_code'))}"
+            extra = f' <span class="mono">{shown}</span>'
         error = (
             f' <span class="bad">{esc(record.get("error_type"))}: {esc(record.get("error_value"))}</span>'
             if record.get("error_type")
@@ -427,11 +454,14 @@ def logs_page(state: ConsoleState) -> str:
     return (
         "<h1>Logs</h1>"
         '<form class="filters" id="tail-filters">'
-        f'<label for="level">Level</label><select id="level" name="level"><option value="">all</option>{level_options}</select>'
-        f'<label for="source">Source</label><select id="source" name="source"><option value="">all</option>{source_options}</select>'
+        '<label for="level">Level</label><select id="level" name="level"><option value="">all</option'
+        f">{level_options}</select>"
+        '<label for="source">Source</label><select id="source" name="source"><option value="">all</option'
+        f">{source_options}</select>"
         '<button type="button" id="tail-pause" aria-pressed="false">Pause</button>'
         '<span id="tail-state" role="status">live</span></form>'
-        '<div class="scroll" tabindex="0" role="region" aria-label="Log lines"><table id="tail" data-tail="/console/api/logs">'
+        '<div class="scroll" tabindex="0" role="region" aria-label="Log lines"><table id="tail"'
+        ' data-tail="/console/api/logs">'
         '<caption>Newest log lines last (at most 500 kept)</caption><thead><tr><th scope="col">Time</th>'
         '<th scope="col">Source</th><th scope="col">Level</th><th scope="col">Message</th>'
         '<th scope="col">Request ID</th></tr></thead><tbody></tbody></table></div>'

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -178,7 +177,10 @@ class Watched:
         self.page = page
         self.admin = admin
         self.problems: list[str] = []
-        page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+        )
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         page.add_init_script(WATCH_CSP)
 
@@ -245,7 +247,9 @@ def _ingest(admin: str, lines: list[dict[str, Any]]) -> None:
 # --- security ------------------------------------------------------------------------------------
 
 
-def test_login_sets_a_strict_httponly_cookie_and_the_api_keeps_the_bearer(browser: Any, stack: dict[str, Any]) -> None:
+def test_login_sets_a_strict_httponly_cookie_and_the_api_keeps_the_bearer(
+    browser: Any, stack: dict[str, Any]
+) -> None:
     admin = stack["sidecar"].admin
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
@@ -316,7 +320,9 @@ def test_overview_shows_every_check_with_history(console: Watched) -> None:
         row.wait_for()
         assert row.get_attribute("data-status") in ("pass", "warn"), check
     assert page.locator("#verdict").inner_text() == "Ready"
-    page.wait_for_function("document.querySelectorAll('tr[data-check=\"redis\"] svg.spark polyline').length === 1")
+    page.wait_for_function(
+        "document.querySelectorAll('tr[data-check=\"redis\"] svg.spark polyline').length === 1"
+    )
     assert "responseTime" in page.locator('tr[data-check="postgres"]').inner_text()
     _shot(page, "overview")
 
@@ -340,15 +346,21 @@ def test_drain_asks_first_and_flips_readyz(console: Watched) -> None:
     assert _health_status(console, "/readyz") == 200
 
 
-def test_a_proxied_request_is_found_by_its_id_and_by_its_trace(console: Watched, stack: dict[str, Any]) -> None:
+def test_a_proxied_request_is_found_by_its_id_and_by_its_trace(
+    console: Watched, stack: dict[str, Any]
+) -> None:
     status, request_id, trace_id = _proxied(stack["gateway"], "/orders/1234?card=4111111111111111")
     assert status == 200
     _ingest(
         console.admin,
         [
             {"level": "info", "msg": "order looked up", "request_id": request_id},
-            {"level": "error", "msg": "payment provider timed out", "request_id": request_id,
-             "err": {"type": "TimeoutError", "message": "payment provider timed out"}},
+            {
+                "level": "error",
+                "msg": "payment provider timed out",
+                "request_id": request_id,
+                "err": {"type": "TimeoutError", "message": "payment provider timed out"},
+            },
         ],
     )
     page = console.page
@@ -373,7 +385,9 @@ def test_a_proxied_request_is_found_by_its_id_and_by_its_trace(console: Watched,
     assert "Nothing known" in page.locator("[role=alert]").inner_text()
 
 
-def test_traffic_shows_routes_windows_and_links_failed_requests(console: Watched, stack: dict[str, Any]) -> None:
+def test_traffic_shows_routes_windows_and_links_failed_requests(
+    console: Watched, stack: dict[str, Any]
+) -> None:
     for _ in range(20):
         _proxied(stack["gateway"], "/orders/7")
     for _ in range(3):
@@ -416,7 +430,9 @@ def test_queues_show_counts_and_the_failed_jobs_of_bullmq(console: Watched) -> N
 def test_errors_show_forwarded_events_and_the_upstream(console: Watched, stack: dict[str, Any]) -> None:
     _, request_id, _ = _proxied(stack["gateway"], "/orders/99")
     _ingest(console.admin, [{"level": "error", "msg": "stock service refused", "request_id": request_id}])
-    stack["sentry"].wait_for(lambda: any("stock service refused" in json.dumps(e) for e in stack["sentry"].events()))
+    stack["sentry"].wait_for(
+        lambda: any("stock service refused" in json.dumps(e) for e in stack["sentry"].events())
+    )
     page = console.page
     console.goto("/console/errors")
     page.locator("td", has_text="stock service refused").first.wait_for()
@@ -475,8 +491,17 @@ def test_the_pages_work_with_the_keyboard(console: Watched) -> None:
     assert page.locator(".scroll[tabindex='0']").count() >= 1
 
 
-@pytest.mark.parametrize("path", ["/console", "/console/traffic", "/console/queues", "/console/errors",
-                                  "/console/request", "/console/logs"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console",
+        "/console/traffic",
+        "/console/queues",
+        "/console/errors",
+        "/console/request",
+        "/console/logs",
+    ],
+)
 def test_every_page_fits_a_phone(browser: Any, stack: dict[str, Any], path: str) -> None:
     context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     page = context.new_page()
@@ -493,7 +518,9 @@ def test_every_page_fits_a_phone(browser: Any, stack: dict[str, Any], path: str)
     context.close()
 
 
-def test_stopping_redis_turns_its_row_red_within_the_probe_interval(console: Watched, stack: dict[str, Any]) -> None:
+def test_stopping_redis_turns_its_row_red_within_the_probe_interval(
+    console: Watched, stack: dict[str, Any]
+) -> None:
     page = console.page
     row = page.locator('tr[data-check="cache"]')
     assert row.get_attribute("data-status") == "pass"
@@ -506,7 +533,9 @@ def test_stopping_redis_turns_its_row_red_within_the_probe_interval(console: Wat
     background = page.evaluate(
         "getComputedStyle(document.querySelector('tr[data-check=\"cache\"]')).backgroundColor"
     )
-    red, green, blue = (int(v) for v in background[background.index("(") + 1 : background.index(")")].split(",")[:3])
+    red, green, blue = (
+        int(v) for v in background[background.index("(") + 1 : background.index(")")].split(",")[:3]
+    )
     assert red > green and red > blue, background
     _shot(page, "overview-failing")
     stack["own_redis"].start()

@@ -15,7 +15,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 SHELL = {"__init__", "__main__", "cli", "server", "config", "app_keys"}
-FLOW_PACKAGES = {"core", "probing", "serving", "gateway", "logs", "correlation", "sentry", "tracing", "console"}
+FLOW_PACKAGES = {
+    "core",
+    "probing",
+    "serving",
+    "gateway",
+    "logs",
+    "correlation",
+    "sentry",
+    "tracing",
+    "console",
+}
 
 
 def module_files(root: Path, tops: tuple[str, ...] = ("sidecar", "collectors")) -> dict[str, Path]:
