@@ -41,8 +41,16 @@ async def handle(request: web.Request) -> web.StreamResponse:
     try:
         response = await _route(request)
     except web.HTTPException as exc:
-        response = exc
+        response = _plain(exc)
     _harden(response)
+    return response
+
+
+def _plain(exc: web.HTTPException) -> web.Response:
+    """An aiohttp HTTP exception as an ordinary response (returning the exception is deprecated)."""
+    response = web.Response(status=exc.status, reason=exc.reason, text=exc.text, headers=exc.headers)
+    for name, morsel in exc.cookies.items():
+        response.cookies[name] = morsel
     return response
 
 
@@ -66,7 +74,8 @@ async def _route(request: web.Request) -> web.StreamResponse:
     fresh: str | None = None
     if session is None:
         session, fresh = sessions.new(logged_in=sessions.open)
-    if request.method == "POST" and not await _post_allowed(request, state, session):
+    form = await _form(request) if request.method == "POST" else {}
+    if request.method == "POST" and not _post_allowed(request, state, session, form):
         response: web.StreamResponse = _message(
             state,
             session,
@@ -75,31 +84,29 @@ async def _route(request: web.Request) -> web.StreamResponse:
             "This form is stale or came from another site: reload the page and try again.",
         )
     elif path == "/console/login":
-        response = await _login(request, state, session)
+        response = await _login(request, state, session, form)
     elif not sessions.allowed(request, session):
         response = _unauthorized(request)
     else:
         response = await _page(request, state, session, path)
-    if fresh is not None and not isinstance(response, web.HTTPException):
+    if isinstance(response, web.HTTPException):
+        response = _plain(response)
+    if fresh is not None:
         sessions.set_cookie(response, request, fresh)
     return response
 
 
-async def _post_allowed(request: web.Request, state: ConsoleState, session: Session) -> bool:
+def _post_allowed(request: web.Request, state: ConsoleState, session: Session, form: dict[str, str]) -> bool:
     if not state.sessions.same_origin(request):
         return False
     presented = request.headers.get(CSRF_HEADER)
     if presented is None:
-        form = await _form(request)
         presented = form.get(CSRF_FIELD, "")
     return state.sessions.csrf_ok(session, presented)
 
 
 async def _form(request: web.Request) -> dict[str, str]:
     """The urlencoded form of a POST (read once, bounded); anything else is an empty form."""
-    cached: dict[str, str] | None = request.get("console_form")
-    if cached is not None:
-        return cached
     form: dict[str, str] = {}
     if (
         request.content_type == "application/x-www-form-urlencoded"
@@ -111,7 +118,6 @@ async def _form(request: web.Request) -> dict[str, str]:
             data = None
         if data is not None:
             form = {k: v for k, v in data.items() if isinstance(v, str)}
-    request["console_form"] = form
     return form
 
 
@@ -156,7 +162,9 @@ def _message(state: ConsoleState, session: Session, status: int, title: str, tex
     )
 
 
-async def _login(request: web.Request, state: ConsoleState, session: Session) -> web.StreamResponse:
+async def _login(
+    request: web.Request, state: ConsoleState, session: Session, form: dict[str, str]
+) -> web.StreamResponse:
     sessions = state.sessions
     target = request.query.get("next", "/console")
     if not target.startswith("/console") or target.startswith("//"):
@@ -164,7 +172,6 @@ async def _login(request: web.Request, state: ConsoleState, session: Session) ->
     if request.method == "POST":
         if sessions.throttled():
             return _login_form(state, session, target, "Too many wrong tokens: wait ten seconds.", 429)
-        form = await _form(request)
         if not sessions.token_ok(form.get("token", "")):
             return _login_form(state, session, target, "That is not the admin token.", 401)
         _fresh, cookie = sessions.new(logged_in=True)
