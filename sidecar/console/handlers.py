@@ -272,7 +272,7 @@ async def _errors(request: web.Request, state: ConsoleState, session: Session) -
 
 async def _request(request: web.Request, state: ConsoleState, session: Session) -> web.StreamResponse:
     query = request.query.get("q", "").strip()[: views.MAX_QUERY]
-    return _full(state, session, "request", "Request", views.request_page(state, query))
+    return _full(state, session, "request", "Request", await views.request_page(state, query))
 
 
 async def _logs(request: web.Request, state: ConsoleState, session: Session) -> web.StreamResponse:

@@ -6,6 +6,7 @@ frame around it (headings, forms) rendered once, so a refresh never takes the ke
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -175,7 +176,7 @@ def window_of(raw: str | None) -> int:
 
 
 async def traffic_live(state: ConsoleState, window: int) -> str:
-    span, routes = state.traffic.window(window)
+    span, routes = await state.traffic.window(window)
     rows = [
         f'<tr data-route="{esc(r.route)}"><th scope="row" class="mono">{esc(r.route)}</th>'
         f"<td>{r.requests}</td><td>{r.rate:.2f}/s</td>"
@@ -341,7 +342,7 @@ def errors(inner: str) -> str:
 MAX_QUERY = 256
 
 
-def request_page(state: ConsoleState, query: str) -> str:
+async def request_page(state: ConsoleState, query: str) -> str:
     form = (
         '<form method="get" action="/console/request" class="search" role="search">'
         '<label for="q">Request ID or trace ID</label>'
@@ -355,7 +356,7 @@ def request_page(state: ConsoleState, query: str) -> str:
         )
     found = state.index.get(query)
     if found is None and _looks_like_trace(query):
-        ids = state.index.find_trace(query.lower())
+        ids = await find_trace(state, query.lower())
         if len(ids) == 1:
             found = state.index.get(ids[0])
         elif ids:
@@ -370,6 +371,25 @@ def request_page(state: ConsoleState, query: str) -> str:
             "or already evicted from the bounded correlation index.</p>"
         )
     return f"<h1>Request</h1>{form}{timeline(state, found)}"
+
+
+TRACE_SLICE = 500
+MAX_TRACE_REQUESTS = 20
+
+
+async def find_trace(state: ConsoleState, trace_id: str) -> list[str]:
+    """Request IDs of a trace, newest first: a scan of the index in slices that yield to the loop."""
+    index = state.index
+    entries = index.newest_entries(len(index))
+    found: list[str] = []
+    for start in range(0, len(entries), TRACE_SLICE):
+        found += [
+            rid for rid, held in entries[start : start + TRACE_SLICE] if index.carries_trace(held, trace_id)
+        ]
+        if len(found) >= MAX_TRACE_REQUESTS:
+            break
+        await asyncio.sleep(0)
+    return found[:MAX_TRACE_REQUESTS]
 
 
 def _looks_like_trace(text: str) -> bool:

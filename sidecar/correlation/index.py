@@ -174,17 +174,16 @@ class CorrelationIndex:
         """The ``limit`` request IDs most recently added or touched, newest first (the console's lists)."""
         return list(itertools.islice(reversed(self._timelines), limit))
 
-    def find_trace(self, trace_id: str, limit: int = 20) -> list[str]:
-        """Request IDs whose timeline carries ``trace_id``, newest first; a scan of raw bytes, no decoding."""
-        needle = b'"trace_id":"%b"' % trace_id.encode("ascii", "replace")
-        found: list[str] = []
-        for request_id, held in reversed(self._timelines.items()):
-            hit = held.trace_id == trace_id if isinstance(held, RequestTimeline) else needle in held
-            if hit:
-                found.append(request_id)
-                if len(found) >= limit:
-                    break
-        return found
+    def newest_entries(self, limit: int) -> list[tuple[str, RequestTimeline | bytes]]:
+        """The ``limit`` newest (request ID, held entry) pairs, for a scan that yields between slices."""
+        return list(itertools.islice(reversed(self._timelines.items()), limit))
+
+    @staticmethod
+    def carries_trace(held: RequestTimeline | bytes, trace_id: str) -> bool:
+        """Whether a held entry belongs to ``trace_id``: a timeline's field, or bytes in the access line."""
+        if isinstance(held, RequestTimeline):
+            return held.trace_id == trace_id
+        return b'"trace_id":"%b"' % trace_id.encode("ascii", "replace") in held
 
     def _evict(self) -> None:
         timelines = self._timelines

@@ -15,7 +15,7 @@ from sidecar.console.errors import RecentEvents
 from sidecar.console.history import CheckHistory
 from sidecar.console.queues import parse_failed_jobs
 from sidecar.console.tail import MAX_LINES, LogTail
-from sidecar.console.traffic import TrafficWindows, quantile
+from sidecar.console.traffic import TrafficWindows, _read_collected, quantile, read_histogram
 from sidecar.core.http_metrics import DURATION_BUCKETS, HttpMetrics
 from sidecar.core.routes import RouteNormaliser
 from sidecar.correlation.index import CorrelationIndex
@@ -40,7 +40,7 @@ def test_quantile_interpolates_within_buckets_like_histogram_quantile() -> None:
     assert quantile(0.5, beyond, 10) == DURATION_BUCKETS[-1]
 
 
-def test_traffic_windows_difference_snapshots_per_route() -> None:
+async def test_traffic_windows_difference_snapshots_per_route() -> None:
     http = HttpMetrics(new_registry(), RouteNormaliser([], 100))
     traffic = TrafficWindows(http, CorrelationIndex())
     for _ in range(10):
@@ -52,9 +52,9 @@ def test_traffic_windows_difference_snapshots_per_route() -> None:
     for i in range(20):
         http.observe(method="POST", route="/pay", status=500 if i < 5 else 200, duration_seconds=0.2)
     traffic.sample(now - 60)
-    span, rows = traffic.window(60, now)
+    span, rows = await traffic.window(60, now)
     assert span == pytest.approx(60, abs=1) and rows == []  # nothing happened in the last minute
-    span, rows = traffic.window(300, now)
+    span, rows = await traffic.window(300, now)
     by_route = {r.route: r for r in rows}
     assert by_route["/old"].requests == 30  # the 10 before the first snapshot are not in the window
     assert by_route["/pay"].requests == 20
@@ -62,6 +62,9 @@ def test_traffic_windows_difference_snapshots_per_route() -> None:
     assert by_route["/pay"].rate == pytest.approx(20 / 120, rel=0.05)
     assert 0.1 < (by_route["/pay"].p50 or 0) <= 0.25
     assert (by_route["/old"].p99 or 1) <= 0.005
+    assert {k: list(v) for k, v in read_histogram(http).items()} == {
+        k: list(v) for k, v in _read_collected(http).items()
+    }  # the direct read of the children and the public collect() agree
 
 
 async def test_recent_requests_come_from_the_correlation_index() -> None:
@@ -84,14 +87,15 @@ async def test_recent_requests_come_from_the_correlation_index() -> None:
     assert index.newest(2) == ["r29", "r28"]
 
 
-def test_find_trace_scans_compact_lines_and_timelines() -> None:
+def test_trace_ids_are_found_in_compact_lines_and_timelines() -> None:
     index = CorrelationIndex()
     trace = "0af7651916cd43dd8448eb211c80319c"
     index.add_access_line("a", b'{"request_id":"a","trace_id":"%b"}' % trace.encode(), 1.0)
     index.add_access_line("b", b'{"request_id":"b","trace_id":null}', 2.0)
     index.add("c", "log", {"message": "x"}, trace_id=trace)
-    assert index.find_trace(trace) == ["c", "a"]
-    assert index.find_trace("f" * 32) == []
+    held = dict(index.newest_entries(10))
+    assert [rid for rid in held if index.carries_trace(held[rid], trace)] == ["c", "a"]
+    assert not any(index.carries_trace(h, "f" * 32) for h in held.values())
 
 
 def _check(name: str) -> CheckConfig:
