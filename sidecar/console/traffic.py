@@ -15,13 +15,15 @@ event loop, and the answer is reused for a couple of seconds.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import time
 from array import array
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
+
+import orjson
 
 from sidecar.core.http_metrics import DURATION_BUCKETS, HttpMetrics
 from sidecar.correlation.index import CorrelationIndex
@@ -36,8 +38,8 @@ _BOUNDS = (*DURATION_BUCKETS, math.inf)
 _COUNT, _ERRORS, _SUM, _FIRST_BUCKET = 0, 1, 2, 3
 _WIDTH = _FIRST_BUCKET + len(_BOUNDS)
 HISTOGRAM_SLICE = 50  # series folded between two yields to the event loop
-RECENT_SCAN = 2000
-RECENT_SLICE = 100
+RECENT_SCAN = 1000
+RECENT_SLICE = 250
 RECENT_REUSE = 2.0
 RECENT_SHOWN = 20
 
@@ -186,7 +188,7 @@ class TrafficWindows:
         self.http = http
         self.index = index
         self.snapshots: deque[Snapshot] = deque(maxlen=_RING)
-        self._recent: tuple[float, list[RecentRequest]] | None = None
+        self._recent: tuple[float, tuple[list[RecentRequest], list[RecentRequest]]] | None = None
         self._recent_lock = asyncio.Lock()
 
     def sample(self, now: float | None = None) -> None:
@@ -232,43 +234,72 @@ class TrafficWindows:
         rows.sort(key=lambda r: (-r.requests, r.route))
         return span, rows
 
-    async def recent(self) -> list[RecentRequest]:
-        """The newest access records in the correlation index (reused for ``RECENT_REUSE`` seconds)."""
+    async def slowest_and_failed(self) -> tuple[list[RecentRequest], list[RecentRequest]]:
+        """The slowest and the failed among the newest ``RECENT_SCAN`` requests (reused for a moment).
+
+        Most of the index is the gateway's JSON lines as stored; only the duration is read from each
+        (a byte search), and only the lines shown are decoded.
+        """
         async with self._recent_lock:
             cached = self._recent
-            now = time.monotonic()
-            if cached is not None and now - cached[0] < RECENT_REUSE:
+            if cached is not None and time.monotonic() - cached[0] < RECENT_REUSE:
                 return cached[1]
-            found: list[RecentRequest] = []
-            ids = self.index.newest(RECENT_SCAN)
-            for start in range(0, len(ids), RECENT_SLICE):
-                found.extend(_access_records(self.index, ids[start : start + RECENT_SLICE]))
-                await asyncio.sleep(0)  # let requests and probes through between slices
-            self._recent = (time.monotonic(), found)
-            return found
-
-    async def slowest_and_failed(self) -> tuple[list[RecentRequest], list[RecentRequest]]:
-        records = await self.recent()
-        slowest = sorted(
-            (r for r in records if r.duration_ms is not None), key=lambda r: -(r.duration_ms or 0.0)
-        )[:RECENT_SHOWN]
-        failed = [r for r in records if r.status >= 500 or r.status == 0 or r.error][:RECENT_SHOWN]
-        return slowest, failed
-
-
-def _access_records(index: CorrelationIndex, ids: Iterable[str]) -> Iterable[RecentRequest]:
-    for request_id in ids:
-        found = index.get(request_id)
-        if found is None:
-            continue
-        for entry in found["timeline"]:
-            record = entry["record"]
-            if entry["kind"] == "access" and isinstance(record, dict):
-                yield _recent_of(request_id, entry["at"], record)
-                break
+            durations: list[tuple[float, int, str, float, bytes | dict[str, Any]]] = []
+            failed: list[RecentRequest] = []
+            entries = self.index.newest_entries(RECENT_SCAN)
+            for start in range(0, len(entries), RECENT_SLICE):
+                for order, (request_id, held) in enumerate(entries[start : start + RECENT_SLICE], start):
+                    found = self.index.access_of(held)
+                    if found is None:
+                        continue
+                    at, record = found
+                    duration, bad = _scan(record)
+                    durations.append((duration, -order, request_id, at, record))
+                    if bad and len(failed) < RECENT_SHOWN:
+                        failed.append(_recent_of(request_id, at, record))
+                await asyncio.sleep(0)
+            slowest = [
+                _recent_of(request_id, at, record)
+                for _d, _o, request_id, at, record in heapq.nlargest(RECENT_SHOWN, durations)
+                if _d >= 0
+            ]
+            self._recent = (time.monotonic(), (slowest, failed))
+            return slowest, failed
 
 
-def _recent_of(request_id: str, at: float, record: dict[str, Any]) -> RecentRequest:
+_STATUS_KEY = b'"status":'
+_DURATION_KEY = b'"duration_ms":'
+_ERROR_KEY = b',"error":'
+
+
+def _scan(record: bytes | dict[str, Any]) -> tuple[float, bool]:
+    """(``duration_ms`` or -1, whether it failed) of an access record, without decoding the line.
+
+    The gateway writes ``"status":<n>,"duration_ms":<ms>`` side by side, and ``,"error":`` only for a
+    proxy failure (inside a JSON string a quote is escaped, so that sequence cannot occur there).
+    """
+    if isinstance(record, dict):
+        value, status = record.get("duration_ms"), record.get("status")
+        failed = bool(record.get("error")) or not isinstance(status, int) or status >= 500 or status == 0
+        return (float(value) if isinstance(value, int | float) else -1.0), failed
+    at = record.find(_STATUS_KEY)
+    if at < 0:
+        return -1.0, False
+    at += len(_STATUS_KEY)
+    first = record[at : at + 1]
+    failed = first in (b"5", b"0") or _ERROR_KEY in record
+    start = record.find(_DURATION_KEY, at)
+    if start < 0:
+        return -1.0, failed
+    start += len(_DURATION_KEY)
+    try:
+        return float(record[start : record.find(b",", start)]), failed
+    except ValueError:
+        return -1.0, failed
+
+
+def _recent_of(request_id: str, at: float, raw: bytes | dict[str, Any]) -> RecentRequest:
+    record = raw if isinstance(raw, dict) else _decoded(raw)
     status = record.get("status")
     duration = record.get("duration_ms")
     return RecentRequest(
@@ -281,3 +312,11 @@ def _recent_of(request_id: str, at: float, record: dict[str, Any]) -> RecentRequ
         duration_ms=float(duration) if isinstance(duration, int | float) else None,
         error=str(record.get("error") or ""),
     )
+
+
+def _decoded(line: bytes) -> dict[str, Any]:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return {}
+    return record if isinstance(record, dict) else {}

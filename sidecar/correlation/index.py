@@ -185,6 +185,17 @@ class CorrelationIndex:
             return held.trace_id == trace_id
         return b'"trace_id":"%b"' % trace_id.encode("ascii", "replace") in held
 
+    @staticmethod
+    def access_of(held: RequestTimeline | bytes) -> tuple[float, bytes | dict[str, Any]] | None:
+        """A held entry's access record and time: the JSON line as stored, or the timeline's record."""
+        if isinstance(held, RequestTimeline):
+            for entry in held.entries:
+                if entry.kind == "access":
+                    return entry.at, entry.record
+            return None
+        (at,) = _AT.unpack_from(held)
+        return at, held[_AT.size :]
+
     def _evict(self) -> None:
         timelines = self._timelines
         while timelines and (len(timelines) > self.max_requests or self.bytes > self.max_bytes):
