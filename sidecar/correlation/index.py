@@ -180,21 +180,26 @@ class CorrelationIndex:
 
     @staticmethod
     def carries_trace(held: RequestTimeline | bytes, trace_id: str) -> bool:
-        """Whether a held entry belongs to ``trace_id``: a timeline's field, or bytes in the access line."""
+        """Whether a held entry belongs to ``trace_id``, read from the packed bytes (nothing decoded)."""
         if isinstance(held, RequestTimeline):
             return held.trace_id == trace_id
-        return b'"trace_id":"%b"' % trace_id.encode("ascii", "replace") in held
+        if held[_AT_SIZE] in _KIND_OF_BYTE:  # kind letter, trace ID length, trace ID
+            length = held[_AT_SIZE + 1]
+            return held[_AT_SIZE + 2 : _AT_SIZE + 2 + length] == trace_id.encode("utf-8", "replace")
+        return b'"trace_id":"%b"' % trace_id.encode("utf-8", "replace") in held
 
     @staticmethod
     def access_of(held: RequestTimeline | bytes) -> tuple[float, bytes | dict[str, Any]] | None:
-        """A held entry's access record and time: the JSON line as stored, or the timeline's record."""
-        if isinstance(held, RequestTimeline):
-            for entry in held.entries:
-                if entry.kind == "access":
-                    return entry.at, entry.record
-            return None
-        (at,) = _AT.unpack_from(held)
-        return at, held[_AT.size :]
+        """A held request's access record and its time: the gateway's JSON line as stored (bytes), or
+        the decoded record of an access entry added another way; ``None`` when it has none."""
+        for packed in held.entries if isinstance(held, RequestTimeline) else (held,):
+            (at,) = _AT.unpack_from(packed)
+            letter = packed[_AT_SIZE]
+            if letter not in _KIND_OF_BYTE:
+                return at, packed[_AT_SIZE:]
+            if _KIND_OF_BYTE[letter] == "access":
+                return at, unpack(packed)[3]
+        return None
 
     def _evict(self) -> None:
         timelines = self._timelines

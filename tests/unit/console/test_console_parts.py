@@ -81,10 +81,16 @@ async def test_recent_requests_come_from_the_correlation_index() -> None:
             )
         )
         index.add_access_line(f"r{i}", line, 1_700_000_000.0 + i)
+    index.add("log-only", "log", {"message": "no access record"})
+    index.add("r5", "log", {"message": "a log line of r5 turns it into a timeline"})
     slowest, failed = await TrafficWindows(http, index).slowest_and_failed()
     assert [r.request_id for r in slowest[:3]] == ["r29", "r28", "r27"]
+    held = dict(index.newest_entries(50))
+    assert index.access_of(held["log-only"]) is None
+    found = index.access_of(held["r5"])  # a timeline now: its access line is found among its entries
+    assert found is not None and isinstance(found[1], bytes) and b'"request_id":"r5"' in found[1]
     assert [r.request_id for r in failed] == ["r20", "r10", "r0"]
-    assert index.newest(2) == ["r29", "r28"]
+    assert index.newest(2) == ["r5", "log-only"]
 
 
 def test_trace_ids_are_found_in_compact_lines_and_timelines() -> None:
