@@ -192,7 +192,8 @@ class CorrelationIndex:
     def access_of(held: RequestTimeline | bytes) -> tuple[float, bytes | dict[str, Any]] | None:
         """A held request's access record and its time: the gateway's JSON line as stored (bytes), or
         the decoded record of an access entry added another way; ``None`` when it has none."""
-        for packed in held.entries if isinstance(held, RequestTimeline) else (held,):
+        entries = held.entries if isinstance(held, RequestTimeline) else [held]
+        for packed in entries:
             (at,) = _AT.unpack_from(packed)
             letter = packed[_AT_SIZE]
             if letter not in _KIND_OF_BYTE:

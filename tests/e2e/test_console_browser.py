@@ -173,9 +173,10 @@ def browser(stack: dict[str, Any]) -> Iterator[Any]:
 class Watched:
     """A logged-in page whose console errors, page errors and CSP violations are collected."""
 
-    def __init__(self, page: Any, admin: str) -> None:
+    def __init__(self, page: Any, admin: str, health: str = "") -> None:
         self.page = page
         self.admin = admin
+        self.health = health
         self.problems: list[str] = []
         page.on(
             "console",
@@ -207,7 +208,7 @@ def console(browser: Any, stack: dict[str, Any]) -> Iterator[Watched]:
     page = context.new_page()
     admin = stack["sidecar"].admin
     _login(page, admin)
-    watched = Watched(page, admin)
+    watched = Watched(page, admin, stack["sidecar"].base)
     yield watched
     watched.check_clean()
     context.close()
@@ -288,16 +289,9 @@ def test_a_post_without_the_csrf_token_or_from_another_origin_is_refused(console
     assert _health_status(console, "/readyz") == 200
 
 
-_HEALTH_BASE: dict[str, str] = {}
-
-
 def _health_status(console: Watched, path: str) -> int:
-    return request(_HEALTH_BASE["base"] + path)[0]
-
-
-@pytest.fixture(autouse=True)
-def _health_base(stack: dict[str, Any]) -> None:
-    _HEALTH_BASE["base"] = stack["sidecar"].base
+    """An answer of the health listener (``/readyz``), where load balancers ask."""
+    return request(console.health + path)[0]
 
 
 def test_every_answer_carries_a_strict_csp(stack: dict[str, Any]) -> None:
@@ -339,7 +333,6 @@ def test_drain_asks_first_and_flips_readyz(console: Watched) -> None:
     page.wait_for_url(console.admin + "/console")
     assert _health_status(console, "/readyz") == 503
     assert page.locator("#verdict").inner_text() == "Not ready: draining"
-    _shot(page, "overview-draining")
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#drain-button")
     page.wait_for_url(console.admin + "/console")
