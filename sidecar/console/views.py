@@ -52,6 +52,7 @@ _READY = {True: '<span class="badge pass">ready</span>', False: '<span class="ba
 
 
 def overview_live(state: ConsoleState) -> str:
+    state.history.forget_missing()  # checks removed by a reload (SIGHUP) leave the page
     readiness = state.history.readiness()
     since = state.history.readiness_since
     if readiness.ready:
