@@ -25,16 +25,19 @@ MAX_FAILED_JOBS = 50
 MIN_INTERVAL = 1.0
 MAX_TEXT = 500
 MAX_CACHED = 1000
-# KEYS[1]: the queue's key prefix (``bull:emails:``); ARGV[1]: how many. Read-only: ZREVRANGE, HMGET.
+# KEYS[1]: the queue's key prefix (``bull:emails:``); ARGV[1]: how many; ARGV[2]: longest text kept.
+# Read-only: ZREVRANGE, HMGET. Attempts are ``atm`` since BullMQ 5, ``attemptsMade`` before.
 FAILED_JOBS_SCRIPT = """
 local ids = redis.call('ZREVRANGE', KEYS[1] .. 'failed', 0, tonumber(ARGV[1]) - 1)
 local out = {}
 for _, id in ipairs(ids) do
   local h = redis.call('HMGET', KEYS[1] .. id,
-    'name', 'failedReason', 'attemptsMade', 'finishedOn', 'timestamp')
+    'name', 'failedReason', 'atm', 'attemptsMade', 'finishedOn', 'timestamp')
+  local attempts = h[3] or h[4]
+  local fields = {h[1], h[2], attempts, h[5], h[6]}
   out[#out + 1] = id
   for j = 1, 5 do
-    local v = h[j]
+    local v = fields[j]
     if not v then v = '' end
     out[#out + 1] = string.sub(v, 1, tonumber(ARGV[2]))
   end
