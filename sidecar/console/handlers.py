@@ -8,6 +8,7 @@ same-origin ``Origin``. A malformed request gets a 4xx, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -290,6 +291,43 @@ async def _logs_api(request: web.Request, state: ConsoleState, session: Session)
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
+MAX_STREAMS = 16
+KEEPALIVE = 15.0
+_streams = [0]
+
+
+async def _events(request: web.Request, state: ConsoleState, session: Session) -> web.StreamResponse:
+    """Server-Sent Events for the Overview: ``checks`` whenever a probe result arrives, so a row turns
+    red as soon as its probe fails rather than at the next poll. Bounded: ``MAX_STREAMS`` at once."""
+    if _streams[0] >= MAX_STREAMS:
+        return web.json_response({"error": "too many console streams; the page polls instead"}, status=503)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
+    _harden(response)
+    _streams[0] += 1
+    try:
+        await response.prepare(request)
+        history = state.history
+        seen = history.version
+        await response.write(b"retry: 3000\n\n")
+        while True:
+            version = await history.wait_change(seen, KEEPALIVE)
+            if history.closing:
+                break
+            if version == seen:
+                await response.write(b": keep-alive\n\n")
+                continue
+            seen = version
+            await response.write(b"event: checks\ndata: %d\n\n" % version)
+            await asyncio.sleep(0.2)  # a burst of results (many checks at once) becomes one event
+    except ConnectionResetError:  # the tab was closed
+        pass
+    finally:
+        _streams[0] -= 1
+    return response
+
+
 _PAGES: dict[str, Page] = {
     "/console": _overview,
     "/console/traffic": _traffic,
@@ -299,6 +337,7 @@ _PAGES: dict[str, Page] = {
     "/console/request": _request,
     "/console/logs": _logs,
     "/console/api/logs": _logs_api,
+    "/console/api/events": _events,
 }
 
 

@@ -8,6 +8,8 @@ one append per probe result and nothing per request.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -57,6 +59,9 @@ class CheckHistory:
         self.transitions: deque[Transition] = deque(maxlen=MAX_TRANSITIONS)
         self._verdict: tuple[bool, str] | None = None
         self.readiness_since = time.time()
+        self.version = 0  # bumped on every result: what the Overview's event stream announces
+        self.closing = False
+        self._waiters: set[asyncio.Future[None]] = set()
         store.subscribe(self._on_result)  # after the health model's own listener: its state is fresh
 
     def _on_result(self, result: CheckResult) -> None:
@@ -69,6 +74,33 @@ class CheckHistory:
             track.ready = state.ready
             track.since = result.finished_at
         self.readiness()
+        self.changed()
+
+    def changed(self) -> None:
+        """Wake every stream waiting in ``wait_change`` (one future each; nothing when nobody waits)."""
+        self.version += 1
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_change(self, seen: int, keepalive: float) -> int:
+        """The version once it is past ``seen``, or after ``keepalive`` seconds, whichever comes first."""
+        if self.version == seen and not self.closing:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(keepalive):
+                        await waiter
+            finally:
+                self._waiters.discard(waiter)
+        return self.version
+
+    def close(self) -> None:
+        """Shutdown: end every event stream now rather than at its next keep-alive."""
+        self.closing = True
+        self.changed()
 
     def readiness(self) -> Readiness:
         """The current verdict, noting a change (drain and undrain change it without a result)."""

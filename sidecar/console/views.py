@@ -35,8 +35,9 @@ LIVE_EVERY = {"overview": 2, "traffic": 5, "queues": 5, "errors": 5}
 def live(page: str, inner: str, query: str = "") -> str:
     """The region the browser re-fetches; ``aria-live`` stays polite so screen readers are not flooded."""
     src = f"/console/{'' if page == 'overview' else page}?part=live{query}".replace("/console/?", "/console?")
+    events = ' data-events="/console/api/events"' if page == "overview" else ""
     return (
-        f'<div class="live" data-live="{esc(src)}" data-every="{LIVE_EVERY.get(page, 5)}" '
+        f'<div class="live"{events} data-live="{esc(src)}" data-every="{LIVE_EVERY.get(page, 5)}" '
         f'aria-live="polite">{inner}</div>'
     )
 

@@ -48,6 +48,7 @@ def install_console(admin: web.Application, core: web.Application) -> None:
         sessions=Sessions(token, settings.console.session_lifetime),
     )
     admin.cleanup_ctx.append(_console_ctx)
+    admin.on_shutdown.append(_end_streams)
     admin.router.add_get("/", _to_console)
     admin.router.add_route("*", PREFIX, _dispatch)
     admin.router.add_route("*", PREFIX + "/{tail:.*}", _dispatch)
@@ -61,6 +62,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     from sidecar.console.handlers import handle  # noqa: PLC0415 (the pages load on first use)
 
     return await handle(request)
+
+
+async def _end_streams(app: web.Application) -> None:
+    """Event streams end at shutdown instead of holding the listener open until their keep-alive."""
+    app[CONSOLE].history.close()
 
 
 async def _console_ctx(app: web.Application) -> AsyncIterator[None]:

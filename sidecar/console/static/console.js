@@ -44,6 +44,15 @@ document.addEventListener("visibilitychange", () => {
   if (visible()) document.querySelectorAll("[data-live]").forEach(refresh);
 });
 
+// The Overview also listens for probe results (Server-Sent Events): a row changes as soon as its
+// probe does; the polling above stays as the fallback when the stream is down.
+const pushed = document.querySelector("[data-events]");
+if (pushed && "EventSource" in window) {
+  const events = new EventSource(pushed.dataset.events);
+  events.addEventListener("checks", () => refresh(pushed));
+  window.addEventListener("pagehide", () => events.close());
+}
+
 for (const form of document.querySelectorAll("form[data-confirm]")) {
   form.addEventListener("submit", (event) => {
     if (!window.confirm(form.dataset.confirm)) event.preventDefault();

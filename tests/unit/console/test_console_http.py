@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -231,3 +232,26 @@ def test_the_console_can_be_switched_off(tmp_path: Path) -> None:
     server = Server(settings_from(tmp_path, "console: {enabled: false}\n"))
     paths = {r.resource.canonical for r in server.admin_app.router.routes() if r.resource is not None}
     assert not any(p.startswith("/console") for p in paths)
+
+
+async def test_the_event_stream_announces_each_probe_result(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    client, server = await console_client(aiohttp_client, settings_from(tmp_path, f"admin_token: {TOKEN}\n"))
+    assert (await client.get("/console/api/events")).status == 401
+    from sidecar.app_keys import STORE
+
+    store = server.app[STORE]
+    store.register("db", "postgres")
+    stream = await client.get("/console/api/events", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert stream.status == 200 and stream.headers["Content-Type"] == "text/event-stream"
+    assert await stream.content.readuntil(b"\n\n") == b"retry: 3000\n\n"
+    store.record(CheckResult("db", "postgres", Status.FAIL, 0.1, 1_700_000_000.0))
+    async with asyncio.timeout(5):
+        event = await stream.content.readuntil(b"\n\n")
+    assert event.startswith(b"event: checks\ndata: ")
+    from sidecar.console.state import CONSOLE
+
+    server.admin_app[CONSOLE].history.close()  # what shutdown does: the stream ends at once
+    async with asyncio.timeout(5):
+        assert await stream.content.read() == b""
