@@ -297,8 +297,9 @@ _streams = [0]
 
 
 async def _events(request: web.Request, state: ConsoleState, session: Session) -> web.StreamResponse:
-    """Server-Sent Events for the Overview: ``checks`` whenever a probe result arrives, so a row turns
-    red as soon as its probe fails rather than at the next poll. Bounded: ``MAX_STREAMS`` at once."""
+    """Server-Sent Events for the Overview: ``checks`` whenever a check's status or the readiness verdict
+    changes, so a row turns red as soon as its probe fails rather than at the next poll. Bounded:
+    ``MAX_STREAMS`` at once, and a burst of changes is one event."""
     if _streams[0] >= MAX_STREAMS:
         return web.json_response({"error": "too many console streams; the page polls instead"}, status=503)
     response = web.StreamResponse(

@@ -59,7 +59,7 @@ class CheckHistory:
         self.transitions: deque[Transition] = deque(maxlen=MAX_TRANSITIONS)
         self._verdict: tuple[bool, str] | None = None
         self.readiness_since = time.time()
-        self.version = 0  # bumped on every result: what the Overview's event stream announces
+        self.version = 0  # bumped when a status or a verdict changes: what the event stream announces
         self.closing = False
         self._waiters: set[asyncio.Future[None]] = set()
         store.subscribe(self._on_result)  # after the health model's own listener: its state is fresh
@@ -68,13 +68,18 @@ class CheckHistory:
         track = self.tracks.get(result.check)
         if track is None:
             track = self.tracks[result.check] = CheckTrack(deque(maxlen=self.points))
+        before = track.points[-1].status if track.points else None
         track.points.append(Point(result.finished_at, result.status, result.duration_seconds))
+        moved = result.status is not before
         state = self.health.states.get(result.check)
         if state is not None and state.ready != track.ready:
             track.ready = state.ready
             track.since = result.finished_at
+            moved = True
+        verdict = self._verdict
         self.readiness()
-        self.changed()
+        if moved or verdict != self._verdict:
+            self.changed()  # only what changes a colour: the 2 s poll shows the new latencies
 
     def changed(self) -> None:
         """Wake every stream waiting in ``wait_change`` (one future each; nothing when nobody waits)."""

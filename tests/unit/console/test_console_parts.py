@@ -121,6 +121,7 @@ def test_history_keeps_a_bounded_ring_and_readiness_changes() -> None:
     assert track is not None and len(track.points) == 10
     assert track.points[-1].status is Status.FAIL and track.ready is False and track.since == 1020.0
     assert [t.reason for t in history.transitions][-2:] == ["ok", "failing"]
+    assert history.version == 2  # the event stream is told of the two changes, not of 25 results
     health.drain()
     assert history.readiness().reason == "draining"
     assert history.transitions[-1].reason == "draining"
