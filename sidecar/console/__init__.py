@@ -3,7 +3,8 @@
 In: the state the other flows already keep (probe results and the health model, the request-duration
 histogram, the correlation index, the log pipeline, the Sentry forwarder) and, on demand only, BullMQ's
 failed jobs. Out: server-rendered HTML pages at ``/console`` with a small hand-written ES module
-(``static/``) that refreshes their live parts by short polling. No CDN, no build step, no third-party
+(``static/``) that refreshes their live parts by short polling, and on the Overview also when a
+Server-Sent Event says a status changed. No CDN, no build step, no third-party
 script; a strict Content-Security-Policy. Only ``settings`` is imported at start-up by the root
 configuration; ``wiring`` loads with the admin app when the console is enabled, and the pages
 (``handlers`` and what it imports) on the first console request.
