@@ -23,6 +23,7 @@ from sidecar.console import views
 from sidecar.console.auth import COOKIE, CSRF_FIELD, CSRF_HEADER, Session
 from sidecar.console.render import esc, layout
 from sidecar.console.state import CONSOLE, ConsoleState
+from sidecar.core.redaction import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +257,6 @@ async def _failed_jobs(request: web.Request, state: ConsoleState, session: Sessi
     try:
         jobs = await state.failed_jobs.read(check, queue)
     except Exception as exc:  # a broker error is shown, never raised
-        from sidecar.core.redaction import redact_text  # noqa: PLC0415
-
         error = f"Could not read the failed jobs: {redact_text(type(exc).__name__ + ': ' + str(exc))[:300]}"
     return _full(
         state, session, "queues", f"Failed jobs of {queue}", views.failed_jobs(name, queue, jobs, error)
