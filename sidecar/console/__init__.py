@@ -16,7 +16,7 @@ configuration; ``wiring`` loads with the admin app when the console is enabled, 
 - ``traffic``: per-route 1/5/15-minute windows from snapshots of the duration histogram; recent requests.
 - ``queues``: per-queue figures from the latest probe samples; BullMQ's failed jobs read on demand.
 - ``errors``: the newest Sentry events forwarded or relayed (the forwarder's observers).
-- ``tail``: the Logs page's live tail, tapping the log pipeline only while someone watches.
+- ``tail``: the Logs page's live tail, a log pipeline sink only while someone watches.
 - ``auth``: the login cookie, CSRF tokens, bearer fallback, failed-login throttle.
 - ``handlers``: the dispatcher, security headers, login, pages, actions and static files.
 - ``views``: each page's body and its live part; ``render``: the layout, escaping, times, sparklines.

@@ -1,8 +1,9 @@
 """The Logs page's live tail: the log pipeline's parsed records, bounded, kept only while someone looks.
 
-The tail taps the pipeline only while a browser polls it: the first poll attaches the tap, and a tap
-not polled for ``IDLE_AFTER`` seconds detaches itself on the next batch, so an unwatched console costs
-the log flow nothing. Messages are redacted and cut, like everything else the admin listener shows.
+The tail is one of the pipeline's ``record_sinks`` only while a browser polls it: the first poll
+attaches it, and a tail not polled for ``IDLE_AFTER`` seconds detaches itself on the next record, so an
+unwatched console costs the log flow nothing. Messages are redacted and cut, like everything else the
+admin listener shows.
 """
 
 from __future__ import annotations
@@ -43,35 +44,35 @@ class LogTail:
         self._attached = False
 
     def poll(self, after: int) -> list[TailLine]:
-        """Lines newer than ``after``; attaches the tap so lines keep coming while this is polled."""
+        """Lines newer than ``after``; attaches the sink so lines keep coming while this is polled."""
         self._polled = time.monotonic()
         if not self._attached:
-            self.pipeline.taps.append(self._tap)
+            self.pipeline.record_sinks = [*self.pipeline.record_sinks, self._sink]
             self._attached = True
         return [line for line in self.lines if line.seq > after]
 
-    def _tap(self, source: str, records: list[LogRecord]) -> None:
+    def _sink(self, record: LogRecord) -> None:
         if time.monotonic() - self._polled > IDLE_AFTER:
-            self.pipeline.taps.remove(self._tap)
-            self._attached = False
+            self.detach()
             self.lines.clear()
             return
+        source = record.source
         if len(self.sources) < MAX_SOURCES:
             self.sources.add(source)
-        for record in records[-MAX_LINES:]:
-            self.seq += 1
-            self.lines.append(
-                TailLine(
-                    self.seq,
-                    record.time or time.time(),
-                    source,
-                    record.level,
-                    redact_text(record.message[:MAX_MESSAGE]),
-                    record.request_id,
-                )
+        self.seq += 1
+        self.lines.append(
+            TailLine(
+                self.seq,
+                record.time or time.time(),
+                source,
+                record.level,
+                redact_text(record.message[:MAX_MESSAGE]),
+                record.request_id,
             )
+        )
 
     def detach(self) -> None:
+        """Leave the pipeline; a new list, so a batch being fed goes on over the one it holds."""
         if self._attached:
-            self.pipeline.taps.remove(self._tap)
+            self.pipeline.record_sinks = [s for s in self.pipeline.record_sinks if s != self._sink]
             self._attached = False

@@ -127,12 +127,12 @@ def test_history_keeps_a_bounded_ring_and_readiness_changes() -> None:
     assert history.transitions[-1].reason == "draining"
 
 
-def test_the_log_tail_taps_the_pipeline_only_while_polled(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_log_tail_sinks_records_only_while_polled(monkeypatch: pytest.MonkeyPatch) -> None:
     pipeline = LogPipeline(LogParser(), LogMetrics(new_registry()))
     tail = LogTail(pipeline)
     pipeline.feed("app", [b'{"level":"info","msg":"before anyone looked"}'])
-    assert pipeline.taps == [] and tail.poll(0) == []
-    assert pipeline.taps == [tail._tap]
+    assert pipeline.record_sinks == [] and tail.poll(0) == []
+    assert pipeline.record_sinks == [tail._sink]
     pipeline.feed("app", [b'{"level":"error","msg":"password=hunter2 failed","request_id":"r1"}'])
     lines = tail.poll(0)
     assert [(line.level, line.request_id) for line in lines] == [("error", "r1")]
@@ -141,7 +141,7 @@ def test_the_log_tail_taps_the_pipeline_only_while_polled(monkeypatch: pytest.Mo
     assert len(tail.poll(0)) == MAX_LINES and tail.poll(tail.seq) == []
     monkeypatch.setattr("sidecar.console.tail.IDLE_AFTER", -1.0)  # nobody polled for too long
     pipeline.feed("app", [b'{"level":"info","msg":"y"}'])
-    assert pipeline.taps == [] and not tail.lines
+    assert pipeline.record_sinks == [] and not tail.lines
 
 
 def test_recent_events_keep_titles_and_request_ids_not_events() -> None:
