@@ -125,6 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--rss-only", action="store_true", help="only the resident-memory comparison")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
         app_port = free_port()
@@ -138,6 +139,8 @@ def main() -> None:
             print(f"RSS console off: {', '.join(f'{v:.1f}' for v in off)} MiB")
             print(f"RSS console on (every page viewed): {', '.join(f'{v:.1f}' for v in on)} MiB")
             print(f"RSS growth (medians): {growth:+.2f} MiB (budget {RSS_BUDGET_MB} MiB)")
+            if args.rss_only:
+                return
 
             gw_port, admin_port = free_port(), free_port()
             sidecar = start(
