@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from sidecar.console.settings import ConsoleSettings
 from sidecar.core.durations import Duration
 from sidecar.core.settings_model import (
     Meta,
@@ -96,6 +97,7 @@ class Settings(Model, dict=True):
     sentry: SentrySettings = field(default_factory=SentrySettings)
     logs: LogSettings = field(default_factory=LogSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @model_validator(mode="before")
     @classmethod

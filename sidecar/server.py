@@ -138,6 +138,10 @@ class Server:
         self.admin_app = create_admin_app(settings, self.app[STORE], self.app[HEALTH])
         add_relay_routes(self.admin_app, self.app)  # Sentry relay: /api/<project>/envelope/, /store/
         add_log_admin_routes(self.admin_app, self.app)  # POST /ingest/logs, GET /debug/requests/{id}
+        if settings.console.enabled:  # the console's recorders load only when it is served
+            from sidecar.console.wiring import install_console  # noqa: PLC0415
+
+            install_console(self.admin_app, self.app)
         self._runners: list[web.AppRunner] = []
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()  # a second SIGTERM/SIGINT cuts the drain short

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real tools the tests drive (Debian packages): promtool/Prometheus, Alertmanager, wrk, nginx, mtail,
-# and the Prometheus exporters.
+# the Prometheus exporters, and Chromium for the console's browser tests (Playwright drives it by its
+# path; its own browser downloads are never used: no `playwright install`).
 need_pkgs=()
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
@@ -16,6 +17,7 @@ command -v mtail >/dev/null 2>&1 || need_pkgs+=(mtail)
 for exporter in redis postgres mysqld node blackbox; do
   command -v "prometheus-$exporter-exporter" >/dev/null 2>&1 || need_pkgs+=("prometheus-$exporter-exporter")
 done
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages: ${need_pkgs[*]}"
@@ -39,7 +41,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'  # includes playwright (PyPI)
 # With a C compiler the install compiles the gateway's hot path (setup.py); check that it did.
 if command -v cc >/dev/null 2>&1 \
   && ! .venv/bin/python -c 'import sys, sidecar.gateway as g; sys.exit(not g.compiled())'; then

@@ -15,6 +15,7 @@ decoded only when someone asks for the request.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 from collections import OrderedDict
@@ -168,6 +169,38 @@ class CorrelationIndex:
             "dropped_entries": dropped,
             "timeline": [{"at": at, "kind": kind, "record": record} for at, kind, _, record in unpacked],
         }
+
+    def newest(self, limit: int) -> list[str]:
+        """The ``limit`` request IDs most recently added or touched, newest first (the console's lists)."""
+        return list(itertools.islice(reversed(self._timelines), limit))
+
+    def newest_entries(self, limit: int) -> list[tuple[str, RequestTimeline | bytes]]:
+        """The ``limit`` newest (request ID, held entry) pairs, for a scan that yields between slices."""
+        return list(itertools.islice(reversed(self._timelines.items()), limit))
+
+    @staticmethod
+    def carries_trace(held: RequestTimeline | bytes, trace_id: str) -> bool:
+        """Whether a held entry belongs to ``trace_id``, read from the packed bytes (nothing decoded)."""
+        if isinstance(held, RequestTimeline):
+            return held.trace_id == trace_id
+        if held[_AT_SIZE] in _KIND_OF_BYTE:  # kind letter, trace ID length, trace ID
+            length = held[_AT_SIZE + 1]
+            return held[_AT_SIZE + 2 : _AT_SIZE + 2 + length] == trace_id.encode("utf-8", "replace")
+        return b'"trace_id":"%b"' % trace_id.encode("utf-8", "replace") in held
+
+    @staticmethod
+    def access_of(held: RequestTimeline | bytes) -> tuple[float, bytes | dict[str, Any]] | None:
+        """A held request's access record and its time: the gateway's JSON line as stored (bytes), or
+        the decoded record of an access entry added another way; ``None`` when it has none."""
+        entries = held.entries if isinstance(held, RequestTimeline) else [held]
+        for packed in entries:
+            (at,) = _AT.unpack_from(packed)
+            letter = packed[_AT_SIZE]
+            if letter not in _KIND_OF_BYTE:
+                return at, packed[_AT_SIZE:]
+            if _KIND_OF_BYTE[letter] == "access":
+                return at, unpack(packed)[3]
+        return None
 
     def _evict(self) -> None:
         timelines = self._timelines

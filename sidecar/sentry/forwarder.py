@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,8 @@ class SentryForwarder:
         self.settings = settings
         self.dsn = settings.app
         self.correlation = correlation
+        # told of every scrubbed event sent on ("forwarded": made here, "relayed": from the app's SDK)
+        self.observers: list[Callable[[str, Mapping[str, Any]], object]] = []
         self.stats = SentryStats()
         self.limiter = RateLimiter()
         self.scrubber = Scrubber(settings.scrub.extra_keys, settings.scrub.allow_keys)
@@ -170,6 +172,8 @@ class SentryForwarder:
         if suppressed:
             built.event.setdefault("extra", {})["sidecar_duplicates_suppressed"] = suppressed
         event = self.scrubber.scrub(built.event)
+        for observer in self.observers:
+            observer("forwarded", event)
         envelope = Envelope.for_event(event, {"dsn": self.dsn.public})
         self.spool.put_nowait(envelope.to_bytes(), envelope.categories)
         return event_id
@@ -255,6 +259,8 @@ class SentryForwarder:
             self.stats.drop("opaque_item", prepared.opaque_dropped, items=True)
         for event in prepared.events:
             self._correlate_sdk_event(event, prepared.envelope.event_id)
+            for observer in self.observers:
+                observer("relayed", event)
 
     def _correlate_sdk_event(self, event: Mapping[str, Any], envelope_event_id: str | None) -> None:
         tags = event.get("tags")

@@ -24,6 +24,7 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
     if (
         token is not None
         and not is_relay_request(request)
+        and not _console_guards_itself(request)
         and not bearer_matches(request.headers.get("Authorization", ""), token.get_secret_value())
     ):
         return web.json_response(
@@ -32,6 +33,14 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
             headers={"WWW-Authenticate": 'Bearer realm="sidecar-admin"'},
         )
     return await handler(request)
+
+
+def _console_guards_itself(request: web.Request) -> bool:
+    """The console's pages check a login cookie or the bearer token themselves (``sidecar.console``)."""
+    path = request.path
+    return request.app[SETTINGS].console.enabled and (
+        path in ("/", "/console") or path.startswith("/console/")
+    )
 
 
 async def drain(request: web.Request) -> web.Response:
