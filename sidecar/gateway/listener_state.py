@@ -41,6 +41,8 @@ class ListenerState:
         self.idle_timeout = settings.idle_timeout
         self.header_timeout = settings.header_timeout
         self.body_timeout = settings.body_timeout
+        rate = settings.min_body_rate
+        self.body_seconds_per_byte = 1.0 / rate if rate else 0.0  # 0: only silence bounds a body
         self.upstream_idle_timeout = settings.upstream_idle_timeout
         self.max_header_bytes = settings.max_header_bytes
         self.max_concurrent = settings.max_concurrent_requests

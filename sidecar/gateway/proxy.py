@@ -76,6 +76,7 @@ class ClientConnection(ClientSide):
     ctx: GatewayContext
 
     __slots__ = (
+        "body_end",
         "closed",
         "ctx",
         "current",
@@ -86,6 +87,7 @@ class ClientConnection(ClientSide):
         "parser",
         "parsing",
         "paused",
+        "paused_at",
         "peer",
         "phase",
         "queue",
@@ -120,6 +122,11 @@ class ClientConnection(ClientSide):
         self.write_paused = False
         self.closed = False
         self.peer = _NO_PEER
+        # The body being read must arrive by body_end: body_timeout after its head, plus a second per
+        # min_body_rate bytes received (mod_reqtimeout's MinRate), plus the time reading was paused
+        # for the app's sake. Silence alone (body_timeout) would let a trickle hold a slot forever.
+        self.body_end = INF
+        self.paused_at = 0.0
 
     # -- connection lifecycle ---------------------------------------------------------------------
 
@@ -270,6 +277,7 @@ class ClientConnection(ClientSide):
         if ex.has_body:
             self.phase = BODY
             self.deadline = now + ctx.body_timeout
+            self.body_end = self.deadline if ctx.body_seconds_per_byte else INF
         else:
             self.phase = BUSY
             self.deadline = INF
@@ -300,8 +308,11 @@ class ClientConnection(ClientSide):
             up.deadline = now + self.ctx.read_timeout
         else:
             self._hold(ex, body)
+        end = self.body_end + size * self.ctx.body_seconds_per_byte
+        self.body_end = end
         if not self.paused:
-            self.deadline = now + self.ctx.body_timeout
+            silence = now + self.ctx.body_timeout
+            self.deadline = silence if silence < end else end
 
     def on_message_complete(self) -> None:
         ex = self.parsing
@@ -492,9 +503,17 @@ class ClientConnection(ClientSide):
             self.send(self.rejection)
             self._close()
         elif self.parsing is None:
-            if self.ctx.stopping:
-                self._close()
-                return
+            self._between_requests(now)
+
+    def _between_requests(self, now: float) -> None:
+        """The response is done and nothing is pipelined: wait for the next request, or close."""
+        ctx = self.ctx
+        if ctx.stopping:
+            self._close()
+        elif self.head_bytes or self.url:  # the next (pipelined) request has begun: header deadline
+            self.phase = HEAD
+            self.deadline = now + ctx.header_timeout
+        else:
             self.phase = IDLE
             self.deadline = now + ctx.idle_timeout
 
@@ -514,6 +533,7 @@ class ClientConnection(ClientSide):
             self.transport.pause_reading()
             if self.phase == BODY:
                 self.deadline = INF
+                self.paused_at = _clock()
         self.paused |= reason
 
     def _resume(self, reason: int) -> None:
@@ -523,7 +543,11 @@ class ClientConnection(ClientSide):
         if not self.paused and not self.closed:
             self.transport.resume_reading()
             if self.phase == BODY:
-                self.deadline = _clock() + self.ctx.body_timeout
+                now = _clock()
+                end = self.body_end + (now - self.paused_at)  # the client was not to blame meanwhile
+                self.body_end = end
+                silence = now + self.ctx.body_timeout
+                self.deadline = silence if silence < end else end
 
     def upstream_write_blocked(self, blocked: bool) -> None:
         if blocked:

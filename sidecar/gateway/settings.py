@@ -98,6 +98,15 @@ class GatewaySettings(Model):
     idle_timeout: Annotated[Duration, Meta(description="keep-alive: close a silent client after this")] = 75.0
     header_timeout: Annotated[Duration, Meta(description="a client must send its headers within this")] = 10.0
     body_timeout: Annotated[Duration, Meta(description="longest silence from a client sending a body")] = 60.0
+    min_body_rate: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=1_000_000_000,
+            description="bytes/s a body must keep up on average: its deadline is body_timeout after the "
+            "head plus a second per this many bytes (0: only silence is bounded)",
+        ),
+    ] = 500
     upstream_idle_timeout: Annotated[
         Duration, Meta(description="close pooled app connections idle this long (below the app's own)")
     ] = 4.0

@@ -244,6 +244,62 @@ async def test_client_too_slow_to_send_the_body_gets_408() -> None:
         assert rejected(gw.registry, "body_timeout") == 1
 
 
+async def trickle_body(port: int, size: int, piece: int, gap: float) -> tuple[int, float]:
+    """POST ``size`` bytes, ``piece`` bytes every ``gap`` seconds (never silent for long): status, seconds."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    started = time.monotonic()
+    try:
+        writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+
+        async def send() -> None:
+            for sent in range(0, size, piece):
+                writer.write(b"x" * min(piece, size - sent))
+                await asyncio.sleep(gap)
+
+        sender = asyncio.ensure_future(send())
+        try:
+            resp = await asyncio.wait_for(read_response(reader), 15)
+        finally:
+            sender.cancel()
+        return resp.status, time.monotonic() - started
+    finally:
+        writer.close()
+
+
+async def test_a_body_trickling_below_the_minimum_rate_gets_408() -> None:
+    # 10 bytes every 0.25 s: never 1 s of silence, but 40 bytes/s against a minimum of 100
+    async with run_upstream() as app, run_gateway(app.url, body_timeout=1.0, min_body_rate=100) as gw:
+        status, seconds = await trickle_body(gw.port, 1000, 10, 0.25)
+        assert status == 408
+        assert 1.0 < seconds < 5.0  # body_timeout plus a second per 100 bytes received, ~1.7 s
+        assert rejected(gw.registry, "body_timeout") == 1
+
+
+async def test_a_slow_body_within_the_minimum_rate_arrives() -> None:
+    # the same trickle with no minimum rate: only silence counts, and there is none
+    async with run_upstream() as app, run_gateway(app.url, body_timeout=1.0, min_body_rate=0) as gw:
+        status, seconds = await trickle_body(gw.port, 100, 10, 0.25)
+        assert status == 200
+        assert seconds > 2.0
+        assert rejected(gw.registry, "body_timeout") == 0
+
+
+async def test_a_pipelined_head_cut_short_gets_the_header_deadline_not_the_idle_one() -> None:
+    async with run_upstream() as app, run_gateway(app.url, header_timeout=0.5, idle_timeout=30) as gw:
+        reader, writer = await asyncio.open_connection(HOST, gw.port)
+        try:
+            writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\n")
+            first = await asyncio.wait_for(read_response(reader), 5)
+            assert first.status == 200
+            started = time.monotonic()
+            second = await asyncio.wait_for(read_response(reader), 5)
+            assert second.status == 408
+            assert time.monotonic() - started < 2.0
+        finally:
+            writer.close()
+        assert rejected(gw.registry, "header_timeout") == 1
+
+
 async def test_idle_keep_alive_connection_is_closed_quietly() -> None:
     async with run_upstream() as app, run_gateway(app.url, idle_timeout=0.5) as gw:
         reader, writer = await asyncio.open_connection(HOST, gw.port)
