@@ -34,6 +34,7 @@ from sidecar.core.settings_model import (
 from sidecar.gateway.settings import GatewaySettings, gateway_env_aliases
 from sidecar.logs.otlp_export import plan_log_export
 from sidecar.logs.settings import LogSettings
+from sidecar.probing.app_check import AppCheckSettings, app_check_config
 from sidecar.probing.settings import CheckConfig
 from sidecar.sentry.settings import SentrySettings
 from sidecar.serving.addresses import parse_listen
@@ -86,6 +87,9 @@ class Settings(Model, dict=True):
     checks: list[CheckConfig] = []
     routes: RouteSettings = field(default_factory=RouteSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    app_check: Annotated[
+        AppCheckSettings, Meta(description="the app behind the gateway as a check (docs: README)")
+    ] = field(default_factory=AppCheckSettings)
     metrics_auth: Annotated[
         MetricsAuth | None,
         Meta(description="credentials /metrics and /health require (basic or bearer_token)"),
@@ -412,6 +416,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise ConfigError(
             [("configuration", f"cannot be read as settings ({type(exc).__name__}: {exc})")]
         ) from None
+    _add_app_check(settings)
     _add_conventional_checks(settings, env)
     try:  # SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE as fallbacks; a malformed DSN names the variable
         settings.sentry = settings.sentry.with_environment(env)
@@ -423,6 +428,29 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     except TracingConfigError as exc:
         raise ConfigError([(exc.field, str(exc))]) from None
     return settings
+
+
+def _add_app_check(settings: Settings) -> None:
+    """With an upstream, the app itself is the first check (``app_check:``), unless switched off."""
+    wanted = settings.app_check
+    if not settings.gateway.enabled or not wanted.enabled:
+        return
+    if any(c.name == wanted.name for c in settings.checks):
+        raise ConfigError(
+            [
+                (
+                    "app_check.name",
+                    f"a check under checks: is also named {wanted.name!r}: rename one, or set "
+                    "app_check.enabled: false to probe the app with your own check",
+                )
+            ]
+        )
+    address = settings.gateway.upstream_address
+    try:
+        check = app_check_config(wanted, address.host, address.port, address.unix_path)
+    except ValidationError as exc:
+        raise ConfigError([(f"app_check.{location(loc)}", m) for loc, m in exc.problems]) from None
+    settings.checks.insert(0, check)
 
 
 def _add_conventional_checks(settings: Settings, env: Mapping[str, str]) -> None:

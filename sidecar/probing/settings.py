@@ -73,6 +73,10 @@ class CheckConfig(Model, dict=True):
     rise: Annotated[int, Meta(ge=1, le=100, description="passes in a row before a failed check is ready")] = 2
     fall: Annotated[int, Meta(ge=1, le=100, description="failures in a row before a check is not ready")] = 1
     max_backoff: Annotated[Duration | None, Meta(description="longest wait between failing probes")] = None
+    startup_grace: Annotated[
+        Duration | None,
+        Meta(description="'starting', not failing, until the first pass or this long; gates /startupz"),
+    ] = None
     options: dict[str, Any] = {}
 
     @field_validator("name")

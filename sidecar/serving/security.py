@@ -20,7 +20,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from sidecar.core.settings_model import FrozenModel, Meta, SecretStr, model_validator
 
-OPEN_PATHS = frozenset({"/livez", "/readyz"})
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/startupz"})
 """Paths that never ask for credentials (plus everything under ``/readyz/``): probes carry none."""
 
 
