@@ -67,7 +67,7 @@ class AppCheckSettings(Model):
         list[int | str], Meta(description='statuses that pass, e.g. [200] or ["2xx"]')
     ] = field(default_factory=lambda: ["2xx"])
     interval: Duration = 5.0
-    timeout: Duration = 2.0
+    timeout: Annotated[Duration | None, Meta(description="default: 2s, or the interval if shorter")] = None
     rise: Annotated[int, Meta(ge=1, le=100, description="passes in a row that bring the app back")] = 2
     fall: Annotated[int, Meta(ge=1, le=100, description="failed probes in a row before not ready")] = 2
     startup_grace: Annotated[
@@ -98,7 +98,7 @@ def app_check_config(settings: AppCheckSettings, host: str, port: int, unix_path
         "name": settings.name,
         "critical": settings.critical,
         "interval": settings.interval,
-        "timeout": settings.timeout,
+        "timeout": settings.timeout if settings.timeout is not None else min(2.0, settings.interval),
         "rise": settings.rise,
         "fall": settings.fall,
         "startup_grace": settings.startup_grace,
