@@ -423,6 +423,7 @@ class HTTPCollector(Collector[HTTPOptions]):
     """Probes one HTTP(S) URL: status, body, JSON health field, latency by phase, certificate expiry."""
 
     kind: ClassVar[str] = "http"
+    measurements: ClassVar[tuple[str, ...]] = ("responseTime", "statusCode", "certificateDaysLeft")
     options_model: ClassVar[type[CollectorOptions]] = HTTPOptions
     component_type: ClassVar[str] = "component"
     critical_by_default: ClassVar[bool] = True

@@ -362,6 +362,7 @@ class PostgresCollector(Collector[PostgresOptions]):
     """Probes one PostgreSQL server through a pool of at most one connection."""
 
     kind: ClassVar[str] = "postgres"
+    measurements: ClassVar[tuple[str, ...]] = ("responseTime", "connections", "connectionsUsedRatio")
     options_model: ClassVar[type[CollectorOptions]] = PostgresOptions
     component_type: ClassVar[str] = "datastore"
     up_metric: ClassVar[MetricSpec | None] = PG_UP

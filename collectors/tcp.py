@@ -90,6 +90,7 @@ class TCPCollector(Collector[TCPOptions]):
     """Connects to ``host:port`` and closes again, trying each resolved address in order."""
 
     kind: ClassVar[str] = "tcp"
+    measurements: ClassVar[tuple[str, ...]] = ("responseTime",)
     options_model: ClassVar[type[CollectorOptions]] = TCPOptions
     component_type: ClassVar[str] = "component"
     critical_by_default: ClassVar[bool] = True

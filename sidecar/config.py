@@ -24,7 +24,9 @@ from sidecar.core.settings_model import (
     Meta,
     Model,
     SecretStr,
+    Unique,
     ValidationError,
+    ValidationInfo,
     field,
     field_validator,
     is_model_type,
@@ -84,7 +86,7 @@ class Settings(Model, dict=True):
     admin_token: Annotated[SecretStr | None, Meta(description="bearer token the admin listener requires")] = (
         None
     )
-    checks: list[CheckConfig] = []
+    checks: Annotated[list[CheckConfig], Unique("name", "check")] = []
     routes: RouteSettings = field(default_factory=RouteSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     app_check: Annotated[
@@ -121,34 +123,22 @@ class Settings(Model, dict=True):
         parse_listen(value)
         return value
 
-    @model_validator(mode="after")
-    def _distinct_listeners(self) -> Settings:
-        listeners = {"listen": self.listen, "admin_listen": self.admin_listen}
-        if self.gateway.enabled:
-            listeners["gateway.listen"] = self.gateway.listen
-        seen: dict[int, tuple[str, str]] = {}
-        wildcard = ("0.0.0.0", "::", "")
-        for name, value in listeners.items():
-            try:
-                host, port = parse_listen(value)
-            except ValueError:
-                continue  # that listener's own validator explains it (the gateway allows port 0)
-            if port in seen:
-                other, other_host = seen[port]
-                if host == other_host or host in wildcard or other_host in wildcard:
-                    raise ValueError(f"{other} and {name} both use port {port}: give each its own port")
-            seen[port] = (name, host)
-        return self
+    # Checks across sections are field validators reading the fields before them (``info.data``), so
+    # they are reported in the same pass as every other mistake of the file, in field order.
 
-    @model_validator(mode="after")
-    def _admin_exposure(self) -> Settings:
-        host, _port = parse_listen(self.admin_listen)
+    @field_validator("admin_token", always=True)
+    @classmethod
+    def _admin_exposure(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        admin_listen = info.data.get("admin_listen")
+        if admin_listen is None:
+            return value
+        host, _port = parse_listen(admin_listen)
         if is_loopback_host(host):
-            return self
-        token = self.admin_token.get_secret_value() if self.admin_token else ""
+            return value
+        token = value.get_secret_value() if value else ""
         if not token:
             raise ValueError(
-                f"admin_listen {self.admin_listen!r} is reachable from other machines but admin_token is "
+                f"admin_listen {admin_listen!r} is reachable from other machines but admin_token is "
                 "not set: set admin_token (SIDECAR_ADMIN_TOKEN, 16+ random characters) or listen on "
                 "127.0.0.1"
             )
@@ -157,16 +147,27 @@ class Settings(Model, dict=True):
                 f"admin_token is shorter than {MIN_EXPOSED_TOKEN} characters while admin_listen is not "
                 "loopback: use a longer random token, e.g. from `openssl rand -hex 24`"
             )
-        return self
+        return value
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Settings:
-        seen: set[str] = set()
-        for check in self.checks:
-            if check.name in seen:
-                raise ValueError(f"two checks are named {check.name!r}: check names must be unique")
-            seen.add(check.name)
-        return self
+    @field_validator("gateway", always=True)
+    @classmethod
+    def _distinct_listeners(cls, value: GatewaySettings, info: ValidationInfo) -> GatewaySettings:
+        listeners = {name: info.data[name] for name in ("listen", "admin_listen") if name in info.data}
+        if value.enabled:
+            listeners["gateway.listen"] = value.listen
+        seen: dict[int, tuple[str, str]] = {}
+        wildcard = ("0.0.0.0", "::", "")
+        for name, address in listeners.items():
+            try:
+                host, port = parse_listen(address)
+            except ValueError:
+                continue  # that listener's own validator explains it (the gateway allows port 0)
+            if port in seen:
+                other, other_host = seen[port]
+                if host == other_host or host in wildcard or other_host in wildcard:
+                    raise ValueError(f"{other} and {name} both use port {port}: give each its own port")
+            seen[port] = (name, host)
+        return value
 
 
 ENV_PREFIX = "sidecar_"
