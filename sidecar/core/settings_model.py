@@ -392,7 +392,7 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
         problems.append((loc, f"expected a mapping of settings (key: value), got {_kind(value)}"))
         return _INVALID
     # Problems come out in the order of the input's keys (the order of the file), each key's own
-    # problems together; a required field that is missing comes where the model declares it.
+    # problems together; then what is missing (a required field, a target the kind needs).
     buckets: dict[str, list[tuple[Loc, str]]] = {}
     for key in value:
         if key not in spec.fields:

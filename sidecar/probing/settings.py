@@ -194,4 +194,3 @@ def _collector_of(info: ValidationInfo) -> type[Collector] | None:  # type: igno
     """The collector class of the check's kind, when the kind is valid."""
     kind = info.data.get("kind")
     return load_collector(kind) if isinstance(kind, str) else None
-
