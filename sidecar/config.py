@@ -84,6 +84,9 @@ class Settings(Model, dict=True):
     service_name: Annotated[str, Meta(description="the service the sidecar stands next to")] = "app"
     shutdown_timeout: Annotated[Duration, Meta(description="longest clean shutdown")] = 15.0
     default_checks: Annotated[bool, Meta(description="add host and own-process checks")] = True
+    metrics_created_series: Annotated[
+        bool, Meta(description="expose the _created series of counters and histograms")
+    ] = False
     admin_token: Annotated[SecretStr | None, Meta(description="bearer token the admin listener requires")] = (
         None
     )

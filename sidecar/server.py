@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> web.Application:
         app.middlewares.append(metrics_auth_middleware(settings.metrics_auth))
     store = ResultStore()
     health = HealthModel(store, service_name=settings.service_name)
-    registry = new_registry()
+    registry = new_registry(settings.metrics_created_series)
     registry.register(CheckMetrics(store, health))
     app[SETTINGS] = settings
     app[STORE] = store
