@@ -167,3 +167,38 @@ async def test_a_starting_app_is_starting_and_startupz_waits_for_its_first_pass(
         _, metrics = await get(client, f"{health}/metrics")
         assert 'sidecar_check_up{check="app",kind="http"} 1.0' in metrics
     await app.stop()
+
+
+async def test_an_app_on_a_unix_socket_is_probed_through_the_socket(tmp_path: Path) -> None:
+    socket_path = str(tmp_path / "app.sock")
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.UnixSite(runner, socket_path).start()
+    try:
+        for app_check in ({"interval": 0.3}, {"interval": 0.3, "path": "/health"}):
+            config = {
+                "listen": f"{HOST}:{free_port()}",
+                "admin_listen": f"{HOST}:{free_port()}",
+                "default_checks": False,
+                "gateway": {"upstream": f"unix:{socket_path}", "listen": f"{HOST}:{free_port()}"},
+                "app_check": app_check,
+            }
+            path = tmp_path / "sidecar.yaml"
+            path.write_text(yaml.safe_dump(config))
+            settings = load_settings(path, environ={})
+            assert settings.checks[0].kind == ("http" if "path" in app_check else "tcp")
+            server = Server(settings, path)
+            await server.start()
+            try:
+                async with aiohttp.ClientSession() as client:
+                    await wait_for(client, f"http://{settings.listen}/readyz", 200, within=3)
+            finally:
+                await server.shutdown()
+    finally:
+        await runner.cleanup()
