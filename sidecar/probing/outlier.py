@@ -114,8 +114,17 @@ class OutlierDetector:
         self.eject(rule, RULE_TEXT.get(rule, rule + " {count}").format(count=count))
 
     def eject(self, rule: str, text: str) -> None:
-        """Take the app out of readiness now, for the current ejection time."""
-        if self.ejected:
+        """Take the app out of readiness now, for the current ejection time.
+
+        Not while it is starting (no active pass yet): it is out of readiness already, and a starting
+        app is ``starting``, not failing. The counters are re-armed for when it has started.
+        """
+        state = self.health.states.get(self.check)
+        if state is None or state.ejected:
+            return
+        if not state.started:
+            if self._source is not None:
+                self._source.rearm()
             return
         s = self.settings
         self.multiplier += 1

@@ -159,3 +159,16 @@ def test_an_app_that_never_starts_fails_once_its_grace_is_over() -> None:
     store.record(result(Status.FAIL))
     assert health.readiness.reason == "failing" and health.readiness.failing == ("app",)
     assert health.started == (False, ("app",))
+
+
+def test_a_starting_app_is_not_ejected_by_traffic_before_its_first_pass() -> None:
+    clock = Clock()
+    store, health, found, counters = detector(clock, grace=30, consecutive_connect_failures=2)
+    for _ in range(4):
+        counters.observe(502, "upstream_refused")
+    assert health.readiness.reason == "starting" and found.ejections["consecutive_connect_failures"] == 0
+    store.record(result(Status.PASS))
+    assert health.readiness.ready and counters.armed
+    counters.observe(502, "upstream_refused")
+    counters.observe(502, "upstream_refused")
+    assert health.readiness.failing_text() == "app (outlier: 2 consecutive connect failures)"
