@@ -69,7 +69,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith("SIDECAR_") or n in ("DATABASE_URL", "REDIS_URL")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("SIDECAR_LOG_LEVLE", "debug")
-    monkeypatch.setenv("DATABASE_URL", "sqlite:///tmp/app.db")
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///srv/app.db")
 
 
 @pytest.mark.usefixtures("environment")
