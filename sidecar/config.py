@@ -502,16 +502,11 @@ def _add_app_check(settings: Settings, _env: Mapping[str, str]) -> None:
     wanted = settings.app_check
     if not settings.gateway.enabled or not wanted.enabled:
         return
-    if any(c.name == wanted.name for c in settings.checks):
-        raise ConfigError(
-            [
-                (
-                    "app_check.name",
-                    f"a check under checks: is also named {wanted.name!r}: rename one, or set "
-                    "app_check.enabled: false to probe the app with your own check",
-                )
-            ]
-        )
+    own = next((c for c in settings.checks if c.name == wanted.name), None)
+    if own is not None:  # a check of the app under checks: is the active probe; traffic still judges it
+        if own.startup_grace is None:
+            own.startup_grace = wanted.startup_grace
+        return
     address = settings.gateway.upstream_address
     try:
         check = app_check_config(wanted, address.host, address.port, address.unix_path)

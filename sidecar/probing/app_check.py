@@ -6,9 +6,10 @@ of ``path`` (the app's own ``/health``) expecting ``expect_status``. The same ch
 passively from live traffic (``outlier``: Envoy's outlier detection, see ``probing.outlier``), and a
 starting app is ``starting`` until its first pass, within ``startup_grace`` (``/startupz``).
 
-``app_check: {enabled: false}`` removes it; a check of your own under ``checks:`` may not share its
-name. Why not a ``checks:`` entry: its target follows the upstream, and the outlier rules read what
-only the gateway sees.
+``app_check: {enabled: false}`` removes it; a check of your own under ``checks:`` with its name takes
+the place of the active probe (passive detection and the grace still apply). Why a section and not
+only a ``checks:`` entry: its target follows the upstream, and the outlier rules read what only the
+gateway sees.
 """
 
 from __future__ import annotations

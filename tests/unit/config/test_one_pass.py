@@ -148,3 +148,18 @@ def test_targets_with_a_socket_host_or_a_database_parameter_are_fine(tmp_path: P
         "  - {name: b, kind: postgres, target: 'postgresql://db.internal/?dbname=app'}\n"
     )
     assert [c.name for c in load_settings(path, environ={}).checks] == ["a", "b"]
+
+
+def test_a_check_of_your_own_named_app_is_the_app_check(tmp_path: Path) -> None:
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(
+        "default_checks: false\ngateway: {upstream: 'http://127.0.0.1:3000'}\n"
+        "checks:\n  - {name: app, kind: http, target: 'http://127.0.0.1:3000/healthz'}\n"
+    )
+    (check,) = load_settings(path, environ={}).checks
+    assert (check.kind, check.target, check.startup_grace) == ("http", "http://127.0.0.1:3000/healthz", 60.0)
+    path.write_text("default_checks: false\ngateway: {upstream: 'http://127.0.0.1:3000'}\n")
+    (check,) = load_settings(path, environ={}).checks
+    assert (check.name, check.kind, check.target) == ("app", "tcp", "127.0.0.1:3000")
+    path.write_text("gateway: {upstream: 'http://127.0.0.1:3000'}\napp_check: {enabled: false}\n")
+    assert "app" not in [c.name for c in load_settings(path, environ={}).checks]
