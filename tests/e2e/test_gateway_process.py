@@ -141,6 +141,7 @@ async def test_admin_drain_takes_the_gateway_out_of_rotation_and_undrain_puts_it
         sidecar_process(upstream) as (sidecar, gateway_url),
         aiohttp.ClientSession() as session,
     ):
+        await asyncio.to_thread(sidecar.wait_for, "/readyz", 200, 5)  # the app check's first pass
         async with session.post(sidecar.admin + "/drain") as resp:
             assert resp.status == 200
         assert await readyz(session, sidecar.base) == 503
