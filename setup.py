@@ -34,6 +34,7 @@ COMPILED = [
     "sidecar/gateway/responses.py",
     "sidecar/gateway/listener_state.py",
     "sidecar/gateway/context.py",
+    "sidecar/gateway/outlier.py",
     "sidecar/gateway/metrics.py",
     "sidecar/gateway/access_log.py",
 ]

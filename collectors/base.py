@@ -144,6 +144,8 @@ class Collector(ABC, Generic[OptionsT]):
     up_metric: ClassVar[MetricSpec | None] = None
     up_follows_verdict: ClassVar[bool] = False
     duration_metric: ClassVar[MetricSpec | None] = None  # blackbox's probe_duration_seconds
+    measurements: ClassVar[tuple[str, ...]] = ("responseTime",)
+    """What ``collect`` may measure: the names ``/health`` shows and ``warn:``/``fail:`` may judge."""
 
     def __init__(self, check: CheckTarget, options: OptionsT) -> None:
         self.check = check

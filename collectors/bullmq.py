@@ -198,6 +198,20 @@ def queue_samples(stats: QueueStats) -> list[Sample]:
     return samples
 
 
+QUEUE_MEASUREMENTS: tuple[str, ...] = (
+    "queues",
+    "backlog",
+    "missingQueues",
+    "oldestJobAge",
+    "overdueDelayed",
+    "stalled",
+    "failed",
+    "paused",
+    "minWorkers",
+)
+"""What ``queue_observation`` measures, for every queue kind (``warn:``/``fail:`` keys)."""
+
+
 def queue_observation(
     stats: Sequence[QueueStats], *, missing: Sequence[str] = (), notes: Iterable[str] = ()
 ) -> Observation:
@@ -258,6 +272,8 @@ def cap_queues(names: Iterable[str], limit: int) -> tuple[list[str], int]:
 
 class RedisQueueCollector(Collector[Any]):
     """Plumbing shared by the Redis-based queue collectors: pool, target checks, error mapping."""
+
+    measurements: ClassVar[tuple[str, ...]] = QUEUE_MEASUREMENTS
 
     component_type: ClassVar[str] = "component"
     critical_by_default: ClassVar[bool] = False  # a shared backlog must not take every instance out

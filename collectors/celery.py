@@ -27,6 +27,7 @@ from typing import Annotated, Any, ClassVar
 
 from collectors.base import CheckTarget, CollectorOptions, Measurement, MetricSpec, Observation, Sample
 from collectors.bullmq import (
+    QUEUE_MEASUREMENTS,
     UNIT_JOBS,
     UNIT_SECONDS,
     DiscoveringQueueOptions,
@@ -111,6 +112,7 @@ class CeleryCollector(RedisQueueCollector):
     """Measures Celery queues on one Redis broker database."""
 
     kind: ClassVar[str] = "celery"
+    measurements: ClassVar[tuple[str, ...]] = (*QUEUE_MEASUREMENTS, "unacked", "oldestUnackedAge")
     options_model: ClassVar[type[CollectorOptions]] = CeleryOptions
     options: CeleryOptions
 

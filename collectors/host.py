@@ -498,6 +498,15 @@ class HostCollector(Collector[HostOptions]):
     """Reads host and container resource figures; never fails unless a watched path is missing."""
 
     kind: ClassVar[str] = "host"
+    measurements: ClassVar[tuple[str, ...]] = (
+        "cpuUtilization",
+        "load1",
+        "memoryUtilization",
+        "diskUtilization",
+        "uptime",
+        "swapUtilization",
+        "containerMemoryUtilization",
+    )
     options_model: ClassVar[type[CollectorOptions]] = HostOptions
     component_type: ClassVar[str] = "system"
     target_required: ClassVar[bool] = False

@@ -142,6 +142,9 @@ class HTTPOptions(CollectorOptions, frozen=True):
     tls_warn_days: Annotated[float, Meta(ge=0)] = 14.0
     follow_redirects: bool = True
     max_body_bytes: Annotated[int, Meta(ge=0, le=16 * MAX_BODY_BYTES)] = MAX_BODY_BYTES
+    unix_socket: Annotated[
+        str | None, Meta(description="connect through this unix socket (the URL names host and path)")
+    ] = None
 
     @field_validator("method")
     @classmethod
@@ -420,6 +423,7 @@ class HTTPCollector(Collector[HTTPOptions]):
     """Probes one HTTP(S) URL: status, body, JSON health field, latency by phase, certificate expiry."""
 
     kind: ClassVar[str] = "http"
+    measurements: ClassVar[tuple[str, ...]] = ("responseTime", "statusCode", "certificateDaysLeft")
     options_model: ClassVar[type[CollectorOptions]] = HTTPOptions
     component_type: ClassVar[str] = "component"
     critical_by_default: ClassVar[bool] = True
@@ -464,9 +468,13 @@ class HTTPCollector(Collector[HTTPOptions]):
                 self._session = self._new_session()
 
     def _new_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            ssl=self._ssl(), limit=4, keepalive_timeout=30, socket_factory=_timed_socket
-        )
+        connector: aiohttp.BaseConnector
+        if self.options.unix_socket:
+            connector = aiohttp.UnixConnector(self.options.unix_socket, limit=4, keepalive_timeout=30)
+        else:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl(), limit=4, keepalive_timeout=30, socket_factory=_timed_socket
+            )
         return aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),  # probes must not carry state between them

@@ -323,6 +323,7 @@ class MySQLCollector(Collector[MySQLOptions]):
     """Probes one MySQL or MariaDB server through a single reused connection."""
 
     kind: ClassVar[str] = "mysql"
+    measurements: ClassVar[tuple[str, ...]] = ("responseTime", "connections", "connectionsUsedRatio")
     options_model: ClassVar[type[CollectorOptions]] = MySQLOptions
     component_type: ClassVar[str] = "datastore"
     up_metric: ClassVar[MetricSpec | None] = MYSQL_UP

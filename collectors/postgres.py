@@ -362,6 +362,7 @@ class PostgresCollector(Collector[PostgresOptions]):
     """Probes one PostgreSQL server through a pool of at most one connection."""
 
     kind: ClassVar[str] = "postgres"
+    measurements: ClassVar[tuple[str, ...]] = ("responseTime", "connections", "connectionsUsedRatio")
     options_model: ClassVar[type[CollectorOptions]] = PostgresOptions
     component_type: ClassVar[str] = "datastore"
     up_metric: ClassVar[MetricSpec | None] = PG_UP
@@ -567,7 +568,16 @@ def validate_postgres_target(target: str | None) -> str:
                 f"postgres target has an invalid port; use a number 1-65535, e.g. {EXAMPLE_TARGET}"
             ) from None
     try:
-        parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        query = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
     except ValueError:
         raise ValueError("postgres target has a malformed query string; use ?key=value&key2=value2") from None
+    # Without a host or a database the driver silently probes its defaults (localhost, a database
+    # named like the user), which is not the dependency the configuration meant.
+    if not parts.hostname and "," not in parts.netloc and not query.get("host"):
+        raise ValueError(
+            f"postgres target has no host: write it after '//', e.g. {EXAMPLE_TARGET} "
+            "(or ?host=/run/postgresql for a unix socket)"
+        )
+    if not unquote(parts.path.lstrip("/")) and not (query.get("dbname") or query.get("database")):
+        raise ValueError(f"postgres target has no database: write it after the host, e.g. {EXAMPLE_TARGET}")
     return target

@@ -191,6 +191,14 @@ class ProcessCollector(Collector[ProcessOptions]):
     """Measures memory, CPU, fds and threads of one process; fails when the process is gone."""
 
     kind: ClassVar[str] = "process"
+    measurements: ClassVar[tuple[str, ...]] = (
+        "cpuUtilization",
+        "residentMemory",
+        "threads",
+        "uptime",
+        "openFds",
+        "fdUtilization",
+    )
     options_model: ClassVar[type[CollectorOptions]] = ProcessOptions
     component_type: ClassVar[str] = "system"
     target_required: ClassVar[bool] = False

@@ -42,7 +42,7 @@ from collectors.base import (
     Reason,
     Status,
 )
-from collectors.bullmq import QueueOptions, QueueStats, cap_queues, queue_observation
+from collectors.bullmq import QUEUE_MEASUREMENTS, QueueOptions, QueueStats, cap_queues, queue_observation
 from sidecar.core.settings_model import Meta
 
 SCHEMES = ("amqp", "amqps")
@@ -70,6 +70,7 @@ class RabbitMQCollector(Collector[RabbitMQOptions]):
     """Keeps one AMQP connection and measures the configured queues through it."""
 
     kind: ClassVar[str] = "rabbitmq"
+    measurements: ClassVar[tuple[str, ...]] = QUEUE_MEASUREMENTS
     options_model: ClassVar[type[CollectorOptions]] = RabbitMQOptions
     component_type: ClassVar[str] = "component"
     critical_by_default: ClassVar[bool] = False  # a shared backlog must not take every instance out

@@ -237,6 +237,12 @@ class RedisCollector(Collector[RedisOptions]):
     """Probes one Redis server (or Valkey, KeyDB) with PING and INFO."""
 
     kind: ClassVar[str] = "redis"
+    measurements: ClassVar[tuple[str, ...]] = (
+        "responseTime",
+        "connections",
+        "connectionsUsedRatio",
+        "memoryUsedRatio",
+    )
     options_model: ClassVar[type[CollectorOptions]] = RedisOptions
     component_type: ClassVar[str] = "datastore"
     up_metric: ClassVar[MetricSpec | None] = REDIS_UP

@@ -55,6 +55,7 @@ METRICS: tuple[MetricSpec, ...] = (
     TCP_CONNECT_DURATION,
 )
 
+UNIX_PREFIX = "unix:"
 _EXAMPLE = "write host:port, e.g. db.internal:5432 or [::1]:5432"
 
 
@@ -89,6 +90,7 @@ class TCPCollector(Collector[TCPOptions]):
     """Connects to ``host:port`` and closes again, trying each resolved address in order."""
 
     kind: ClassVar[str] = "tcp"
+    measurements: ClassVar[tuple[str, ...]] = ("responseTime",)
     options_model: ClassVar[type[CollectorOptions]] = TCPOptions
     component_type: ClassVar[str] = "component"
     critical_by_default: ClassVar[bool] = True
@@ -100,6 +102,10 @@ class TCPCollector(Collector[TCPOptions]):
     def validate_target(cls, target: str | None) -> str | None:
         if not target:
             raise ValueError(f"a tcp check needs a target: {_EXAMPLE}")
+        if target.startswith(UNIX_PREFIX):
+            if not target.removeprefix(UNIX_PREFIX).startswith("/"):
+                raise ValueError(f"{target!r}: a unix socket target is unix:/absolute/path.sock")
+            return target
         parse_host_port(target)
         return target
 
@@ -114,7 +120,10 @@ class TCPCollector(Collector[TCPOptions]):
         return ()
 
     async def collect(self) -> Observation:
-        host, port = parse_host_port(self.check.target or "")
+        target = self.check.target or ""
+        if target.startswith(UNIX_PREFIX):
+            return await _connect_unix(target.removeprefix(UNIX_PREFIX))
+        host, port = parse_host_port(target)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
@@ -152,3 +161,20 @@ async def _connect_first(infos: Sequence[AddrInfo], host: str, port: int) -> int
         return family
     detail = last.strerror if last is not None and last.strerror else str(last)
     raise ProbeError(Reason.CONNECT, f"cannot connect to {host}:{port}: {detail}")
+
+
+async def _connect_unix(path: str) -> Observation:
+    """Connect to the unix socket at ``path`` and close again (an app behind a unix-socket upstream)."""
+    started = time.perf_counter()
+    try:
+        _reader, writer = await asyncio.open_unix_connection(path)
+    except OSError as exc:
+        raise ProbeError(Reason.CONNECT, f"cannot connect to unix:{path}: {exc.strerror or exc}") from exc
+    connected = time.perf_counter()
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return Observation(
+        measurements={"responseTime": Measurement(connected - started, "s")},
+        samples=[Sample(TCP_CONNECT_DURATION, connected - started)],
+    )

@@ -343,6 +343,33 @@ def overview() -> Dashboard:
                 ),
             ),
             Row(
+                "The app behind the gateway (live traffic)",
+                (
+                    Panel(
+                        "App ejected",
+                        [Query(f"sidecar_app_ejected{{{SEL}}}", "{{instance}}")],
+                        kind="state-timeline",
+                        width=12,
+                        mappings=(("0", "in rotation", "green"), ("1", "ejected", "red")),
+                        description="1 while failing live traffic (outlier detection) keeps the app out of "
+                        "readiness; /readyz?verbose says which rule.",
+                    ),
+                    Panel(
+                        "Ejections by reason",
+                        [
+                            Query(
+                                f"sum by (reason) (increase(sidecar_app_ejections_total{{{SEL}}}[{RATE}]))",
+                                "{{reason}}",
+                            )
+                        ],
+                        width=12,
+                        stack=True,
+                        description="consecutive_5xx, consecutive_connect_failures or error_ratio; "
+                        "repeated ejections last longer each time.",
+                    ),
+                ),
+            ),
+            Row(
                 "Requests (gateway and access logs)",
                 (
                     Panel(

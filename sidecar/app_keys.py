@@ -11,6 +11,7 @@ from sidecar.correlation.index import CorrelationIndex
 from sidecar.logs.otlp_export import LogExporter
 from sidecar.logs.runtime import LogRuntime
 from sidecar.probing.health import HealthModel
+from sidecar.probing.outlier import OutlierDetector
 from sidecar.probing.results import ResultStore
 from sidecar.probing.scheduler import Scheduler
 from sidecar.sentry.forwarder import SentryForwarder
@@ -27,3 +28,4 @@ LOGS = web.AppKey("logs", LogRuntime)
 SENTRY = web.AppKey("sentry", SentryForwarder)
 TRACING = web.AppKey("tracing", TracingRuntime)  # only when tracing is on
 LOG_EXPORT = web.AppKey("log_export", LogExporter)  # only when OTLP log export is on
+OUTLIER = web.AppKey("outlier", OutlierDetector)  # only with an upstream and app_check.outlier on

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(args.config)
+        # an unknown SIDECAR_* variable fails check-config; run only warns (see load_settings)
+        settings = load_settings(args.config, strict_environment=args.command == "check-config")
     except ConfigError as exc:
         print(f"sidecar: invalid configuration ({len(exc.problems)} problem(s)):", file=sys.stderr)
         for field, message in exc.problems:

@@ -24,7 +24,10 @@ from sidecar.core.settings_model import (
     Meta,
     Model,
     SecretStr,
+    Unique,
     ValidationError,
+    ValidationInfo,
+    did_you_mean,
     field,
     field_validator,
     is_model_type,
@@ -34,6 +37,7 @@ from sidecar.core.settings_model import (
 from sidecar.gateway.settings import GatewaySettings, gateway_env_aliases
 from sidecar.logs.otlp_export import plan_log_export
 from sidecar.logs.settings import LogSettings
+from sidecar.probing.app_check import AppCheckSettings, app_check_config
 from sidecar.probing.settings import CheckConfig
 from sidecar.sentry.settings import SentrySettings
 from sidecar.serving.addresses import parse_listen
@@ -80,12 +84,18 @@ class Settings(Model, dict=True):
     service_name: Annotated[str, Meta(description="the service the sidecar stands next to")] = "app"
     shutdown_timeout: Annotated[Duration, Meta(description="longest clean shutdown")] = 15.0
     default_checks: Annotated[bool, Meta(description="add host and own-process checks")] = True
+    metrics_created_series: Annotated[
+        bool, Meta(description="expose the _created series of counters and histograms")
+    ] = False
     admin_token: Annotated[SecretStr | None, Meta(description="bearer token the admin listener requires")] = (
         None
     )
-    checks: list[CheckConfig] = []
+    checks: Annotated[list[CheckConfig], Unique("name", "check")] = []
     routes: RouteSettings = field(default_factory=RouteSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    app_check: Annotated[
+        AppCheckSettings, Meta(description="the app behind the gateway as a check (docs: README)")
+    ] = field(default_factory=AppCheckSettings)
     metrics_auth: Annotated[
         MetricsAuth | None,
         Meta(description="credentials /metrics and /health require (basic or bearer_token)"),
@@ -104,7 +114,8 @@ class Settings(Model, dict=True):
     def _environment_wins(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
-        return deep_merge(data, environment_overlay(cls, os.environ))
+        # a variable that cannot be read is left out here; load_settings reports it with the rest
+        return deep_merge(data, environment_overlay(cls, os.environ, problems=[]))
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -117,34 +128,22 @@ class Settings(Model, dict=True):
         parse_listen(value)
         return value
 
-    @model_validator(mode="after")
-    def _distinct_listeners(self) -> Settings:
-        listeners = {"listen": self.listen, "admin_listen": self.admin_listen}
-        if self.gateway.enabled:
-            listeners["gateway.listen"] = self.gateway.listen
-        seen: dict[int, tuple[str, str]] = {}
-        wildcard = ("0.0.0.0", "::", "")
-        for name, value in listeners.items():
-            try:
-                host, port = parse_listen(value)
-            except ValueError:
-                continue  # that listener's own validator explains it (the gateway allows port 0)
-            if port in seen:
-                other, other_host = seen[port]
-                if host == other_host or host in wildcard or other_host in wildcard:
-                    raise ValueError(f"{other} and {name} both use port {port}: give each its own port")
-            seen[port] = (name, host)
-        return self
+    # Checks across sections are field validators reading the fields before them (``info.data``), so
+    # they are reported in the same pass as every other mistake of the file, in field order.
 
-    @model_validator(mode="after")
-    def _admin_exposure(self) -> Settings:
-        host, _port = parse_listen(self.admin_listen)
+    @field_validator("admin_token", always=True)
+    @classmethod
+    def _admin_exposure(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        admin_listen = info.data.get("admin_listen")
+        if admin_listen is None:
+            return value
+        host, _port = parse_listen(admin_listen)
         if is_loopback_host(host):
-            return self
-        token = self.admin_token.get_secret_value() if self.admin_token else ""
+            return value
+        token = value.get_secret_value() if value else ""
         if not token:
             raise ValueError(
-                f"admin_listen {self.admin_listen!r} is reachable from other machines but admin_token is "
+                f"admin_listen {admin_listen!r} is reachable from other machines but admin_token is "
                 "not set: set admin_token (SIDECAR_ADMIN_TOKEN, 16+ random characters) or listen on "
                 "127.0.0.1"
             )
@@ -153,35 +152,49 @@ class Settings(Model, dict=True):
                 f"admin_token is shorter than {MIN_EXPOSED_TOKEN} characters while admin_listen is not "
                 "loopback: use a longer random token, e.g. from `openssl rand -hex 24`"
             )
-        return self
+        return value
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Settings:
-        seen: set[str] = set()
-        for check in self.checks:
-            if check.name in seen:
-                raise ValueError(f"two checks are named {check.name!r}: check names must be unique")
-            seen.add(check.name)
-        return self
+    @field_validator("gateway", always=True)
+    @classmethod
+    def _distinct_listeners(cls, value: GatewaySettings, info: ValidationInfo) -> GatewaySettings:
+        listeners = {name: info.data[name] for name in ("listen", "admin_listen") if name in info.data}
+        if value.enabled:
+            listeners["gateway.listen"] = value.listen
+        seen: dict[int, tuple[str, str]] = {}
+        wildcard = ("0.0.0.0", "::", "")
+        for name, address in listeners.items():
+            try:
+                host, port = parse_listen(address)
+            except ValueError:
+                continue  # that listener's own validator explains it (the gateway allows port 0)
+            if port in seen:
+                other, other_host = seen[port]
+                if host == other_host or host in wildcard or other_host in wildcard:
+                    raise ValueError(f"{other} and {name} both use port {port}: give each its own port")
+            seen[port] = (name, host)
+        return value
 
 
 ENV_PREFIX = "sidecar_"
 ENV_NESTING = "__"
 
 
-def environment_overlay(model: type[Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def environment_overlay(
+    model: type[Any], environ: Mapping[str, str], problems: list[tuple[str, str]] | None = None
+) -> dict[str, Any]:
     """``SIDECAR_<KEY>`` and ``SIDECAR_<SECTION>__<KEY>`` (any depth, any case) as nested settings.
 
     Values of lists, mappings and sections are JSON (``SIDECAR_CHECKS='[{"name": ...}]'``); a JSON
     section and ``__`` keys inside it merge, the keys winning. Plain values stay text and are converted
     by the model, so ``SIDECAR_DEFAULT_CHECKS=false`` and ``SIDECAR_ROUTES__MAX_ROUTES=50`` work.
-    Variables naming no setting are left alone, except under a section (``SIDECAR_GATEWAY__UPSTREEM``),
-    where the model reports the unknown key.
+    Variables naming no setting are left alone here (``unknown_environment`` reports them), except under
+    a section (``SIDECAR_GATEWAY__UPSTREEM``), where the model reports the unknown key. A value that
+    cannot be read raises, or, given ``problems``, is left out and reported there.
     """
     fields = model_field_types(model)
     whole: dict[str, Any] = {}
     nested: dict[str, Any] = {}
-    problems: list[tuple[tuple[str | int, ...], str]] = []
+    found: list[tuple[tuple[str | int, ...], str]] = []
     for name, raw in sorted(environ.items()):
         lower = name.lower()
         if not lower.startswith(ENV_PREFIX):
@@ -204,12 +217,39 @@ def environment_overlay(model: type[Any], environ: Mapping[str, str]) -> dict[st
             try:
                 target[last] = env_value(tp, raw)
             except ValueError as exc:
-                problems.append(((name,), str(exc)))
-    if problems:
-        raise ValidationError(problems)
+                found.append(((name,), str(exc)))
+    if found and problems is None:
+        raise ValidationError(found)
+    if problems is not None:
+        problems.extend((str(loc[0]), message) for loc, message in found)
     for top, values in nested.items():
         whole[top] = deep_merge(whole[top], values) if isinstance(whole.get(top), dict) else values
     return whole
+
+
+# SIDECAR_* variables that are not settings of the model but are read all the same
+OTHER_VARIABLES = ("SIDECAR_CONFIG", "SIDECAR_UPSTREAM", "SIDECAR_GATEWAY_LISTEN", "SIDECAR_COMPILE")
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``SIDECAR_*`` variables that name no setting (``SIDECAR_LOG_LEVLE``), with a "did you mean".
+
+    ``check-config`` reports them as errors; ``run`` logs a warning and starts, since other tools in
+    the same environment may use the prefix too. Keys under a section are the model's to report.
+    """
+    fields = model_field_types(Settings)
+    known = [f"SIDECAR_{name.upper()}" for name in fields] + list(OTHER_VARIABLES)
+    found = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("SIDECAR_") or upper in OTHER_VARIABLES:
+            continue
+        top = upper[len("SIDECAR_") :].split(ENV_NESTING)[0].lower()
+        if top in fields:
+            continue
+        hint = did_you_mean(upper.split(ENV_NESTING)[0], known)
+        found.append((name, f"no setting is named so{hint}: fix its name, or unset it"))
+    return found
 
 
 def model_field_types(model: type[Any]) -> dict[str, Any]:
@@ -393,17 +433,26 @@ def _check_keys(data: dict[str, Any]) -> None:
             stack.extend((f"{where}[{i}]", child) for i, child in enumerate(value))
 
 
-def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Validate file plus environment into ``Settings``, adding checks from the common variables."""
+def load_settings(
+    path: Path | None = None, environ: Mapping[str, str] | None = None, strict_environment: bool = False
+) -> Settings:
+    """Validate file plus environment into ``Settings``, adding checks from the common variables.
+
+    Every problem is reported at once, in one ``ConfigError``: the file's (in the order of the file),
+    then the environment's. Unknown ``SIDECAR_*`` variables are problems with ``strict_environment``
+    (``check-config``), else warnings (``run``).
+    """
     env = os.environ if environ is None else environ
-    data = read_yaml(path) if path else {}
+    data = read_yaml(path) if path else {}  # an unreadable file: nothing else can be checked
+    problems: list[tuple[str, str]] = []
     aliases = gateway_env_aliases(env)  # SIDECAR_UPSTREAM, SIDECAR_GATEWAY_LISTEN: over the file
     if aliases and isinstance(data.get("gateway") or {}, dict):
         data = {**data, "gateway": {**(data.get("gateway") or {}), **aliases}}
+    settings: Settings | None = None
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError([(location(loc), message) for loc, message in exc.problems]) from None
+        problems += [(location(loc), message) for loc, message in exc.problems]
     except (
         TypeError,
         ValueError,
@@ -412,51 +461,106 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise ConfigError(
             [("configuration", f"cannot be read as settings ({type(exc).__name__}: {exc})")]
         ) from None
-    _add_conventional_checks(settings, env)
-    try:  # SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE as fallbacks; a malformed DSN names the variable
+    environment_overlay(Settings, os.environ, problems)  # values that cannot be read
+    for name, message in unknown_environment(env):
+        if strict_environment:
+            problems.append((name, message))
+        else:
+            log.warning("unknown environment variable %s: %s", name, message)
+    conventional = _conventional_checks(env, problems)
+    if settings is None:
+        raise ConfigError(problems)
+    for step in (_add_app_check, _check_sentry_environment, _check_tracing_environment):
+        try:
+            step(settings, env)
+        except ConfigError as exc:
+            problems += exc.problems
+    _add_conventional_checks(settings, conventional)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _check_sentry_environment(settings: Settings, env: Mapping[str, str]) -> None:
+    """SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE as fallbacks; a malformed DSN names the variable."""
+    try:
         settings.sentry = settings.sentry.with_environment(env)
     except ValueError as exc:
         raise ConfigError([("SENTRY_DSN", str(exc))]) from None
+
+
+def _check_tracing_environment(settings: Settings, env: Mapping[str, str]) -> None:
     try:
         plan_tracing(settings, env)  # OTEL_* variables that cannot work stop start-up too
         plan_log_export(settings, env)
     except TracingConfigError as exc:
         raise ConfigError([(exc.field, str(exc))]) from None
-    return settings
 
 
-def _add_conventional_checks(settings: Settings, env: Mapping[str, str]) -> None:
-    """``DATABASE_URL``/``REDIS_URL`` and the embedded host/process defaults, unless already present."""
-    names = {c.name for c in settings.checks}
-    targets = {c.target for c in settings.checks}
-    wanted: list[dict[str, Any]] = []
+def _add_app_check(settings: Settings, _env: Mapping[str, str]) -> None:
+    """With an upstream, the app itself is the first check (``app_check:``), unless switched off."""
+    wanted = settings.app_check
+    if not settings.gateway.enabled or not wanted.enabled:
+        return
+    own = next((c for c in settings.checks if c.name == wanted.name), None)
+    if own is not None:  # a check of the app under checks: is the active probe; traffic still judges it
+        if own.startup_grace is None:
+            own.startup_grace = wanted.startup_grace
+        return
+    address = settings.gateway.upstream_address
+    try:
+        check = app_check_config(wanted, address.host, address.port, address.unix_path)
+    except ValidationError as exc:
+        raise ConfigError([(f"app_check.{location(loc)}", m) for loc, m in exc.problems]) from None
+    settings.checks.insert(0, check)
+
+
+def _conventional_checks(env: Mapping[str, str], problems: list[tuple[str, str]]) -> list[CheckConfig]:
+    """The checks ``DATABASE_URL`` and ``REDIS_URL`` ask for; their problems name the variable."""
+    wanted: list[tuple[str, dict[str, Any]]] = []
     database_url = env.get("DATABASE_URL", "").strip()
-    if database_url and database_url not in targets:
+    if database_url:
         scheme = database_url.split(":", 1)[0].lower()
         kind = {"postgres": "postgres", "postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}.get(
             scheme
         )
         if kind is None:
-            raise ConfigError(
-                [("DATABASE_URL", f"scheme {scheme!r} is not supported: use postgres:// or mysql://")]
+            problems.append(
+                ("DATABASE_URL", f"scheme {scheme!r} is not supported: use postgres:// or mysql://")
             )
-        wanted.append({"name": "database", "kind": kind, "target": database_url, "_env": "DATABASE_URL"})
+        else:
+            wanted.append(("DATABASE_URL", {"name": "database", "kind": kind, "target": database_url}))
     redis_url = env.get("REDIS_URL", "").strip()
-    if redis_url and redis_url not in targets:
-        wanted.append({"name": "redis", "kind": "redis", "target": redis_url, "_env": "REDIS_URL"})
-    if settings.default_checks:
-        wanted.append({"name": "host", "kind": "host", "_default": True})
-        wanted.append({"name": "sidecar-process", "kind": "process", "_default": True})
-    for spec in wanted:
-        origin = spec.pop("_env", None)
-        defaulted = spec.pop("_default", False)
-        if spec["name"] in names:
-            continue
+    if redis_url:
+        wanted.append(("REDIS_URL", {"name": "redis", "kind": "redis", "target": redis_url}))
+    checks = []
+    for variable, spec in wanted:
         try:
-            settings.checks.append(CheckConfig(**spec))
+            checks.append(CheckConfig(**spec))
         except ValidationError as exc:
             message = "; ".join(message for _loc, message in exc.problems)
-            if defaulted or ("needs" in message and "pip install" in message):
-                log.warning("skipping default check %s: %s", spec["name"], message)
+            if "needs" in message and "pip install" in message:
+                log.warning("skipping check %s from %s: %s", spec["name"], variable, message)
                 continue
-            raise ConfigError([(origin or spec["name"], message)]) from None
+            problems.append((variable, message))
+    return checks
+
+
+def _add_conventional_checks(settings: Settings, conventional: list[CheckConfig]) -> None:
+    """``DATABASE_URL``/``REDIS_URL`` and the embedded host/process defaults, unless already present."""
+    names = {c.name for c in settings.checks}
+    targets = {c.target for c in settings.checks}
+    for check in conventional:
+        if check.name not in names and check.target not in targets:
+            settings.checks.append(check)
+            names.add(check.name)
+    if not settings.default_checks:
+        return
+    for name, kind in (("host", "host"), ("sidecar-process", "process")):
+        if name in names:
+            continue
+        try:
+            settings.checks.append(CheckConfig(name=name, kind=kind))
+        except ValidationError as exc:
+            message = "; ".join(message for _loc, message in exc.problems)
+            log.warning("skipping default check %s: %s", name, message)

@@ -22,6 +22,7 @@ from sidecar.app_keys import (
     HTTP_METRICS,
     LOG_EXPORT,
     LOGS,
+    OUTLIER,
     REGISTRY,
     SCHEDULER,
     SETTINGS,
@@ -35,6 +36,7 @@ from sidecar.logs.wiring import add_log_admin_routes, setup_logs
 from sidecar.probing.check_metrics import CheckMetrics
 from sidecar.probing.endpoints import add_routes
 from sidecar.probing.health import HealthModel
+from sidecar.probing.outlier import OutlierDetector, OutlierMetrics
 from sidecar.probing.results import ResultStore
 from sidecar.probing.scheduler import Scheduler
 from sidecar.sentry.lifecycle import install_sentry
@@ -70,7 +72,7 @@ def create_app(settings: Settings) -> web.Application:
         app.middlewares.append(metrics_auth_middleware(settings.metrics_auth))
     store = ResultStore()
     health = HealthModel(store, service_name=settings.service_name)
-    registry = new_registry()
+    registry = new_registry(settings.metrics_created_series)
     registry.register(CheckMetrics(store, health))
     app[SETTINGS] = settings
     app[STORE] = store
@@ -81,6 +83,10 @@ def create_app(settings: Settings) -> web.Application:
     app[HTTP_METRICS] = HttpMetrics(
         registry, RouteNormaliser(settings.routes.templates, settings.routes.max_routes)
     )
+    app_check = settings.app_check
+    if settings.gateway.enabled and app_check.enabled and app_check.outlier.enabled:
+        app[OUTLIER] = OutlierDetector(app_check.outlier, health, app_check.name)
+        registry.register(OutlierMetrics(app[OUTLIER]))
     install_sentry(app)  # app[SENTRY]; first cleanup context: starts first, stops last
     install_tracing(app)  # app[TRACING] when on: stops after the gateway, log sources and probes
     setup_logs(app)  # app[LOGS]: log sources start after Sentry (their error sink), stop before it
@@ -159,6 +165,10 @@ class Server:
         s = self.settings
         if self.gateway is not None:  # first, so the gateway accepts before /readyz can say 200
             await self.gateway.start()
+            detector = self.app.get(OUTLIER)
+            if detector is not None:  # live traffic judges the app from now on
+                detector.attach(self.gateway.ctx.passive)
+                detector.start()
         for app, listen, name, own_tls, max_body in (
             (self.app, s.listen, "health", s.listen_tls, HEALTH_MAX_BODY),
             (self.admin_app, s.admin_listen, "admin", s.admin_tls, _admin_max_body(s)),
@@ -215,6 +225,9 @@ class Server:
         return 0
 
     async def shutdown(self) -> None:
+        detector = self.app.get(OUTLIER)
+        if detector is not None:
+            await detector.stop()
         if self.gateway is not None:
             await self.gateway.close()
         for runner in reversed(self._runners):

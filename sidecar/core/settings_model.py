@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import inspect
 import ipaddress
 import re
 import types
@@ -40,7 +41,9 @@ __all__ = [
     "Meta",
     "Model",
     "SecretStr",
+    "Unique",
     "ValidationError",
+    "ValidationInfo",
     "field",
     "field_validator",
     "is_model_type",
@@ -131,15 +134,40 @@ _FIELD_MARK = "__settings_field_validator__"
 _MODEL_MARK = "__settings_model_validator__"
 
 
-def field_validator(*names: str, mode: Literal["before", "after"] = "after") -> Callable[[F], F]:
-    """Mark a classmethod ``(cls, value) -> value`` as a validator of the named fields."""
+def field_validator(
+    *names: str, mode: Literal["before", "after"] = "after", always: bool = False
+) -> Callable[[F], F]:
+    """Mark a classmethod ``(cls, value) -> value`` as a validator of the named fields.
+
+    A validator that takes a second parameter gets a ``ValidationInfo``: ``info.data`` holds the
+    fields declared before this one that are valid, so a check across fields (a target that depends
+    on the kind) runs in the same pass as every other, instead of after the whole model is valid.
+    ``always``: an ``after`` validator runs on the default too when the field is not given (a
+    required-by-kind target, an options mapping checked against the kind's model).
+    """
 
     def mark(func: F) -> F:
         target = func.__func__ if isinstance(func, classmethod | staticmethod) else func
-        setattr(target, _FIELD_MARK, (names, mode))
+        setattr(target, _FIELD_MARK, (names, mode, always))
         return func
 
     return mark
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationInfo:
+    """What a validator may read besides its value: the valid fields declared before it."""
+
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Unique:
+    """``Annotated[list[Model], Unique("name")]``: no two items may share ``name``; each repeat is a
+    problem at ``[i].name``, reported with the other problems of the list in the same pass."""
+
+    key: str
+    noun: str = "item"
 
 
 def model_validator(*, mode: Literal["before", "after"]) -> Callable[[F], F]:
@@ -167,6 +195,8 @@ class _FieldSpec:
     required: bool
     before: list[str]
     after: list[str]
+    always: bool = False
+    default: Any = None
 
 
 @dataclass(slots=True)
@@ -265,6 +295,7 @@ def _spec(cls: type[_ModelMethods]) -> _ModelSpec:
     required = {info.name for info in msgspec.structs.fields(struct) if info.required}
     field_before: dict[str, list[str]] = {}
     field_after: dict[str, list[str]] = {}
+    field_always: set[str] = set()
     model_before: list[str] = []
     model_after: list[str] = []
     seen: set[str] = set()
@@ -276,14 +307,24 @@ def _spec(cls: type[_ModelMethods]) -> _ModelSpec:
             func = value.__func__ if isinstance(value, classmethod | staticmethod) else value
             marked = getattr(func, _FIELD_MARK, None)
             if marked is not None:
-                names, mode = marked
+                names, mode, always = marked
                 for name in names:
                     (field_before if mode == "before" else field_after).setdefault(name, []).append(attr)
+                    if always:
+                        field_always.add(name)
             model_mode = getattr(func, _MODEL_MARK, None)
             if model_mode is not None:
                 (model_before if model_mode == "before" else model_after).append(attr)
+    defaults = {info.name: info for info in msgspec.structs.fields(struct)}
     fields = {
-        name: _FieldSpec(hints[name], name in required, field_before.get(name, []), field_after.get(name, []))
+        name: _FieldSpec(
+            hints[name],
+            name in required,
+            field_before.get(name, []),
+            field_after.get(name, []),
+            name in field_always,
+            _default_of(defaults[name]),
+        )
         for name in struct.__struct_fields__
     }
     for name in (*field_before, *field_after):
@@ -292,6 +333,27 @@ def _spec(cls: type[_ModelMethods]) -> _ModelSpec:
     spec = _ModelSpec(fields, model_before, model_after)
     cls.__settings_spec__ = spec
     return spec
+
+
+def _default_of(info: msgspec.structs.FieldInfo) -> Any:
+    if info.default_factory is not msgspec.NODEFAULT:
+        return info.default_factory
+    return info.default
+
+
+def _takes_info(func: Callable[..., Any]) -> bool:
+    """Whether a validator declares a second parameter (the ``ValidationInfo``)."""
+    cached = _INFO_ARITY.get(func)
+    if cached is None:
+        try:
+            parameters = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            parameters = {}  # type: ignore[assignment]
+        cached = _INFO_ARITY[func] = len(parameters) >= 2
+    return cached
+
+
+_INFO_ARITY: dict[Any, bool] = {}
 
 
 def _message(exc: BaseException) -> str:
@@ -329,25 +391,43 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
     if not isinstance(value, Mapping):
         problems.append((loc, f"expected a mapping of settings (key: value), got {_kind(value)}"))
         return _INVALID
-    before = len(problems)
+    # Problems come out in the order of the input's keys (the order of the file), each key's own
+    # problems together; then what is missing (a required field, a target the kind needs).
+    buckets: dict[str, list[tuple[Loc, str]]] = {}
     for key in value:
         if key not in spec.fields:
-            problems.append(
+            buckets[str(key)] = [
                 (
                     (*loc, str(key)),
                     f"unknown setting{did_you_mean(str(key), spec.fields)}: remove it or fix its spelling",
                 )
-            )
+            ]
     values: dict[str, Any] = {}
+    data: dict[str, Any] = {}  # what validators see: the valid values so far, defaults included
+    missing: list[tuple[Loc, str]] = []
     for name, field_spec in spec.fields.items():
+        found: list[tuple[Loc, str]] = []
         if name not in value:
             if field_spec.required:
-                problems.append(((*loc, name), "required: add it"))
+                missing.append(((*loc, name), "required: add it"))
+                continue
+            default = field_spec.default
+            default = default() if callable(default) else default
+            if field_spec.always and field_spec.after:
+                checked = _after_validators(cls, field_spec, default, (*loc, name), found, data)
+                if checked is not _INVALID and checked is not default:
+                    values[name] = checked
+                missing.extend(found)
+            data[name] = values.get(name, default)
             continue
-        converted = _validate_field(cls, field_spec, value[name], (*loc, name), problems)
+        converted = _validate_field(cls, field_spec, value[name], (*loc, name), found, data)
+        buckets[name] = found
         if converted is not _INVALID:
-            values[name] = converted
-    if len(problems) > before:
+            values[name] = data[name] = converted
+    ordered = [problem for key in value for problem in buckets.get(str(key), ())]
+    if ordered or missing:
+        problems.extend(ordered)
+        problems.extend(missing)
         return _INVALID
     instance = _construct(cls, **values)
     if hasattr(instance, "__dict__"):
@@ -366,18 +446,44 @@ def _run_method(target: tuple[_ModelMethods, str]) -> Any:
 
 
 def _validate_field(
-    cls: type[_ModelMethods], spec: _FieldSpec, value: Any, loc: Loc, problems: list[tuple[Loc, str]]
+    cls: type[_ModelMethods],
+    spec: _FieldSpec,
+    value: Any,
+    loc: Loc,
+    problems: list[tuple[Loc, str]],
+    data: Mapping[str, Any] | None = None,
 ) -> Any:
+    info = ValidationInfo(data if data is not None else {})
     for name in spec.before:
-        value = _call(getattr(cls, name), value, loc, problems)
+        value = _call_validator(getattr(cls, name), value, info, loc, problems)
         if value is _INVALID:
             return _INVALID
     value = convert(spec.type, value, loc, problems)
+    return _after_validators(cls, spec, value, loc, problems, info.data)
+
+
+def _after_validators(
+    cls: type[_ModelMethods],
+    spec: _FieldSpec,
+    value: Any,
+    loc: Loc,
+    problems: list[tuple[Loc, str]],
+    data: Mapping[str, Any],
+) -> Any:
+    info = ValidationInfo(data)
     for name in spec.after:
         if value is _INVALID:
             break
-        value = _call(getattr(cls, name), value, loc, problems)
+        value = _call_validator(getattr(cls, name), value, info, loc, problems)
     return value
+
+
+def _call_validator(
+    func: Callable[..., Any], value: Any, info: ValidationInfo, loc: Loc, problems: list[tuple[Loc, str]]
+) -> Any:
+    if _takes_info(func):
+        return _call(lambda v: func(v, info), value, loc, problems)
+    return _call(func, value, loc, problems)
 
 
 _NONE = type(None)
@@ -393,7 +499,8 @@ def _is_special(tp: Any) -> bool:
         return True
     if origin is Annotated:
         base, *extra = get_args(tp)
-        return any(isinstance(m, BeforeValidator | AfterValidator) for m in extra) or _is_special(base)
+        markers = BeforeValidator | AfterValidator | Unique
+        return any(isinstance(m, markers) for m in extra) or _is_special(base)
     if origin in (list, tuple, dict):
         return True
     return any(_is_special(arg) for arg in get_args(tp))
@@ -435,7 +542,7 @@ def _convert_annotated(tp: Any, value: Any, loc: Loc, problems: list[tuple[Loc, 
             if value is _INVALID:
                 return _INVALID
     if _is_special(base) or get_origin(base) in (list, tuple, dict):
-        value = convert(base, value, loc, problems)
+        value = _convert_container(base, extra, value, loc, problems)
         if value is not _INVALID:
             for meta in metas:
                 value = _check_length(meta, value, loc, problems)
@@ -449,6 +556,15 @@ def _convert_annotated(tp: Any, value: Any, loc: Loc, problems: list[tuple[Loc, 
         if isinstance(marker, AfterValidator):
             value = _call(marker.func, value, loc, problems)
     return value
+
+
+def _convert_container(
+    base: Any, extra: list[Any], value: Any, loc: Loc, problems: list[tuple[Loc, str]]
+) -> Any:
+    unique = next((m for m in extra if isinstance(m, Unique)), None)
+    if unique is not None and get_origin(base) is list:
+        return _convert_sequence(base, list, value, loc, problems, unique)
+    return convert(base, value, loc, problems)
 
 
 def _check_length(meta: msgspec.Meta, value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
@@ -499,7 +615,14 @@ def _convert_union(tp: Any, value: Any, loc: Loc, problems: list[tuple[Loc, str]
     return _INVALID
 
 
-def _convert_sequence(tp: Any, origin: Any, value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
+def _convert_sequence(
+    tp: Any,
+    origin: Any,
+    value: Any,
+    loc: Loc,
+    problems: list[tuple[Loc, str]],
+    unique: Unique | None = None,
+) -> Any:
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, list | tuple | set | frozenset):
         problems.append((loc, f"expected a list, got {_kind(value)}"))
         return _INVALID
@@ -512,9 +635,23 @@ def _convert_sequence(tp: Any, origin: Any, value: Any, loc: Loc, problems: list
     else:
         item_types = [args[0] if args else Any] * len(value)
     before = len(problems)
-    items = [
-        convert(t, v, (*loc, i), problems) for i, (t, v) in enumerate(zip(item_types, value, strict=True))
-    ]
+    seen: dict[Any, int] = {}
+    items = []
+    for i, (t, v) in enumerate(zip(item_types, value, strict=True)):
+        if unique is not None and isinstance(v, Mapping):
+            key = v.get(unique.key)
+            if isinstance(key, str | int) and not isinstance(key, bool):
+                if key in seen:
+                    problems.append(
+                        (
+                            (*loc, i, unique.key),
+                            f"{key!r} is also the {unique.key} of {location((*loc, seen[key]))}: "
+                            f"{unique.noun} {unique.key}s must be unique",
+                        )
+                    )
+                else:
+                    seen[key] = i
+        items.append(convert(t, v, (*loc, i), problems))
     if len(problems) > before:
         return _INVALID
     return tuple(items) if origin is tuple else items

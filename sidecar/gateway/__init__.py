@@ -18,6 +18,7 @@ interpreted where no compiler was available.
 - ``request_head``/``response_head``: the heads each side receives; ``hop_by_hop``, ``forwarded``,
   ``correlation_ids``, ``traceparent``, ``query_mask``: the rules they apply; ``responses``: the
   gateway's own answers.
+- ``outlier``: per-request counters of the app's passive health, read by ``probing.outlier``.
 - ``metrics``, ``access_log``: RED recording and access lines; ``edge``, ``security_headers`` and
   ``ratelimit/``: the edge protections.
 """

@@ -22,6 +22,7 @@ from sidecar.gateway.correlation_ids import new_request_id
 from sidecar.gateway.edge import build_edge
 from sidecar.gateway.listener_state import ListenerState
 from sidecar.gateway.metrics import GatewayMetrics, RedRecorder
+from sidecar.gateway.outlier import PassiveCounters
 from sidecar.gateway.query_mask import mask_query, path_of
 from sidecar.gateway.settings import GatewaySettings
 from sidecar.gateway.upstream import UpstreamPool
@@ -69,9 +70,10 @@ class GatewayContext(ListenerState):
         self.sample_new_trace: Callable[[str], bytes] | None = None  # traceparent flags per new trace
         # rate limiting and security headers (docs/edge-protections.md); None when neither is configured
         self.edge = build_edge(settings, registry, http_metrics.routes, self.writes)
+        self.passive = PassiveCounters()  # the app's passive health (probing.outlier arms it)
 
     def record(self, ex: Exchange, ended: float) -> None:
-        """RED metrics, access line and correlation entry for a finished request."""
+        """RED metrics, passive app health, access line and correlation entry for a finished request."""
         duration = ended - ex.started
         target = ex.target
         known = self._targets.get(target)
@@ -80,6 +82,7 @@ class GatewayContext(ListenerState):
         route, route_json, path_json = known
         error = ex.error
         status = ex.status
+        self.passive.observe(status, error)
         self.red.observe(
             ex.method,
             route,

@@ -10,5 +10,8 @@ drain (``health.HealthModel``), the health endpoints and the check metrics.
 - ``results``: the store of latest results, the single source of truth for what follows.
 - ``health``: readiness, drain and the IETF health document, from the store only.
 - ``check_metrics``: the Prometheus collector that renders results and readiness at scrape time.
-- ``endpoints``: ``/livez``, ``/readyz``, ``/readyz/<check>``, ``/health``, ``/metrics``; none does I/O.
+- ``app_check``: the ``app_check:`` section; the app behind the gateway as a check (TCP or HTTP).
+- ``outlier``: passive outlier detection of the app from the gateway's per-request counters (ejections).
+- ``endpoints``: ``/livez``, ``/readyz``, ``/readyz/<check>``, ``/startupz``, ``/health``, ``/metrics``;
+  none does I/O.
 """

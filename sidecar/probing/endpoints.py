@@ -1,4 +1,4 @@
-"""/livez, /readyz, /readyz/<check>, /health and /metrics: answered from memory, never from dependencies."""
+"""/livez, /readyz, /readyz/<check>, /startupz, /health, /metrics: from memory, never from dependencies."""
 
 from __future__ import annotations
 
@@ -30,6 +30,17 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(status=status, text=_summary(readiness), content_type=_TEXT)
 
 
+async def startupz(request: web.Request) -> web.Response:
+    """For a Kubernetes ``startupProbe``: 200 once every check with a start-up grace (the app) passed.
+
+    Sticky: after start-up, a failing app is readiness's business, so a startupProbe never restarts it.
+    """
+    started, waiting = request.app[HEALTH].started
+    if started:
+        return web.Response(text="ok", content_type=_TEXT)
+    return web.Response(status=503, text="starting: " + ", ".join(waiting), content_type=_TEXT)
+
+
 async def readyz_check(request: web.Request) -> web.Response:
     name = request.match_info["check"]
     health = request.app[HEALTH]
@@ -40,9 +51,9 @@ async def readyz_check(request: web.Request) -> web.Response:
         return web.Response(status=503, text=f"{name} starting", content_type=_TEXT)
     if health.draining:
         return web.Response(status=503, text="draining", content_type=_TEXT)
-    return web.Response(
-        status=200 if ready else 503, text=f"{name} {'ok' if ready else 'failing'}", content_type=_TEXT
-    )
+    ejected = health.states[name].ejected
+    text = f"{name} ok" if ready else f"{name} failing ({ejected})" if ejected else f"{name} failing"
+    return web.Response(status=200 if ready else 503, text=text, content_type=_TEXT)
 
 
 async def health_document(request: web.Request) -> web.Response:
@@ -66,7 +77,7 @@ def _summary(readiness: Readiness) -> str:
     if readiness.ready:
         return "ok"
     if readiness.reason == "failing":
-        return "failing: " + ", ".join(readiness.failing)
+        return "failing: " + readiness.failing_text()
     if readiness.reason == "starting":
         return "starting: " + ", ".join(readiness.starting)
     return readiness.reason
@@ -80,8 +91,11 @@ def _verbose(request: web.Request, readiness: Readiness) -> str:
     for name, state in health.states.items():
         result = store.latest(name)
         tag = "" if state.critical else " (not critical)"
-        if state.ready is None:
-            lines.append(f"[-]{name} starting{tag}")
+        if state.ejected:
+            lines.append(f"[-]{name} ejected: {state.ejected}{tag}")
+        elif state.ready is None:
+            why = f": {result.reason}: {result.output}" if result and result.reason else ""
+            lines.append(f"[-]{name} starting{why}{tag}")
         elif state.ready:
             detail = f" ({result.status.value})" if result and result.status.value != "pass" else ""
             lines.append(f"[+]{name} ok{detail}{tag}")
@@ -98,5 +112,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/readyz/{check}", readyz_check)
+    app.router.add_get("/startupz", startupz)
     app.router.add_get("/health", health_document)
     app.router.add_get("/metrics", metrics)

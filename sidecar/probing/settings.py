@@ -17,6 +17,7 @@ from sidecar.core.settings_model import (
     Meta,
     Model,
     ValidationError,
+    ValidationInfo,
     did_you_mean,
     field_validator,
     model_validator,
@@ -73,6 +74,10 @@ class CheckConfig(Model, dict=True):
     rise: Annotated[int, Meta(ge=1, le=100, description="passes in a row before a failed check is ready")] = 2
     fall: Annotated[int, Meta(ge=1, le=100, description="failures in a row before a check is not ready")] = 1
     max_backoff: Annotated[Duration | None, Meta(description="longest wait between failing probes")] = None
+    startup_grace: Annotated[
+        Duration | None,
+        Meta(description="'starting', not failing, until the first pass or this long; gates /startupz"),
+    ] = None
     options: dict[str, Any] = {}
 
     @field_validator("name")
@@ -90,31 +95,80 @@ class CheckConfig(Model, dict=True):
         if value not in KNOWN_KINDS:
             hint = did_you_mean(value, KNOWN_KINDS)
             raise ValueError(f"unknown kind {value!r}{hint}; use one of: {', '.join(KNOWN_KINDS)}")
+        try:
+            load_collector(value)
+        except CollectorUnavailable as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    # Each check across fields is a field validator reading the fields before it (``info.data``), so
+    # one pass reports every problem of a check: its target, timing, thresholds and options together.
+
+    @field_validator("target", always=True)
+    @classmethod
+    def _target_fits_kind(cls, value: str | None, info: ValidationInfo) -> str | None:
+        collector = _collector_of(info)
+        if collector is None:
+            return value
+        if collector.target_required and not value:
+            collector.validate_target(value)  # most kinds say what to write
+            raise ValueError(f"a {collector.kind} check needs a target")
+        return collector.validate_target(value)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("interval must be greater than zero")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_within_interval(cls, value: float, info: ValidationInfo) -> float:
+        if value <= 0:
+            raise ValueError("timeout must be greater than zero")
+        interval = info.data.get("interval")
+        if interval is not None and value > interval:
+            raise ValueError(
+                f"timeout ({value:g}s) is longer than interval ({interval:g}s): "
+                "shorten the timeout so one probe ends before the next is due"
+            )
+        return value
+
+    @field_validator("warn", "fail")
+    @classmethod
+    def _measured_by_kind(cls, value: dict[str, Threshold], info: ValidationInfo) -> dict[str, Threshold]:
+        collector = _collector_of(info)
+        if collector is None:
+            return value
+        known = collector.measurements
+        problems = [
+            (
+                (name,),
+                f"a {collector.kind} check measures no {name!r}{did_you_mean(name, known)}: "
+                f"use one of {', '.join(known)}",
+            )
+            for name in value
+            if name not in known
+        ]
+        if problems:
+            raise ValidationError(problems)  # type: ignore[arg-type]
+        return value
+
+    @field_validator("options", always=True)
+    @classmethod
+    def _options_of_kind(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        collector = _collector_of(info)
+        if collector is not None:
+            collector.options_model.model_validate(value)  # every unknown or invalid option at once
         return value
 
     @model_validator(mode="after")
     def _resolve_collector(self) -> CheckConfig:
-        if self.interval <= 0 or self.timeout <= 0:
-            raise ValueError("interval and timeout must be greater than zero")
-        if self.timeout > self.interval:
-            raise ValueError(
-                f"timeout ({self.timeout:g}s) is longer than interval ({self.interval:g}s): "
-                "shorten the timeout so one probe ends before the next is due"
-            )
-        try:
-            cls = load_collector(self.kind)
-        except CollectorUnavailable as exc:
-            raise ValueError(str(exc)) from exc
-        if cls.target_required and not self.target:
-            raise ValueError(f"a {self.kind} check needs a target")
-        self.target = cls.validate_target(self.target)
-        try:
-            typed_options = cls.options_model.model_validate(self.options)
-        except ValidationError as exc:
-            raise ValidationError([(("options", *loc), message) for loc, message in exc.problems]) from None
+        cls = load_collector(self.kind)  # every field is valid: the kind, target and options fit
         # resolved once here; kept beside the fields (not fields themselves: never configured or dumped)
         self.__dict__["collector_class"] = cls
-        self.__dict__["typed_options"] = typed_options
+        self.__dict__["typed_options"] = cls.options_model.model_validate(self.options)
         return self
 
     @property
@@ -134,3 +188,9 @@ class CheckConfig(Model, dict=True):
     @property
     def backoff_cap(self) -> float:
         return self.max_backoff if self.max_backoff is not None else max(self.interval, 4 * self.interval)
+
+
+def _collector_of(info: ValidationInfo) -> type[Collector] | None:  # type: ignore[type-arg]
+    """The collector class of the check's kind, when the kind is valid."""
+    kind = info.data.get("kind")
+    return load_collector(kind) if isinstance(kind, str) else None

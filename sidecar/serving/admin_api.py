@@ -68,6 +68,8 @@ async def debug_checks(request: web.Request) -> web.Response:
             "kind": kind,
             "critical": state.critical if state else None,
             "ready": state.ready if state else None,
+            "started": state.started if state else None,
+            "ejected": (state.ejected or None) if state else None,
             "failures": dict(store.failures(name)),
         }
         if result is not None:

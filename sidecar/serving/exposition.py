@@ -7,14 +7,39 @@ the Prometheus text format by ``Accept``, gzipped when the scraper asks.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+
+_WITH_CREATED = frozenset({"counter", "histogram", "summary"})
 
 
-def new_registry() -> CollectorRegistry:
+class AppRegistry(CollectorRegistry):
+    """The app's registry; leaves out the ``_created`` series unless ``created_series`` is set.
+
+    Why: every counter and histogram child carries a ``<name>_created`` timestamp that no dashboard or
+    alert of ours reads, a third more series for Prometheus to store (most exporters leave it out).
+    prometheus_client's own switch (``disable_created_metrics()``, ``PROMETHEUS_DISABLE_CREATED_SERIES``)
+    is process-wide; this one is per registry, so two apps (tests) can differ.
+    """
+
+    def __init__(self, created_series: bool = False) -> None:
+        super().__init__(auto_describe=True)
+        self.created_series = created_series
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in super().collect():
+            if not self.created_series and metric.type in _WITH_CREATED:
+                created = metric.name + "_created"
+                metric.samples = [s for s in metric.samples if s.name != created]
+            yield metric
+
+
+def new_registry(created_series: bool = False) -> CollectorRegistry:
     """A registry per app (never the global default), with the process and runtime collectors."""
-    registry = CollectorRegistry(auto_describe=True)
+    registry = AppRegistry(created_series)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

@@ -1,7 +1,7 @@
 """Who may call what: the admin bearer token, optional auth on /metrics, and loopback detection.
 
 Probes must always get through (a kubelet or load balancer carries no credentials), so ``/livez``,
-``/readyz`` and ``/readyz/<check>`` stay open; ``/metrics`` and ``/health`` (which shows every
+``/readyz``, ``/readyz/<check>`` and ``/startupz`` stay open; ``/metrics`` and ``/health`` (which shows every
 dependency's observed values) can require the credentials Prometheus sends: HTTP basic auth
 (``basic_auth`` in a scrape config) or a bearer token (``authorization``). Every comparison is
 constant-time on bytes, so response timing says nothing about how much of a guess was right.
@@ -20,7 +20,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from sidecar.core.settings_model import FrozenModel, Meta, SecretStr, model_validator
 
-OPEN_PATHS = frozenset({"/livez", "/readyz"})
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/startupz"})
 """Paths that never ask for credentials (plus everything under ``/readyz/``): probes carry none."""
 
 

@@ -88,7 +88,8 @@ async def test_sigterm_drains_under_steady_load_without_failed_requests() -> Non
         load = Load()
         stop = asyncio.Event()
         async with aiohttp.ClientSession() as probe:
-            assert await readyz(probe, sidecar.base) == 200
+            # ready once the app check's first probe passed (a starting app is "starting")
+            await asyncio.to_thread(sidecar.wait_for, "/readyz", 200, 5)
             workers = [asyncio.create_task(client_loop(gateway_url, load, stop)) for _ in range(8)]
             await asyncio.sleep(1.0)
             assert load.ok > 50, f"load did not get going: {load}"
@@ -140,6 +141,7 @@ async def test_admin_drain_takes_the_gateway_out_of_rotation_and_undrain_puts_it
         sidecar_process(upstream) as (sidecar, gateway_url),
         aiohttp.ClientSession() as session,
     ):
+        await asyncio.to_thread(sidecar.wait_for, "/readyz", 200, 5)  # the app check's first pass
         async with session.post(sidecar.admin + "/drain") as resp:
             assert resp.status == 200
         assert await readyz(session, sidecar.base) == 503

@@ -117,7 +117,7 @@ checks:
     assert "did you mean" not in problems["xyzzy"] and "unknown setting" in problems["xyzzy"]
     assert "did you mean 'postgres'" in problems["checks[0].kind"]
     assert "did you mean 'interval'" in problems["checks[1].intervall"]
-    assert "shorten the timeout" in problems["checks[2]"]
+    assert "shorten the timeout" in problems["checks[2].timeout"]
     assert "not a duration" in problems["checks[3].interval"]
 
 

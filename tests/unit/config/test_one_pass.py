@@ -1,0 +1,165 @@
+"""One run of ``check-config`` names every mistake of a file and its environment, in file order.
+
+Before, a file with eleven mistakes took four runs: unknown options and duplicate names only came out
+once everything else was fixed. The file below has mistakes of every kind; all come out at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sidecar.cli import main
+from sidecar.config import ConfigError, load_settings, unknown_environment
+
+MISTAKES = """\
+listen: nope
+log_levle: debug
+shutdown_timeout: soon
+checks:
+  - name: db
+    kind: postgres
+    target: "postgres://"
+    interval: 0
+    warn: {responseTme: 0.2}
+  - name: db
+    kind: tcp
+    target: 127.0.0.1:6379
+    interval: 1s
+    timeout: 5s
+  - name: api
+    kind: http
+    target: http://127.0.0.1:8000/health
+    options: {expect_staus: [200]}
+  - name: cache
+    kind: redis
+    fail: {memoryUsed: 0.9}
+  - name: worker
+    kind: celerry
+gateway:
+  upstreem: http://127.0.0.1:3000
+routes:
+  max_routes: 0
+"""
+
+EXPECTED = [
+    ("listen", "host:port"),
+    ("log_levle", "unknown setting (did you mean 'log_level'?)"),
+    ("shutdown_timeout", "not a duration"),
+    ("checks[0].target", "postgres target has no host"),
+    ("checks[0].interval", "interval must be greater than zero"),
+    ("checks[0].warn.responseTme", "measures no 'responseTme' (did you mean 'responseTime'?)"),
+    ("checks[1].name", "'db' is also the name of checks[0]: check names must be unique"),
+    ("checks[1].timeout", "shorten the timeout"),
+    ("checks[2].options.expect_staus", "unknown setting (did you mean 'expect_status'?)"),
+    ("checks[3].fail.memoryUsed", "(did you mean 'memoryUsedRatio'?)"),
+    ("checks[3].target", "a redis check needs a target URL"),  # missing: after what the item has
+    ("checks[4].kind", "unknown kind 'celerry' (did you mean 'celery'?)"),
+    ("gateway.upstreem", "unknown setting (did you mean 'upstream'?)"),
+    ("routes.max_routes", "greater than or equal to 1"),
+    ("SIDECAR_LOG_LEVLE", "no setting is named so (did you mean 'SIDECAR_LOG_LEVEL'?)"),
+    ("DATABASE_URL", "scheme 'sqlite' is not supported"),
+]
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("SIDECAR_") or n in ("DATABASE_URL", "REDIS_URL")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SIDECAR_LOG_LEVLE", "debug")
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///srv/app.db")
+
+
+@pytest.mark.usefixtures("environment")
+def test_check_config_names_every_mistake_in_one_run_in_file_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(MISTAKES)
+    assert main(["check-config", "--config", str(path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("  - ")]
+    assert len(lines) == len(EXPECTED), "\n".join(lines)
+    for line, (where, what) in zip(lines, EXPECTED, strict=True):
+        assert line.startswith(f"  - {where}: ") and what in line, (line, where, what)
+
+
+@pytest.mark.usefixtures("environment")
+def test_run_only_warns_about_an_unknown_sidecar_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("DATABASE_URL")
+    settings = load_settings(None)  # what `run` does: other tools may share the prefix
+    assert settings.listen == "0.0.0.0:9797"
+    assert "SIDECAR_LOG_LEVLE" in caplog.text and "SIDECAR_LOG_LEVEL" in caplog.text
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, strict_environment=True)  # what `check-config` does
+    assert [field for field, _ in info.value.problems] == ["SIDECAR_LOG_LEVLE"]
+
+
+def test_variables_the_sidecar_reads_are_not_unknown() -> None:
+    env = {
+        "SIDECAR_CONFIG": "/etc/sidecar.yaml",
+        "SIDECAR_UPSTREAM": "http://127.0.0.1:3000",
+        "SIDECAR_GATEWAY_LISTEN": "0.0.0.0:8080",
+        "SIDECAR_GATEWAY__UPSTREAM": "http://127.0.0.1:3000",
+        "SIDECAR_log_level": "debug",
+        "SIDECAR_APP_CHECK__PATH": "/health",
+        "OTHER_TOOL": "x",
+    }
+    assert unknown_environment(env) == []
+    assert [name for name, _ in unknown_environment({"SIDECAR_LISTN": "x", "SIDECAR_WHATEVER": "y"})] == [
+        "SIDECAR_LISTN",
+        "SIDECAR_WHATEVER",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "fix"),
+    [
+        ("postgres://", "has no host"),
+        ("postgresql://db.internal:5432", "has no database"),
+        ("postgresql://db.internal:5432/", "has no database"),
+        ("redis://", "needs a host"),
+        ("mysql://", "needs a host"),
+        ("amqp://", "needs a host"),
+    ],
+)
+def test_targets_without_host_or_database_are_errors_with_the_fix(
+    tmp_path: Path, target: str, fix: str
+) -> None:
+    kind = {"postgres": "postgres", "postgresql": "postgres", "redis": "redis", "mysql": "mysql"}.get(
+        target.split(":", maxsplit=1)[0], "rabbitmq"
+    )
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(f"checks:\n  - {{name: x, kind: {kind}, target: '{target}'}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    (field, message), *_ = info.value.problems
+    assert field == "checks[0].target" and fix in message and "e.g." in message
+
+
+def test_targets_with_a_socket_host_or_a_database_parameter_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(
+        "default_checks: false\nchecks:\n"
+        "  - {name: a, kind: postgres, target: 'postgresql:///app?host=/var/run/postgresql'}\n"
+        "  - {name: b, kind: postgres, target: 'postgresql://db.internal/?dbname=app'}\n"
+    )
+    assert [c.name for c in load_settings(path, environ={}).checks] == ["a", "b"]
+
+
+def test_a_check_of_your_own_named_app_is_the_app_check(tmp_path: Path) -> None:
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(
+        "default_checks: false\ngateway: {upstream: 'http://127.0.0.1:3000'}\n"
+        "checks:\n  - {name: app, kind: http, target: 'http://127.0.0.1:3000/healthz'}\n"
+    )
+    (check,) = load_settings(path, environ={}).checks
+    assert (check.kind, check.target, check.startup_grace) == ("http", "http://127.0.0.1:3000/healthz", 60.0)
+    path.write_text("default_checks: false\ngateway: {upstream: 'http://127.0.0.1:3000'}\n")
+    (check,) = load_settings(path, environ={}).checks
+    assert (check.name, check.kind, check.target) == ("app", "tcp", "127.0.0.1:3000")
+    path.write_text("gateway: {upstream: 'http://127.0.0.1:3000'}\napp_check: {enabled: false}\n")
+    assert "app" not in [c.name for c in load_settings(path, environ={}).checks]

@@ -1,0 +1,70 @@
+"""The settings model reports every problem in one pass: checks across fields, repeats, missing values."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+
+from sidecar.core.settings_model import Model, Unique, ValidationError, ValidationInfo, field_validator
+
+
+class Item(Model):
+    name: str
+    size: int = 1
+
+
+class Pair(Model):
+    low: int = 0
+    high: int = 10
+    items: Annotated[list[Item], Unique("name", "item")] = []
+    label: str | None = None
+
+    @field_validator("high")
+    @classmethod
+    def _above_low(cls, value: int, info: ValidationInfo) -> int:
+        if "low" in info.data and value <= info.data["low"]:
+            raise ValueError(f"high ({value}) must be above low ({info.data['low']})")
+        return value
+
+    @field_validator("label", always=True)
+    @classmethod
+    def _label_when_items(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("items") and not value:
+            raise ValueError("items need a label")
+        return value
+
+
+def problems(**data: object) -> list[tuple[str, str]]:
+    with pytest.raises(ValidationError) as info:
+        Pair.model_validate(data)
+    return [(".".join(str(p) for p in loc), message) for loc, message in info.value.problems]
+
+
+def test_a_validator_reads_the_valid_fields_before_it_defaults_included() -> None:
+    assert problems(low=5, high=3) == [("high", "high (3) must be above low (5)")]
+    assert problems(high=-1) == [("high", "high (-1) must be above low (0)")]  # low's default
+    found = problems(low="x", high=-1)
+    assert [where for where, _ in found] == ["low"], "an invalid field is not compared with"
+
+
+def test_repeats_are_reported_with_the_items_own_problems_in_one_pass() -> None:
+    found = problems(items=[{"name": "a"}, {"name": "b", "size": "big"}, {"name": "a", "colour": 1}])
+    assert found == [
+        ("items.1.size", "expected an integer, got a string"),
+        ("items.2.name", "'a' is also the name of items[0]: item names must be unique"),
+        ("items.2.colour", "unknown setting: remove it or fix its spelling"),
+    ]
+
+
+def test_an_always_validator_runs_on_a_missing_field_after_what_is_given() -> None:
+    assert problems(items=[{"name": "a"}], high=0, low=1) == [
+        ("high", "high (0) must be above low (1)"),
+        ("label", "items need a label"),
+    ]
+    assert Pair.model_validate({"items": [{"name": "a"}], "label": "x"}).label == "x"
+
+
+def test_problems_follow_the_order_of_the_input() -> None:
+    found = problems(zeta=1, high="x", alpha=2, low="y")
+    assert [where for where, _ in found] == ["zeta", "high", "alpha", "low"]
