@@ -2,8 +2,9 @@
 
 Names, types and labels follow node_exporter (``node_load1``, ``node_cpu_seconds_total{cpu,mode}``,
 ``node_memory_MemAvailable_bytes``, ``node_filesystem_avail_bytes{device,fstype,mountpoint}``,
-``node_vmstat_pgmajfault``...) so the node mixin's dashboards and alerts apply unchanged; its camelCase
-memory names are kept although ``promtool check metrics`` dislikes them. The sidecar's own
+``node_vmstat_pgmajfault``, and the network, disk and clock families of ``host_devices``) so the
+node mixin's dashboards and alerts apply unchanged; its camelCase memory names are kept although
+``promtool check metrics`` dislikes them. The sidecar's own
 ``sidecar_host_cpu_utilization_ratio`` (busy share since the previous probe) and
 ``sidecar_host_memory_*`` stay: they are what the check's warn/fail thresholds and the sidecar's
 own dashboards use, and need no PromQL to read. The
@@ -42,6 +43,7 @@ from collectors.base import (
     Reason,
     Sample,
 )
+from collectors.host_devices import NO_DEVICES, DeviceReadings, device_samples, read_devices
 from sidecar.core.settings_model import Meta, field_validator
 
 # --- metric families ----------------------------------------------------------------------------
@@ -249,6 +251,7 @@ class HostSnapshot:
     cpu_times: tuple[tuple[str, tuple[float, ...]], ...] = ()
     meminfo: tuple[tuple[str, float], ...] = ()
     vmstat: tuple[tuple[str, float], ...] = ()
+    devices: DeviceReadings = NO_DEVICES  # network and block devices, clock sync (host_devices)
 
 
 def _read_text(path: Path) -> str | None:
@@ -479,6 +482,7 @@ def read_snapshot(options: HostOptions) -> HostSnapshot:
         cpu_times=read_cpu_times(proc / "stat"),
         meminfo=read_meminfo(proc / "meminfo"),
         vmstat=read_vmstat(proc / "vmstat"),
+        devices=read_devices(proc),
     )
 
 
@@ -625,6 +629,7 @@ def _samples(snap: HostSnapshot, cpu: float) -> list[Sample]:
         spec = _dynamic_spec(f"node_vmstat_{key}", _VMSTAT_HELP.format(key), "untyped")
         if spec is not None:
             samples.append(Sample(spec, value))
+    samples += device_samples(snap.devices)
     if snap.filefd is not None:
         samples += [
             Sample(FILEFD_ALLOCATED, float(snap.filefd[0])),
