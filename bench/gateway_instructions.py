@@ -31,26 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from bench._common import PYTHON, free_port, wait_http
+from bench.gateway import APP_CONF  # the same app as the throughput bench: nginx answering 200
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CONNECTIONS = 32
 GOAL_VS_NGINX_WITH_LOG = 2.0  # issue: at most 2x nginx-with-access-log per request
-
-APP_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/app.pid;
-error_log {tmp}/app-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{ return 200 "ok\\n"; }}
-  }}
-}}
-"""
 
 # master_process off: one process, so callgrind counts the worker itself.
 PROXY_CONF = """

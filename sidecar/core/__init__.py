@@ -10,4 +10,5 @@ Out: types and helpers the flows and ``collectors/`` build on.
 - ``http_metrics``: the RED metric families (``http_server_*``) the gateway and access lines share.
 - ``bodies``: request bodies read raw and inflated by us, bounded in wire bytes, decoded bytes and time.
 - ``own_logs``: the sidecar's own JSON logs, with the request being served in a context variable.
+- ``protobuf``: the few protobuf wire primitives the OTLP trace and log encoders share.
 """

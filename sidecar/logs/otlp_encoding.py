@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from sidecar.core.protobuf import FIXED64, SMALL, field, varint
 from sidecar.core.redaction import redact_text
 from sidecar.logs.parse import LogRecord
 from sidecar.logs.reemit import scrub
@@ -40,27 +41,6 @@ _HEX = frozenset("0123456789abcdef")
 SPAN_KEYS = ("span_id", "spanId", "dd.span_id", "otelSpanID")
 
 
-_SMALL = [bytes((i,)) for i in range(128)]
-FIXED64 = struct.Struct("<Q").pack
-
-
-def varint(value: int) -> bytes:
-    """A protobuf varint (the same as ``tracing.otlp_encoding``'s, which would load the SDK)."""
-    if value < 0x80:
-        return _SMALL[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: tag, length, payload."""
-    return tag + varint(len(payload)) + payload
-
-
 _MAYBE_SECRET = re.compile(r"=|://|(?i:bearer|basic)")  # what redact_text's patterns all need
 _SECRET_KEY = re.compile(
     r"(?i)(authorization|cookie|password|passwd|secret|token|api[_-]?key|apikey|session|credential)"
@@ -72,7 +52,7 @@ MASK = "***"
 def _field(tag: bytes, payload: bytes) -> bytes:
     """``field`` without a call for the common short payload."""
     size = len(payload)
-    return tag + (_SMALL[size] if size < 128 else varint(size)) + payload
+    return tag + (SMALL[size] if size < 128 else varint(size)) + payload
 
 
 def redacted(text: str) -> str:

@@ -29,9 +29,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
+from sidecar.core.protobuf import FIXED64, SMALL, field, varint
+
 _CACHE_LIMIT = 8192  # encoded attribute fields kept; cleared when full (unique values churn it)
-_SMALL = [bytes((i,)) for i in range(128)]
-FIXED64 = struct.Struct("<Q").pack
 _FIXED32 = struct.Struct("<I").pack
 _HAS_IS_REMOTE = 0x100  # SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = 0x200  # SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
@@ -45,22 +45,6 @@ _SAMPLED = SpanContext(1, 1, False, TraceFlags(TraceFlags.SAMPLED))
 
 class Unsupported(Exception):
     """Something this encoder does not write (the SDK's encoder will)."""
-
-
-def varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: tag, length, payload."""
-    return tag + varint(len(payload)) + payload
 
 
 def any_value(value: Any) -> bytes:  # noqa: PLR0911 (one return per value type)
@@ -244,7 +228,7 @@ class SpanEncoder:
                 self._names.clear()
             name = self._names[span.name] = field(b"\x2a", span.name.encode("utf-8")) if span.name else b""
         parts.append(name)
-        parts.append(b"\x30" + _SMALL[span.kind.value + 1])  # the proto enum counts from UNSPECIFIED
+        parts.append(b"\x30" + SMALL[span.kind.value + 1])  # the proto enum counts from UNSPECIFIED
         if span.start_time:
             parts.append(b"\x39" + FIXED64(span.start_time))
         if span.end_time:
@@ -266,7 +250,7 @@ class SpanEncoder:
             field(
                 b"\x7a",
                 (field(b"\x12", message.encode("utf-8")) if message else b"")
-                + (b"\x18" + _SMALL[code] if code else b""),
+                + (b"\x18" + SMALL[code] if code else b""),
             )
         )
         parts.append(REMOTE_PARENT_FLAGS if parent is not None and parent.is_remote else LOCAL_PARENT_FLAGS)

@@ -34,11 +34,11 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from sidecar import __version__
+from sidecar.core.protobuf import FIXED64, field, varint
 from sidecar.gateway.metrics import method_label
 from sidecar.gateway.query_mask import path_of
 from sidecar.probing.results import CheckResult
 from sidecar.tracing.otlp_encoding import (
-    FIXED64,
     LOCAL_PARENT_FLAGS,
     REMOTE_PARENT_FLAGS,
     STATUS_ERROR,
@@ -46,8 +46,6 @@ from sidecar.tracing.otlp_encoding import (
     EncodedSpan,
     attribute,
     encoded_span_type,
-    field,
-    varint,
 )
 
 if TYPE_CHECKING:
