@@ -22,6 +22,7 @@ client_python's own encoder, family by family.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 import weakref
@@ -132,30 +133,37 @@ def _created_header(name: str, suffix: str, documentation: str, fmt: Format) -> 
     return f"# HELP {escaped} {_help_text(documentation, fmt)}\n# TYPE {escaped} gauge\n"
 
 
+@functools.lru_cache(maxsize=4096)
+def _label_name(name: str, escaping: str) -> str:
+    return str(om_format.escape_label_name(name, escaping))
+
+
+@functools.lru_cache(maxsize=4096)
+def _sample_name(name: str, openmetrics: bool, escaping: str) -> tuple[bool, str]:
+    """Whether the name goes in front of the labels (else quoted inside them), and its escaped form."""
+    legacy = escaping != _ALLOW_UTF8 or _is_valid_legacy_metric_name(name)
+    if openmetrics and legacy:
+        return True, str(om_format._escape(name, escaping, om_format._is_legacy_labelname_rune))
+    return legacy, str(om_format.escape_metric_name(name, escaping))
+
+
+def label_pair(name: str, value: str, escaping: str) -> str:
+    """``name="value"``, the same in both formats (label values always allow UTF-8)."""
+    return f'{_label_name(name, escaping)}="{_escape_value(value)}"'
+
+
+def prefix(name: str, labelstr: str, fmt: Format) -> str:
+    """A sample line up to its value: name, labels (joined ``label_pair``s, sorted) and the space."""
+    legacy, escaped = _sample_name(name, fmt.openmetrics, fmt.escaping)
+    if legacy:
+        return f"{escaped}{{{labelstr}}} " if labelstr else f"{escaped} "
+    return f"{{{escaped},{labelstr}}} " if labelstr else f"{{{escaped}}} "
+
+
 def series_prefix(name: str, labels: Iterable[tuple[str, str]], fmt: Format) -> str:
     """Everything in a sample line before its value, trailing space included (client_python's rules)."""
     escaping = fmt.escaping
-    items = sorted(labels)
-    legacy_name = escaping != _ALLOW_UTF8 or _is_valid_legacy_metric_name(name)
-    if fmt.openmetrics:
-        rune = om_format._is_legacy_labelname_rune
-        labelstr = (
-            "" if legacy_name else om_format.escape_metric_name(name, escaping) + ("," if items else "")
-        )
-        labelstr += ",".join(
-            f'{om_format.escape_label_name(k, escaping)}="{om_format._escape(v, _ALLOW_UTF8, rune)}"'
-            for k, v in items
-        )
-        if labelstr:
-            labelstr = "{" + labelstr + "}"
-        if legacy_name:
-            return f"{om_format._escape(name, escaping, rune)}{labelstr} "
-        return f"{labelstr} "
-    labelstr = ",".join(f'{om_format.escape_label_name(k, escaping)}="{_escape_value(v)}"' for k, v in items)
-    if legacy_name:
-        return f"{om_format.escape_metric_name(name, escaping)}{'{' + labelstr + '}' if labelstr else ''} "
-    comma = "," if labelstr else ""
-    return f"{{{om_format.escape_metric_name(name, escaping)}{comma}{labelstr}}} "
+    return prefix(name, ",".join(label_pair(k, v, escaping) for k, v in sorted(labels)), fmt)
 
 
 def exemplar_text(exemplar: Exemplar) -> str:
@@ -320,22 +328,31 @@ class ExpositionEncoder:
 
     def _new_series(self, collector: Any, child: Any, labels: tuple[str, ...], fmt: Format) -> _Series:
         name: str = collector._name
-        pairs = list(zip(collector._labelnames, labels, strict=True))
+        escaping = fmt.escaping
+        pairs = sorted(zip(collector._labelnames, labels, strict=True))
+        texts = [label_pair(k, v, escaping) for k, v in pairs]
+        labelstr = ",".join(texts)
         if isinstance(collector, Counter):
-            values = [series_prefix(name + "_total", pairs, fmt)]
+            values = [prefix(name + "_total", labelstr, fmt)]
         elif isinstance(collector, Gauge):
-            values = [series_prefix(name, pairs, fmt)]
+            values = [prefix(name, labelstr, fmt)]
         elif isinstance(collector, Histogram):
+            before = sum(1 for k, _ in pairs if k < "le")  # "le" takes its sorted place among the labels
+            bucket = name + "_bucket"
             values = [
-                series_prefix(name + "_bucket", [*pairs, ("le", _float_to_go(bound))], fmt)
-                for bound in child._upper_bounds
+                prefix(
+                    bucket,
+                    ",".join([*texts[:before], label_pair("le", _float_to_go(b), escaping), *texts[before:]]),
+                    fmt,
+                )
+                for b in child._upper_bounds
             ]
-            values.append(series_prefix(name + "_count", pairs, fmt))
+            values.append(prefix(name + "_count", labelstr, fmt))
             if child._upper_bounds[0] >= 0:
-                values.append(series_prefix(name + "_sum", pairs, fmt))
+                values.append(prefix(name + "_sum", labelstr, fmt))
         else:
-            values = [series_prefix(name + "_count", pairs, fmt), series_prefix(name + "_sum", pairs, fmt)]
-        return _Series(values, series_prefix(name + "_created", pairs, fmt), [(None, "")] * len(values))
+            values = [prefix(name + "_count", labelstr, fmt), prefix(name + "_sum", labelstr, fmt)]
+        return _Series(values, prefix(name + "_created", labelstr, fmt), [(None, "")] * len(values))
 
     def _wrapper(self, collector: Any, fmt: Format, render: _Render) -> _Step:
         cache = self._wrapper_cache(collector, fmt)
