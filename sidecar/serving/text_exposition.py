@@ -48,6 +48,7 @@ STEP_SECONDS: Final = 0.001
 _CHECK_EVERY: Final = 64  # samples of a custom family encoded between two clock reads
 _INF: Final = math.inf
 _GO_SWITCH: Final = 1e6  # from here on Go (and client_python) write exponents where repr does not
+_REPR_EXPONENT: Final = 1e16  # from here on repr writes an exponent itself
 _OM_SUFFIXES: Final = ("_created", "_gcount", "_gsum")  # sorted: the text format's trailing gauges
 _ALLOW_UTF8: Final = om_format.ALLOWUTF8
 # client_python's functions, typed here (the library leaves them untyped)
@@ -63,9 +64,14 @@ def _escape_value(value: str) -> str:
 
 
 def go_float(value: Any) -> str:
-    """``floatToGoString`` with its common case (a float under a million, not NaN or -Inf) inline."""
-    if value.__class__ is float and -_INF < value < _GO_SWITCH:
-        return repr(value)
+    """``floatToGoString`` with its common cases (finite floats under 1e16) inline, same digits."""
+    if value.__class__ is float and -_INF < value < _REPR_EXPONENT:
+        text = repr(value)
+        if value < _GO_SWITCH:
+            return text
+        dot = text.find(".")  # Go writes 1234567.0 as 1.234567e+06; client_python copies it
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
     return _float_to_go(value)
 
 
@@ -201,6 +207,10 @@ class _Series:
     values: list[str]
     created: str
     exemplars: list[tuple[Exemplar | None, str]]
+    created_line: tuple[float, str] = (
+        math.nan,
+        "",
+    )  # the last _created value and its line: it rarely changes
 
 
 class _WrapperCache:
@@ -217,10 +227,12 @@ class _WrapperCache:
 class _FamilyCache:
     """Per custom family and format: header and prefixes by (sample name, label items)."""
 
-    __slots__ = ("created_headers", "header", "prefixes")
+    __slots__ = ("created_headers", "header", "prefixes", "suffixed")
 
-    def __init__(self, header: str) -> None:
+    def __init__(self, header: str, name: str, openmetrics: bool) -> None:
         self.header = header
+        # text format only: sample names that go into trailing gauge families, to their suffix
+        self.suffixed = {} if openmetrics else {name + suffix: suffix for suffix in _OM_SUFFIXES}
         self.created_headers: dict[str, str] = {}
         self.prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
@@ -377,7 +389,10 @@ class ExpositionEncoder:
                 entry = series[labels] = self._new_series(collector, child, labels, fmt)
             self._child(kind, child, entry, parts, openmetrics)
             if use_created and kind is not Gauge:
-                created = entry.created + go_float(child._created) + "\n"
+                seen, created = entry.created_line
+                if seen != child._created:
+                    created = entry.created + go_float(child._created) + "\n"
+                    entry.created_line = (child._created, created)
                 if openmetrics:
                     parts.append(created)
                 else:
@@ -440,7 +455,7 @@ class ExpositionEncoder:
         cache = self._families.get(key)
         if cache is None:
             header = _header(metric.name, metric.type, metric.documentation, metric.unit, fmt)
-            cache = self._families[key] = _FamilyCache(header)
+            cache = self._families[key] = _FamilyCache(header, metric.name, fmt.openmetrics)
         return cache
 
     def _family(self, metric: Metric, fmt: Format, render: _Render) -> _Step:
@@ -459,7 +474,7 @@ class ExpositionEncoder:
         parts.append(cache.header)
         openmetrics = fmt.openmetrics
         trailing: dict[str, list[str]] = {}
-        suffixed = {} if openmetrics else {metric.name + suffix: suffix for suffix in _OM_SUFFIXES}
+        suffixed = cache.suffixed
         for count, sample in enumerate(samples, 1):
             key = (sample.name, tuple(sample.labels.items()))
             prefix = prefixes.get(key)

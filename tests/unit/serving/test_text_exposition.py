@@ -17,12 +17,15 @@ import time
 from collections.abc import Iterable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from collectors.base import MetricSpec, Reason, Sample, Status
 from sidecar.app_keys import HEALTH, HTTP_METRICS, REGISTRY, STORE
@@ -30,7 +33,7 @@ from sidecar.config import load_settings
 from sidecar.probing.results import CheckResult
 from sidecar.probing.settings import CheckConfig
 from sidecar.server import Server
-from sidecar.serving.text_exposition import ExpositionEncoder, encoder_for, negotiate
+from sidecar.serving.text_exposition import ExpositionEncoder, encoder_for, go_float, negotiate
 from tests.servers import require_binary
 
 ACCEPTS = (
@@ -269,3 +272,10 @@ async def test_render_yields_to_the_loop_and_keeps_each_series_consistent() -> N
         buckets = [values[le] for le in values if le != "count"]
         assert buckets == sorted(buckets), key
         assert values["count"] == values["+Inf"], key
+
+
+@given(
+    st.floats() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats(min_value=1e5, max_value=1e17)
+)
+def test_values_are_written_as_client_python_writes_them(value: float) -> None:
+    assert go_float(value) == floatToGoString(value)  # type: ignore[no-untyped-call]
