@@ -163,7 +163,7 @@ def test_output_is_client_pythons_byte_for_byte(registry: CollectorRegistry, acc
 
 def registry_http_observe(registry: CollectorRegistry) -> None:
     """A new series and new values between renders, through the gateway's histogram family."""
-    for collector in list(registry._collector_to_names):  # type: ignore[attr-defined]
+    for collector in list(registry._collector_to_names):
         if isinstance(collector, Histogram) and collector._name == "http_server_request_duration_seconds":
             collector.labels("GET", f"/new/{time.perf_counter_ns()}", "200", "").observe(
                 0.3, {"trace_id": "ab"}
@@ -195,7 +195,7 @@ def test_gzip_body_is_the_same_exposition(registry: CollectorRegistry) -> None:
 def drop_fakes(registry: CollectorRegistry) -> None:
     """Keep the sidecar's own families: the fake ones copy client_python's edge cases (a counter with a
     unit, a histogram without ``_sum``) that promtool's lint and the OpenMetrics parser reject."""
-    names: dict[Collector, list[str]] = registry._collector_to_names  # type: ignore[attr-defined]
+    names: dict[Collector, list[str]] = registry._collector_to_names
     for collector, families in list(names.items()):
         if any(name.startswith("fake_") for name in families):
             registry.unregister(collector)
@@ -232,7 +232,7 @@ async def test_render_yields_to_the_loop_and_keeps_each_series_consistent() -> N
     _, registry = sidecar_registry(routes=400)
     duration = next(
         c
-        for c in registry._collector_to_names  # type: ignore[attr-defined]
+        for c in registry._collector_to_names
         if isinstance(c, Histogram) and c._name == "http_server_request_duration_seconds"
     )
     children = [duration.labels("GET", f"/items/{i}/{{id}}", str(200 + i % 3), "") for i in range(400)]
