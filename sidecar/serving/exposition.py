@@ -52,7 +52,7 @@ async def render(
 ) -> tuple[bytes, dict[str, str]]:
     """Exposition body and headers: OpenMetrics or Prometheus text by ``Accept``, gzip when asked.
 
-    Encoded in steps of at most a millisecond with the loop free in between (``text_exposition``),
+    Encoded in steps of at most half a millisecond with the loop free in between (``text_exposition``),
     so a scrape of any size never holds the requests the gateway proxies on the same loop.
     """
     fmt = negotiate(accept)

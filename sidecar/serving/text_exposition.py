@@ -43,8 +43,9 @@ from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 from prometheus_client.validation import _is_valid_legacy_metric_name
 
-STEP_SECONDS: Final = 0.001
-"""Longest stretch of encoding between two yields to the loop (the loop's budget is 2 ms)."""
+STEP_SECONDS: Final = 0.0005
+"""Longest stretch of encoding between two yields to the loop (the loop's budget is 2 ms): a proxied
+request that arrives during a render waits for one step at most."""
 _CHECK_EVERY: Final = 64  # samples of a custom family encoded between two clock reads
 _INF: Final = math.inf
 _GO_SWITCH: Final = 1e6  # from here on Go (and client_python) write exponents where repr does not
@@ -432,19 +433,27 @@ class ExpositionEncoder:
         return text
 
     def _histogram(self, child: Any, entry: _Series, parts: list[str], openmetrics: bool) -> None:
-        """One histogram series: cumulative buckets, count, sum, read together."""
+        """One histogram series: cumulative buckets, count, sum, read together.
+
+        Cumulative counts plateau (every bucket above the largest observation holds the total), so
+        a count is formatted only when it differs from the previous bucket's.
+        """
         prefixes = entry.values
         acc = 0.0
+        last = -1.0
+        text = ""
         index = 0
         for bucket in child._buckets:
             acc += bucket._value
-            text = repr(acc) if acc < _GO_SWITCH else go_float(acc)
+            if acc != last:
+                text = repr(acc) if acc < _GO_SWITCH else go_float(acc)
+                last = acc
             if openmetrics and bucket._exemplar is not None:
                 parts.append(prefixes[index] + text + self._exemplar(entry, index, bucket._exemplar) + "\n")
             else:
                 parts.append(prefixes[index] + text + "\n")
             index += 1
-        parts.append(prefixes[index] + (repr(acc) if acc < _GO_SWITCH else go_float(acc)) + "\n")
+        parts.append(prefixes[index] + text + "\n")
         if len(prefixes) > index + 1:
             parts.append(prefixes[index + 1] + go_float(child._sum._value) + "\n")
 
