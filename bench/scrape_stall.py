@@ -2,17 +2,19 @@
 
 A real sidecar proxies to a tiny upstream (nginx ``return 200``, one worker) with ``routes.max_routes``
 raised and enough distinct routes seen that ``/metrics`` holds about 10,000 sample lines (the RED
-histograms of every route). wrk drives the gateway at 1 and at 32 connections, once with nobody
+histograms of every route). wrk drives the gateway at 1 and at 32 connections (each request on the next
+route, so every route's series change between two scrapes: the encoder's worst case), once with nobody
 scraping and once with a scraper asking for ``/metrics`` every second the way Prometheus 3 does
 (its ``Accept`` header, gzip). Rounds are interleaved; the best p99 of each condition is kept.
 
 Also measured, side by side:
 
 - the encoder's cost per sample line against client_python's ``generate_latest`` on the same
-  registry (wall time, best of several, in this process), and the longest single step the
-  async render holds the loop for;
-- callgrind instruction counts per line for both encoders (``valgrind --tool=callgrind``: a
-  process rendering K times minus one rendering once, divided by the lines), the noise-free figure;
+  registry, every series changed since the last render (CPU time, best of several, in this
+  process), and the longest single step the async render holds the loop for;
+- callgrind instruction counts per line for both encoders (``valgrind --tool=callgrind``: a process
+  that records a request on every route and renders, K times, minus the same process without the
+  renders, divided by K x lines), the noise-free figure;
 - ``/metrics`` p50 of a sidecar with its default series set (default checks, gateway on) against
   redis_exporter's ``/metrics`` p50, both on one connection with wrk, against the local Redis.
 
@@ -67,6 +69,15 @@ PROMETHEUS_ACCEPT = (
     "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
 )
 
+ROTATE_LUA = """
+-- every request on the next of the routes, so every route's series change between two scrapes
+local i = 0
+request = function()
+  i = (i + 1) %% %d
+  return wrk.format("GET", "/api/r" .. i .. "/" .. i)
+end
+"""
+
 UPSTREAM_CONF = """
 worker_processes 1;
 daemon off;
@@ -106,11 +117,11 @@ def _ms(text: str) -> float:
     return float(match[1]) * _UNIT_MS[match[2]]
 
 
-def wrk(url: str, *, connections: int, seconds: int, headers: dict[str, str] | None = None) -> Latency:
+def wrk(url: str, *, connections: int, seconds: int, script: Path | None = None) -> Latency:
     """wrk --latency on the other CPU: req/s, p50, p99, max and errors (socket errors, non-2xx)."""
     cmd = ["taskset", "-c", str(OTHER_CPU), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    for name, value in (headers or {}).items():
-        cmd += ["-H", f"{name}: {value}"]
+    if script is not None:
+        cmd += ["-s", str(script)]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
     p50 = re.search(r"^\s+50(?:\.000)?%\s+(\S+)", out, re.MULTILINE)
@@ -131,9 +142,9 @@ def wrk(url: str, *, connections: int, seconds: int, headers: dict[str, str] | N
 # -- the registry and the two encoders, in this process -------------------------------------------------
 
 
-def sidecar_registry(routes: int) -> CollectorRegistry:
-    """The registry a sidecar with the gateway builds, with ``routes`` routes recorded through HttpMetrics."""
-
+def sidecar_registry(routes: int) -> tuple[CollectorRegistry, Callable[[], None]]:
+    """The registry a sidecar with the gateway builds, with ``routes`` routes recorded through HttpMetrics,
+    and a function that records one more request on every route (so every series changes)."""
     settings = load_settings(
         None,
         {
@@ -144,17 +155,23 @@ def sidecar_registry(routes: int) -> CollectorRegistry:
     )
     app = Server(settings).app
     http = app[HTTP_METRICS]
-    for i in range(routes):
-        http.observe(
-            method="GET",
-            route=f"/api/r{i}/{{id}}",
-            status=200,
-            duration_seconds=0.0003 * (i % 50),
-            trace_id=f"{i:032x}",
-            request_bytes=i,
-            response_bytes=100 * i,
-        )
-    return app[REGISTRY]
+    calls = [0]
+
+    def touch() -> None:
+        calls[0] += 1
+        for i in range(routes):
+            http.observe(
+                method="GET",
+                route=f"/api/r{i}/{{id}}",
+                status=200,
+                duration_seconds=0.0003 * ((i + calls[0]) % 50),
+                trace_id=f"{i + calls[0]:032x}",
+                request_bytes=i + calls[0],
+                response_bytes=100 * i + calls[0],
+            )
+
+    touch()
+    return app[REGISTRY], touch
 
 
 @dataclass
@@ -169,10 +186,12 @@ class EncoderFigures:
     steps: int
 
 
-def _best(fn: Callable[[], object], repeat: int) -> float:
-    """Least CPU time (this thread) of ``repeat`` calls: what the call costs, not what the machine let it have."""
+def _best(fn: Callable[[], object], repeat: int, between: Callable[[], None]) -> float:
+    """Least CPU time (this thread) of ``repeat`` calls: what the call costs, not what the machine let it
+    have. ``between`` runs before each call, untimed: every series changes, no cached line is reused."""
     best = math.inf
     for _ in range(repeat):
+        between()
         started = time.thread_time()
         fn()
         best = min(best, time.thread_time() - started)
@@ -181,14 +200,14 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
 
 def encoder_figures(routes: int, repeat: int) -> EncoderFigures:
 
-    registry = sidecar_registry(routes)
+    registry, touch = sidecar_registry(routes)
     fmt = negotiate("")
     encoder = ExpositionEncoder(registry)
     started = time.thread_time()
     lines = encoder.render_sync(fmt).count(b"\n")
     first = time.thread_time() - started
-    ours = _best(lambda: encoder.render_sync(fmt), repeat)
-    theirs = _best(lambda: generate_latest(registry), repeat)
+    ours = _best(lambda: encoder.render_sync(fmt), repeat, touch)
+    theirs = _best(lambda: generate_latest(registry), repeat, touch)
 
     async def longest_step() -> tuple[float, float, int]:
         """Longest gap between two turns of a ticker task while a render runs: wall and CPU time.
@@ -209,6 +228,7 @@ def encoder_figures(routes: int, repeat: int) -> EncoderFigures:
                 cpu.append(now_cpu - last_cpu)
                 last, last_cpu = now, now_cpu
 
+        touch()
         task = asyncio.create_task(ticker())
         await asyncio.sleep(0)
         await encoder.render(negotiate(PROMETHEUS_ACCEPT), gzip=True)
@@ -230,21 +250,24 @@ def encoder_figures(routes: int, repeat: int) -> EncoderFigures:
     )
 
 
-def callgrind_target(which: str, routes: int, renders: int) -> None:
-    """Under callgrind: build the registry, then render ``renders`` times with one encoder."""
-
-    registry = sidecar_registry(routes)
+def callgrind_target(which: str, routes: int, renders: int, rounds: int) -> None:
+    """Under callgrind: build the registry, render once (caches filled, as after the first scrape), then
+    ``rounds`` times record a request on every route, each of the first ``renders`` followed by a render."""
+    registry, touch = sidecar_registry(routes)
     fmt = negotiate("")
     encoder = ExpositionEncoder(registry)
-    encoder.render_sync(fmt)  # the caches are filled once, as after the first scrape
-    for _ in range(renders):
+    encoder.render_sync(fmt)
+    for round_ in range(rounds):
+        touch()
+        if round_ >= renders:
+            continue
         if which == "ours":
             encoder.render_sync(fmt)
         else:
             generate_latest(registry)
 
 
-def instructions(which: str, routes: int, renders: int) -> int:
+def instructions(which: str, routes: int, renders: int, rounds: int) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
         out = subprocess.run(
             [
@@ -259,6 +282,8 @@ def instructions(which: str, routes: int, renders: int) -> int:
                 str(routes),
                 "--renders",
                 str(renders),
+                "--touches",
+                str(rounds),
             ],
             capture_output=True,
             text=True,
@@ -273,8 +298,9 @@ def instructions(which: str, routes: int, renders: int) -> int:
 
 
 def instructions_per_line(which: str, routes: int, lines: int, renders: int) -> float:
-    """Instructions of ``renders`` extra renders, per line: the set-up cancels out."""
-    return (instructions(which, routes, 1 + renders) - instructions(which, routes, 1)) / (renders * lines)
+    """Instructions of ``renders`` renders, per line: the same process without them is subtracted."""
+    with_renders = instructions(which, routes, renders, renders)
+    return (with_renders - instructions(which, routes, 0, renders)) / (renders * lines)
 
 
 # -- the running sidecar ----------------------------------------------------------------------------------
@@ -359,7 +385,7 @@ class StallFigures:
     scrape_bytes: int
 
 
-def stall(upstream_port: int, routes: int, seconds: int, rounds: int) -> StallFigures:
+def stall(upstream_port: int, routes: int, seconds: int, rounds: int, tmp: Path) -> StallFigures:
     env, gateway, listen = sidecar_env(upstream_port, routes, default_checks=False)
     sidecar = start([PYTHON, "-m", "sidecar", "run"], cpu=SIDECAR_CPU, env=env)
     try:
@@ -368,16 +394,20 @@ def stall(upstream_port: int, routes: int, seconds: int, rounds: int) -> StallFi
         populate(gateway, routes)
         lines = metrics_lines(listen)
         url = f"http://127.0.0.1:{gateway}/"
-        wrk(url, connections=32, seconds=2)  # warm-up: pools, caches, metric children
+        script = tmp / "rotate.lua"
+        script.write_text(ROTATE_LUA % routes)
+        wrk(url, connections=32, seconds=2, script=script)  # warm-up: pools, caches, metric children
         quiet: dict[int, list[Latency]] = {1: [], 32: []}
         scraped: dict[int, list[Latency]] = {1: [], 32: []}
         scrape_ms: list[float] = []
         sizes: list[int] = []
         for _ in range(rounds):
             for connections in (1, 32):
-                quiet[connections].append(wrk(url, connections=connections, seconds=seconds))
+                quiet[connections].append(wrk(url, connections=connections, seconds=seconds, script=script))
                 with Scraper("127.0.0.1", listen) as scraper:
-                    scraped[connections].append(wrk(url, connections=connections, seconds=seconds))
+                    scraped[connections].append(
+                        wrk(url, connections=connections, seconds=seconds, script=script)
+                    )
                 scrape_ms += scraper.durations_ms
                 sizes += scraper.sizes
         return StallFigures(lines, quiet, scraped, scrape_ms, max(sizes) if sizes else 0)
@@ -456,9 +486,10 @@ def main() -> None:
     parser.add_argument("--no-callgrind", action="store_true")
     parser.add_argument("--callgrind-target", choices=["ours", "client_python"], help=argparse.SUPPRESS)
     parser.add_argument("--renders", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--touches", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.callgrind_target:
-        callgrind_target(args.callgrind_target, args.routes, args.renders)
+        callgrind_target(args.callgrind_target, args.routes, args.renders, args.touches)
         return
     if args.quick:
         args.seconds, args.rounds = min(args.seconds, 4), 1
@@ -477,7 +508,7 @@ def main() -> None:
         )
         try:
             wait_http(f"http://127.0.0.1:{upstream_port}/", expect=(200,))
-            figures = stall(upstream_port, args.routes, args.seconds, args.rounds)
+            figures = stall(upstream_port, args.routes, args.seconds, args.rounds, Path(tmp))
             latency = metrics_latency(upstream_port, max(3, args.seconds // 2), args.rounds)
         finally:
             stop(upstream)
@@ -498,7 +529,7 @@ def report(
         "pinning: sidecar on CPU 0; upstream (nginx return 200), wrk, the scraper and redis_exporter on CPU 1; "
         f"best of {args.rounds} interleaved rounds of {args.seconds} s"
     )
-    print(f"{'gateway GET /':24} {'req/s':>9} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>7}")
+    print(f"{'gateway, all routes':24} {'req/s':>9} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>7}")
     for connections in (1, 32):
         for name, runs in (("no scrapes", figures.quiet), ("scraped every 1 s", figures.scraped)):
             best = min(runs[connections], key=lambda r: r.p99_ms)
