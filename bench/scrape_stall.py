@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import http.client
 import math
 import os
@@ -184,6 +185,29 @@ class EncoderFigures:
     longest_step_wall_ms: float
     longest_step_cpu_ms: float
     steps: int
+    ours_gc: float
+    client_python_gc: float
+
+
+def gc_collections(fn: Callable[[], object], repeat: int, between: Callable[[], None]) -> float:
+    """Garbage collections (any generation) ``fn`` triggers per call: each one is a pause on the loop."""
+    started = [0]
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] += 1
+
+    total = 0
+    for _ in range(repeat):
+        between()
+        started[0] = 0
+        gc.callbacks.append(count)
+        try:
+            fn()
+        finally:
+            gc.callbacks.remove(count)
+        total += started[0]
+    return total / repeat
 
 
 def _best(fn: Callable[[], object], repeat: int, between: Callable[[], None]) -> float:
@@ -208,6 +232,8 @@ def encoder_figures(routes: int, repeat: int) -> EncoderFigures:
     first = time.thread_time() - started
     ours = _best(lambda: encoder.render_sync(fmt), repeat, touch)
     theirs = _best(lambda: generate_latest(registry), repeat, touch)
+    ours_gc = gc_collections(lambda: encoder.render_sync(fmt), repeat, touch)
+    theirs_gc = gc_collections(lambda: generate_latest(registry), repeat, touch)
 
     async def longest_step() -> tuple[float, float, int]:
         """Longest gap between two turns of a ticker task while a render runs: wall and CPU time.
@@ -247,6 +273,8 @@ def encoder_figures(routes: int, repeat: int) -> EncoderFigures:
         step_wall * 1e3,
         step_cpu * 1e3,
         steps,
+        ours_gc,
+        theirs_gc,
     )
 
 
@@ -484,6 +512,9 @@ def main() -> None:
     parser.add_argument("--routes", type=int, default=230, help="distinct routes: about 44 lines each")
     parser.add_argument("--quick", action="store_true", help="short runs, no callgrind")
     parser.add_argument("--no-callgrind", action="store_true")
+    parser.add_argument(
+        "--callgrind-routes", type=int, default=100, help="routes of the registry under callgrind"
+    )
     parser.add_argument("--callgrind-target", choices=["ours", "client_python"], help=argparse.SUPPRESS)
     parser.add_argument("--renders", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--touches", type=int, default=1, help=argparse.SUPPRESS)
@@ -496,10 +527,14 @@ def main() -> None:
     encoder = encoder_figures(args.routes, repeat=3 if args.quick else 7)
     counts: dict[str, float] = {}
     if not (args.quick or args.no_callgrind) and shutil.which("valgrind"):
+        # fewer routes under valgrind (50x slower): the count per line does not depend on how many
+        registry, _ = sidecar_registry(args.callgrind_routes)
+        lines = ExpositionEncoder(registry).render_sync(negotiate("")).count(b"\n")
         counts = {
-            which: instructions_per_line(which, args.routes, encoder.lines, 2)
+            which: instructions_per_line(which, args.callgrind_routes, lines, 2)
             for which in ("ours", "client_python")
         }
+        counts["lines"] = lines
     with tempfile.TemporaryDirectory(prefix="bench-scrape-") as tmp:
         upstream_port = free_port()
         (Path(tmp) / "app.conf").write_text(UPSTREAM_CONF.format(tmp=tmp, port=upstream_port))
@@ -551,11 +586,13 @@ def report(
         f"caches empty: {encoder.ours_first_us:.3f}), client_python {encoder.client_python_us:.3f} us/line "
         f"({encoder.client_python_one_go_ms:.1f} ms in one go); async render (OpenMetrics, gzip): longest step "
         f"{encoder.longest_step_cpu_ms:.2f} ms CPU ({encoder.longest_step_wall_ms:.2f} ms wall) over "
-        f"{encoder.steps} loop turns"
+        f"{encoder.steps} loop turns; garbage collections per render: ours {encoder.ours_gc:.1f}, "
+        f"client_python {encoder.client_python_gc:.1f}"
     )
     if counts:
         print(
-            f"callgrind instructions per line: ours {counts['ours']:,.0f}, client_python {counts['client_python']:,.0f}"
+            f"callgrind instructions per line ({counts['lines']:.0f}-line registry, every series changed, 2 renders): "
+            f"ours {counts['ours']:,.0f}, client_python {counts['client_python']:,.0f}"
         )
     exporter = latency.exporter
     print(
