@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary
+from prometheus_client import metrics as client_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -137,6 +138,9 @@ def sidecar_registry(routes: int = 60) -> tuple[Server, CollectorRegistry]:
     Info("fake_build", "Build facts.", registry=registry).info({"version": WEIRD, "commit": "abc"})
     Enum("fake_state", "A state.", states=["up", "down"], registry=registry).state("down")
     Counter("fake_unit_bytes", "A counter with a unit.", unit="bytes", registry=registry).inc(2**60)
+    traced = Counter("fake_traced", "A counter with exemplars.", ["route"], registry=registry)
+    traced.labels(WEIRD).inc(2, {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "note": WEIRD})
+    traced.labels("/").inc()
     Histogram(
         "fake_negative", "Buckets below zero: no _sum.", buckets=(-1.0, 0.0), registry=registry
     ).observe(-3)
@@ -169,6 +173,18 @@ def registry_http_observe(registry: CollectorRegistry) -> None:
                 0.3, {"trace_id": "ab"}
             )
             collector.labels("GET", "/items/1/{id}", "201", "").observe(0.01)
+
+
+@pytest.mark.parametrize("accept", ["", "application/openmetrics-text"])
+def test_without_created_series_and_with_target_info(
+    registry: CollectorRegistry, accept: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_created`` follows client_python's switch (another change makes it a setting); target_info too."""
+    monkeypatch.setattr(client_metrics, "_use_created", False)
+    registry.set_target_info({"service": WEIRD})
+    body = ExpositionEncoder(registry).render_sync(negotiate(accept))
+    assert b"_created" not in body and b"target_info" in body
+    assert mask(body) == mask(choose_encoder(accept)[0](registry))
 
 
 def test_removed_and_cleared_children_leave_the_output(registry: CollectorRegistry) -> None:
