@@ -27,16 +27,16 @@ import math
 import time
 import weakref
 import zlib
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client import exposition as text_format
 from prometheus_client import metrics as client_metrics
 from prometheus_client import values as client_values
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics import exposition as om_format
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
@@ -181,6 +181,49 @@ def exemplar_text(exemplar: Exemplar) -> str:
     return f" # {{{labels}}} {_float_to_go(exemplar.value)}"
 
 
+@dataclass(slots=True)
+class FamilyRows:
+    """A gauge or counter family as plain rows of (label values, value), for collectors built per scrape.
+
+    ``collect()`` makes a ``Metric`` and a ``Sample`` with a label dict per line; a collector that can
+    hand over rows instead (``RowsCollector``) is encoded from them directly, its label values tuple
+    being the cache key of the series' prefix. ``to_metric`` gives client_python's ``Metric`` of the
+    same family, so the collector's ``collect()`` and this path cannot disagree.
+    """
+
+    name: str  # as client_python names the family: a counter's without ``_total``
+    type: str  # "gauge" or "counter"
+    documentation: str
+    labelnames: tuple[str, ...]
+    rows: list[tuple[tuple[str, ...], float]]
+
+    @classmethod
+    def new(cls, name: str, typ: str, documentation: str, labelnames: Iterable[str] = ()) -> FamilyRows:
+        if typ == "counter" and name.endswith("_total"):
+            name = name[:-6]  # as CounterMetricFamily does
+        return cls(name, typ, documentation, tuple(labelnames), [])
+
+    @property
+    def sample_name(self) -> str:
+        return self.name + "_total" if self.type == "counter" else self.name
+
+    def to_metric(self) -> Metric:
+        family: Any = (CounterMetricFamily if self.type == "counter" else GaugeMetricFamily)(
+            self.name, self.documentation, labels=list(self.labelnames)
+        )
+        for values, value in self.rows:
+            family.add_metric(list(values), value)
+        return family  # type: ignore[no-any-return]
+
+
+@runtime_checkable
+class RowsCollector(Protocol):
+    """A collector that also yields its families as ``FamilyRows``; ``None`` marks a point where the
+    render may give the loop back (between families, or inside a long pass that builds them)."""
+
+    def exposition_rows(self) -> Iterator[FamilyRows | None]: ...
+
+
 class _OneFamily:
     """A collector of one already collected family, for client_python's encoder (the fallback)."""
 
@@ -228,7 +271,7 @@ class _WrapperCache:
 class _FamilyCache:
     """Per custom family and format: header and prefixes by (sample name, label items)."""
 
-    __slots__ = ("created_headers", "header", "prefixes", "suffixed")
+    __slots__ = ("by_values", "created_headers", "header", "prefixes", "suffixed")
 
     def __init__(self, header: str, name: str, openmetrics: bool) -> None:
         self.header = header
@@ -236,6 +279,7 @@ class _FamilyCache:
         self.suffixed = {} if openmetrics else {name + suffix: suffix for suffix in _OM_SUFFIXES}
         self.created_headers: dict[str, str] = {}
         self.prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self.by_values: dict[tuple[str, ...], str] = {}  # FamilyRows: by label values
 
 
 _FAST_TYPES: Final = (Counter, Gauge, Histogram, Summary)
@@ -316,6 +360,8 @@ class ExpositionEncoder:
         for collector in self._collectors():
             if direct and type(collector) in _FAST_TYPES:
                 yield from self._wrapper(collector, fmt, render)
+            elif isinstance(collector, RowsCollector):
+                yield from self._rows(collector, fmt, render)
             else:
                 for metric in collector.collect():
                     yield from self._family(metric, fmt, render)
@@ -456,6 +502,45 @@ class ExpositionEncoder:
         parts.append(prefixes[index] + text + "\n")
         if len(prefixes) > index + 1:
             parts.append(prefixes[index + 1] + go_float(child._sum._value) + "\n")
+
+    # -- collectors that hand over plain rows -----------------------------------------------------------
+
+    def _rows(self, collector: RowsCollector, fmt: Format, render: _Render) -> _Step:
+        for family in collector.exposition_rows():
+            if family is None:
+                if render.due():
+                    render.flush()
+                    yield
+                continue
+            key = (*fmt.cache_key, family.name, family.type, family.documentation, "")
+            cache = self._families.get(key)
+            if cache is None:
+                header = _header(family.name, family.type, family.documentation, "", fmt)
+                cache = self._families[key] = _FamilyCache(header, family.name, fmt.openmetrics)
+            prefixes = cache.by_values
+            rows = family.rows
+            if len(prefixes) > 4 * len(rows) + 64:  # label sets churned: start over rather than grow
+                prefixes = cache.by_values = {}
+            parts = render.parts
+            parts.append(cache.header)
+            name, labelnames = family.sample_name, family.labelnames
+            lookup, append = prefixes.get, parts.append
+            for start in range(0, len(rows), _CHECK_EVERY):
+                for values, value in rows[start : start + _CHECK_EVERY]:
+                    prefix = lookup(values)
+                    if prefix is None:
+                        prefix = prefixes[values] = series_prefix(
+                            name, zip(labelnames, values, strict=True), fmt
+                        )
+                    if value.__class__ is float and -_INF < value < _GO_SWITCH:  # go_float's common case
+                        append(prefix + repr(value) + "\n")
+                    else:
+                        append(prefix + go_float(value) + "\n")
+                if render.due():
+                    render.flush()
+                    yield
+                    parts = render.parts
+                    append = parts.append
 
     # -- every other collector, from collect() ------------------------------------------------------
 
