@@ -329,10 +329,11 @@ def encoder_figures(routes: int, repeat: int) -> EncoderFigures:
     )
 
 
-def callgrind_target(which: str, routes: int, renders: int, rounds: int) -> None:
-    """Under callgrind: build the registry, render once (caches filled, as after the first scrape), then
-    ``rounds`` times record a request on every route, each of the first ``renders`` followed by a render."""
-    registry, touch = sidecar_registry(routes)
+def callgrind_target(which: str, kind: str, size: int, renders: int, rounds: int) -> None:
+    """Under callgrind: build the registry (``size`` routes, or ``size`` checks of 100 samples), render once
+    (caches filled, as after the first scrape), then ``rounds`` times change every series (a request on
+    every route, a new result for every check), each of the first ``renders`` followed by a render."""
+    registry, touch = sidecar_registry(size) if kind == "routes" else check_registry(size, 100)
     fmt = negotiate("")
     encoder = ExpositionEncoder(registry)
     encoder.render_sync(fmt)
@@ -346,7 +347,7 @@ def callgrind_target(which: str, routes: int, renders: int, rounds: int) -> None
             generate_latest(registry)
 
 
-def instructions(which: str, routes: int, renders: int, rounds: int) -> int:
+def instructions(which: str, kind: str, size: int, renders: int, rounds: int) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
         out = subprocess.run(
             [
@@ -357,8 +358,10 @@ def instructions(which: str, routes: int, renders: int, rounds: int) -> int:
                 __file__,
                 "--callgrind-target",
                 which,
+                "--callgrind-registry",
+                kind,
                 "--routes",
-                str(routes),
+                str(size),
                 "--renders",
                 str(renders),
                 "--touches",
@@ -376,10 +379,25 @@ def instructions(which: str, routes: int, renders: int, rounds: int) -> int:
     return int(match[1])
 
 
-def instructions_per_line(which: str, routes: int, lines: int, renders: int) -> float:
-    """Instructions of ``renders`` renders, per line: the same process without them is subtracted."""
-    with_renders = instructions(which, routes, renders, renders)
-    return (with_renders - instructions(which, routes, 0, renders)) / (renders * lines)
+CALLGRIND_SIZES = {"routes": 100, "checks": 40}  # about 4,500 lines each: valgrind runs Python 50x slower
+
+
+def callgrind_counts(renders: int = 2) -> dict[str, tuple[int, float, float]]:
+    """Per registry kind: lines, and instructions per line of our encoder and of client_python's.
+
+    Instructions of ``renders`` renders, per line: the same process without the renders is subtracted,
+    so building the registry and changing its series cancel out.
+    """
+    counts = {}
+    for kind, size in CALLGRIND_SIZES.items():
+        registry, _ = sidecar_registry(size) if kind == "routes" else check_registry(size, 100)
+        lines = ExpositionEncoder(registry).render_sync(negotiate("")).count(b"\n")
+        per_line = []
+        for which in ("ours", "client_python"):
+            with_renders = instructions(which, kind, size, renders, renders)
+            per_line.append((with_renders - instructions(which, kind, size, 0, renders)) / (renders * lines))
+        counts[kind] = (lines, per_line[0], per_line[1])
+    return counts
 
 
 # -- the running sidecar ----------------------------------------------------------------------------------
@@ -564,28 +582,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs, no callgrind")
     parser.add_argument("--no-callgrind", action="store_true")
     parser.add_argument(
-        "--callgrind-routes", type=int, default=100, help="routes of the registry under callgrind"
+        "--callgrind-registry", choices=["routes", "checks"], default="routes", help=argparse.SUPPRESS
     )
     parser.add_argument("--callgrind-target", choices=["ours", "client_python"], help=argparse.SUPPRESS)
     parser.add_argument("--renders", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--touches", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.callgrind_target:
-        callgrind_target(args.callgrind_target, args.routes, args.renders, args.touches)
+        callgrind_target(
+            args.callgrind_target, args.callgrind_registry, args.routes, args.renders, args.touches
+        )
         return
     if args.quick:
         args.seconds, args.rounds = min(args.seconds, 4), 1
     encoder = encoder_figures(args.routes, repeat=3 if args.quick else 7)
-    counts: dict[str, float] = {}
+    counts: dict[str, tuple[int, float, float]] = {}
     if not (args.quick or args.no_callgrind) and shutil.which("valgrind"):
-        # fewer routes under valgrind (50x slower): the count per line does not depend on how many
-        registry, _ = sidecar_registry(args.callgrind_routes)
-        lines = ExpositionEncoder(registry).render_sync(negotiate("")).count(b"\n")
-        counts = {
-            which: instructions_per_line(which, args.callgrind_routes, lines, 2)
-            for which in ("ours", "client_python")
-        }
-        counts["lines"] = lines
+        counts = callgrind_counts()
     with tempfile.TemporaryDirectory(prefix="bench-scrape-") as tmp:
         upstream_port = free_port()
         (Path(tmp) / "app.conf").write_text(UPSTREAM_CONF.format(tmp=tmp, port=upstream_port))
@@ -604,7 +617,7 @@ def main() -> None:
 def report(
     args: argparse.Namespace,
     encoder: EncoderFigures,
-    counts: dict[str, float],
+    counts: dict[str, tuple[int, float, float]],
     figures: StallFigures,
     latency: MetricsLatency,
 ) -> None:
@@ -640,10 +653,10 @@ def report(
         f"{encoder.steps} loop turns; garbage collections per render: ours {encoder.ours_gc:.1f}, "
         f"client_python {encoder.client_python_gc:.1f}"
     )
-    if counts:
+    for kind, (lines, ours, theirs) in counts.items():
         print(
-            f"callgrind instructions per line ({counts['lines']:.0f}-line registry, every series changed, 2 renders): "
-            f"ours {counts['ours']:,.0f}, client_python {counts['client_python']:,.0f}"
+            f"callgrind instructions per line, {kind} registry ({lines} lines, every series changed, 2 renders): "
+            f"ours {ours:,.0f}, client_python {theirs:,.0f}"
         )
     exporter = latency.exporter
     print(
@@ -677,15 +690,14 @@ def report(
         f">= {SPEEDUP_GOAL:.0f}x faster",
         theirs_us / ours_us >= SPEEDUP_GOAL,
     )
-    if counts:
-        ratio = counts["client_python"] / counts["ours"]
+    for kind, (lines, ours, theirs) in counts.items():
         row(
-            "encoder instructions/line vs client_python",
-            f"{counts['ours']:,.0f}",
-            f"{counts['client_python']:,.0f}",
-            ratio,
+            f"encoder instructions/line, {kind} ({lines} lines)",
+            f"{ours:,.0f}",
+            f"{theirs:,.0f}",
+            theirs / ours,
             f">= {SPEEDUP_GOAL:.0f}x fewer",
-            ratio >= SPEEDUP_GOAL,
+            theirs / ours >= SPEEDUP_GOAL,
         )
     step = encoder.longest_step_cpu_ms
     row(
