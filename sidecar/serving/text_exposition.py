@@ -50,6 +50,11 @@ _CHECK_EVERY: Final = 64  # samples of a custom family encoded between two clock
 _INF: Final = math.inf
 _GO_SWITCH: Final = 1e6  # from here on Go (and client_python) write exponents where repr does not
 _REPR_EXPONENT: Final = 1e16  # from here on repr writes an exponent itself
+# Small whole numbers (counts, one-hot 0/1, sizes) are most values: a lookup is a third of a repr. 0.0 is
+# left out of the general table because -0.0 equals it as a key but is written "-0.0"; counts (never
+# negative zero) use _COUNTS, which has it.
+_WHOLE: Final[dict[float, str]] = {float(n): repr(float(n)) for n in range(1, 1024)}
+_COUNTS: Final[dict[float, str]] = {0.0: "0.0", **_WHOLE}
 _OM_SUFFIXES: Final = ("_created", "_gcount", "_gsum")  # sorted: the text format's trailing gauges
 _ALLOW_UTF8: Final = om_format.ALLOWUTF8
 # client_python's functions, typed here (the library leaves them untyped)
@@ -66,13 +71,17 @@ def _escape_value(value: str) -> str:
 
 def go_float(value: Any) -> str:
     """``floatToGoString`` with its common cases (finite floats under 1e16) inline, same digits."""
-    if value.__class__ is float and -_INF < value < _REPR_EXPONENT:
-        text = repr(value)
-        if value < _GO_SWITCH:
+    if value.__class__ is float:
+        text = _WHOLE.get(value)
+        if text is not None:
             return text
-        dot = text.find(".")  # Go writes 1234567.0 as 1.234567e+06; client_python copies it
-        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+{dot - 1:02d}"
+        if -_INF < value < _REPR_EXPONENT:
+            text = repr(value)
+            if value < _GO_SWITCH:
+                return text
+            dot = text.find(".")  # Go writes 1234567.0 as 1.234567e+06; client_python copies it
+            mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+            return f"{mantissa}e+{dot - 1:02d}"
     return _float_to_go(value)
 
 
@@ -492,7 +501,7 @@ class ExpositionEncoder:
         for bucket in child._buckets:
             acc += bucket._value
             if acc != last:
-                text = repr(acc) if acc < _GO_SWITCH else go_float(acc)
+                text = _COUNTS.get(acc) or go_float(acc)
                 last = acc
             if openmetrics and bucket._exemplar is not None:
                 parts.append(prefixes[index] + text + self._exemplar(entry, index, bucket._exemplar) + "\n")
@@ -532,10 +541,7 @@ class ExpositionEncoder:
                         prefix = prefixes[values] = series_prefix(
                             name, zip(labelnames, values, strict=True), fmt
                         )
-                    if value.__class__ is float and -_INF < value < _GO_SWITCH:  # go_float's common case
-                        append(prefix + repr(value) + "\n")
-                    else:
-                        append(prefix + go_float(value) + "\n")
+                    append(prefix + go_float(value) + "\n")
                 if render.due():
                     render.flush()
                     yield
