@@ -12,9 +12,9 @@ Also measured, side by side:
 - the encoder's cost per sample line against client_python's ``generate_latest`` on the same
   registry, every series changed since the last render (CPU time, best of several, in this
   process), and the longest single step the async render holds the loop for;
-- callgrind instruction counts per line for both encoders (``valgrind --tool=callgrind``: a process
-  that records a request on every route and renders, K times, minus the same process without the
-  renders, divided by K x lines), the noise-free figure;
+- callgrind instruction counts per line for both encoders (``valgrind --tool=callgrind``, counting
+  only inside the renders; every series changed before each render), the noise-free figure, on a
+  registry of routes and on one of check metrics;
 - ``/metrics`` p50 of a sidecar with its default series set (default checks, gateway on) against
   redis_exporter's ``/metrics`` p50, both on one connection with wrk, against the local Redis.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import http.client
 import math
@@ -329,30 +330,36 @@ def encoder_figures(routes: int, repeat: int) -> EncoderFigures:
     )
 
 
-def callgrind_target(which: str, kind: str, size: int, renders: int, rounds: int) -> None:
+def callgrind_target(which: str, kind: str, size: int, renders: int) -> None:
     """Under callgrind: build the registry (``size`` routes, or ``size`` checks of 100 samples), render once
-    (caches filled, as after the first scrape), then ``rounds`` times change every series (a request on
-    every route, a new result for every check), each of the first ``renders`` followed by a render."""
+    (caches filled, as after the first scrape), then ``renders`` times change every series (a request on
+    every route, a new result for every check) and render. Only the renders run inside
+    ``functools.reduce``, the C function whose calls callgrind is told to count (``--toggle-collect``)."""
     registry, touch = sidecar_registry(size) if kind == "routes" else check_registry(size, 100)
     fmt = negotiate("")
     encoder = ExpositionEncoder(registry)
     encoder.render_sync(fmt)
-    for round_ in range(rounds):
-        touch()
-        if round_ >= renders:
-            continue
+
+    def render(_: object, __: object) -> None:
         if which == "ours":
             encoder.render_sync(fmt)
         else:
             generate_latest(registry)
 
+    for _ in range(renders):
+        touch()
+        functools.reduce(render, (None,), None)
 
-def instructions(which: str, kind: str, size: int, renders: int, rounds: int) -> int:
+
+def instructions(which: str, kind: str, size: int, renders: int) -> int:
+    """Instructions executed by ``renders`` renders (and nothing else) under callgrind."""
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
         out = subprocess.run(
             [
                 "valgrind",
                 "--tool=callgrind",
+                "--collect-atstart=no",
+                "--toggle-collect=functools_reduce",
                 f"--callgrind-out-file={tmp}/out",
                 PYTHON,
                 __file__,
@@ -364,8 +371,6 @@ def instructions(which: str, kind: str, size: int, renders: int, rounds: int) ->
                 str(size),
                 "--renders",
                 str(renders),
-                "--touches",
-                str(rounds),
             ],
             capture_output=True,
             text=True,
@@ -374,7 +379,7 @@ def instructions(which: str, kind: str, size: int, renders: int, rounds: int) ->
             env={**os.environ, "PYTHONHASHSEED": "0"},
         ).stderr
     match = re.search(r"Collected\s*:\s*(\d+)", out)
-    if not match:
+    if not match or int(match[1]) == 0:
         raise RuntimeError(f"no instruction count in callgrind's output:\n{out[-2000:]}")
     return int(match[1])
 
@@ -382,21 +387,17 @@ def instructions(which: str, kind: str, size: int, renders: int, rounds: int) ->
 CALLGRIND_SIZES = {"routes": 100, "checks": 40}  # about 4,500 lines each: valgrind runs Python 50x slower
 
 
-def callgrind_counts(renders: int = 2) -> dict[str, tuple[int, float, float]]:
-    """Per registry kind: lines, and instructions per line of our encoder and of client_python's.
-
-    Instructions of ``renders`` renders, per line: the same process without the renders is subtracted,
-    so building the registry and changing its series cancel out.
-    """
+def callgrind_counts(renders: int = 3) -> dict[str, tuple[int, float, float]]:
+    """Per registry kind: lines, and instructions per line of our encoder and of client_python's."""
     counts = {}
     for kind, size in CALLGRIND_SIZES.items():
         registry, _ = sidecar_registry(size) if kind == "routes" else check_registry(size, 100)
         lines = ExpositionEncoder(registry).render_sync(negotiate("")).count(b"\n")
-        per_line = []
-        for which in ("ours", "client_python"):
-            with_renders = instructions(which, kind, size, renders, renders)
-            per_line.append((with_renders - instructions(which, kind, size, 0, renders)) / (renders * lines))
-        counts[kind] = (lines, per_line[0], per_line[1])
+        ours, theirs = (
+            instructions(which, kind, size, renders) / (renders * lines)
+            for which in ("ours", "client_python")
+        )
+        counts[kind] = (lines, ours, theirs)
     return counts
 
 
@@ -586,12 +587,9 @@ def main() -> None:
     )
     parser.add_argument("--callgrind-target", choices=["ours", "client_python"], help=argparse.SUPPRESS)
     parser.add_argument("--renders", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--touches", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.callgrind_target:
-        callgrind_target(
-            args.callgrind_target, args.callgrind_registry, args.routes, args.renders, args.touches
-        )
+        callgrind_target(args.callgrind_target, args.callgrind_registry, args.routes, args.renders)
         return
     if args.quick:
         args.seconds, args.rounds = min(args.seconds, 4), 1
@@ -655,7 +653,7 @@ def report(
     )
     for kind, (lines, ours, theirs) in counts.items():
         print(
-            f"callgrind instructions per line, {kind} registry ({lines} lines, every series changed, 2 renders): "
+            f"callgrind instructions per line, {kind} registry ({lines} lines, every series changed, 3 renders): "
             f"ours {ours:,.0f}, client_python {theirs:,.0f}"
         )
     exporter = latency.exporter
