@@ -46,6 +46,7 @@ from prometheus_client.validation import _is_valid_legacy_metric_name
 STEP_SECONDS: Final = 0.0005
 """Longest stretch of encoding between two yields to the loop (the loop's budget is 2 ms): a proxied
 request that arrives during a render waits for one step at most."""
+_MAX_FAMILIES: Final = 10_000  # cached custom families (by format, name, type, help, unit)
 _CHECK_EVERY: Final = 64  # samples of a custom family encoded between two clock reads
 _INF: Final = math.inf
 _GO_SWITCH: Final = 1e6  # from here on Go (and client_python) write exponents where repr does not
@@ -512,6 +513,14 @@ class ExpositionEncoder:
         if len(prefixes) > index + 1:
             parts.append(prefixes[index + 1] + go_float(child._sum._value) + "\n")
 
+    def _new_family(self, key: tuple[bool, str, str, str, str, str], cache: _FamilyCache) -> _FamilyCache:
+        """Keep a new family's cache; a collector inventing family names or help texts per scrape
+        must not grow the caches forever, so past ``_MAX_FAMILIES`` they start over."""
+        if len(self._families) >= _MAX_FAMILIES:
+            self._families.clear()
+        self._families[key] = cache
+        return cache
+
     # -- collectors that hand over plain rows -----------------------------------------------------------
 
     def _rows(self, collector: RowsCollector, fmt: Format, render: _Render) -> _Step:
@@ -525,7 +534,7 @@ class ExpositionEncoder:
             cache = self._families.get(key)
             if cache is None:
                 header = _header(family.name, family.type, family.documentation, "", fmt)
-                cache = self._families[key] = _FamilyCache(header, family.name, fmt.openmetrics)
+                cache = self._new_family(key, _FamilyCache(header, family.name, fmt.openmetrics))
             prefixes = cache.by_values
             rows = family.rows
             if len(prefixes) > 4 * len(rows) + 64:  # label sets churned: start over rather than grow
@@ -555,7 +564,7 @@ class ExpositionEncoder:
         cache = self._families.get(key)
         if cache is None:
             header = _header(metric.name, metric.type, metric.documentation, metric.unit, fmt)
-            cache = self._families[key] = _FamilyCache(header, metric.name, fmt.openmetrics)
+            cache = self._new_family(key, _FamilyCache(header, metric.name, fmt.openmetrics))
         return cache
 
     def _family(self, metric: Metric, fmt: Format, render: _Render) -> _Step:

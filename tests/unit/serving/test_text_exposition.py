@@ -14,7 +14,7 @@ import math
 import re
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pytest
 from hypothesis import given
@@ -34,7 +34,7 @@ from sidecar.config import load_settings
 from sidecar.probing.results import CheckResult
 from sidecar.probing.settings import CheckConfig
 from sidecar.server import Server
-from sidecar.serving.text_exposition import ExpositionEncoder, encoder_for, go_float, negotiate
+from sidecar.serving.text_exposition import ExpositionEncoder, FamilyRows, encoder_for, go_float, negotiate
 from tests.servers import require_binary
 
 ACCEPTS = (
@@ -295,3 +295,37 @@ async def test_render_yields_to_the_loop_and_keeps_each_series_consistent() -> N
 )
 def test_values_are_written_as_client_python_writes_them(value: float) -> None:
     assert go_float(value) == floatToGoString(value)  # type: ignore[no-untyped-call]
+
+
+class Churning(Collector):
+    """A collector built per scrape whose label values change every time, through both paths."""
+
+    def __init__(self) -> None:
+        self.scrape = 0
+
+    def exposition_rows(self) -> Iterator[FamilyRows | None]:
+        self.scrape += 1
+        family = FamilyRows.new("fake_churn_total", "counter", "Label values that never repeat.", ["id"])
+        family.rows.extend(((f"{self.scrape}-{n}",), float(n)) for n in range(50))
+        yield family
+        yield None
+
+    def collect(self) -> Iterator[Metric]:
+        self.scrape -= 1  # the same scrape's rows, for client_python's view of it
+        for family in self.exposition_rows():
+            if family is not None:
+                yield family.to_metric()
+
+
+def test_a_collector_with_churning_labels_keeps_its_cache_bounded() -> None:
+    registry = CollectorRegistry()
+    churn = Churning()
+    registry.register(churn)
+    encoder = ExpositionEncoder(registry)
+    fmt = negotiate("")
+    for _ in range(20):
+        body = encoder.render_sync(fmt)
+        assert body == choose_encoder("")[0](registry)
+        assert f'fake_churn_total{{id="{churn.scrape}-49"}} 49.0'.encode() in body
+    sizes = [len(cache.by_values) for cache in encoder._families.values()]
+    assert sizes and max(sizes) <= 4 * 50 + 64
