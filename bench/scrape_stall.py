@@ -19,7 +19,7 @@ Also measured, side by side:
   redis_exporter's ``/metrics`` p50, both on one connection with wrk, against the local Redis.
 
 Pinning on the 2-core machine, as in bench/gateway.py: the sidecar alone on CPU 0; the upstream,
-wrk, the scraper and redis_exporter on CPU 1.
+wrk and the scraper on CPU 1; redis_exporter, when it is measured, on CPU 0 like the sidecar.
 
     .venv/bin/python bench/scrape_stall.py [--seconds 10] [--quick]
 """
@@ -534,7 +534,7 @@ def metrics_latency(upstream_port: int, seconds: int, rounds: int) -> MetricsLat
                 "--redis.addr=redis://127.0.0.1:6379",
                 f"--web.listen-address=127.0.0.1:{exporter_port}",
             ],
-            cpu=OTHER_CPU,
+            cpu=SIDECAR_CPU,  # like the sidecar: the two servers compared alike
         )
     try:
         wait_http(f"http://127.0.0.1:{listen}/readyz", expect=(200,))
@@ -578,7 +578,7 @@ def row(figure: str, value: str, anchor: str, ratio: float | None, goal: str, me
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each is kept")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each is kept")
     parser.add_argument("--routes", type=int, default=230, help="distinct routes: about 44 lines each")
     parser.add_argument("--quick", action="store_true", help="short runs, no callgrind")
     parser.add_argument("--no-callgrind", action="store_true")
@@ -623,7 +623,7 @@ def report(
         f"== scrape stall: {figures.lines} sample lines on /metrics ({args.routes} routes), scraped every second"
     )
     print(
-        "pinning: sidecar on CPU 0; upstream (nginx return 200), wrk, the scraper and redis_exporter on CPU 1; "
+        "pinning: sidecar on CPU 0; upstream (nginx return 200), wrk and the scraper on CPU 1 (redis_exporter on CPU 0, like the sidecar); "
         f"best of {args.rounds} interleaved rounds of {args.seconds} s"
     )
     print(f"{'gateway, all routes':24} {'req/s':>9} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>7}")
