@@ -111,9 +111,9 @@ class CheckMetrics(Collector):
                 if family is None:
                     spec = sample.spec
                     family = families[spec.name] = FamilyRows.new(
-                        spec.name, spec.type, spec.help, ["check", *spec.labels]
+                        spec.name, spec.type, spec.help, ["check", *spec.labels], nested=True
                     )
-                family.rows.append(((check, *sample.label_values), sample.value))
+                family.rows.append(((check, sample.label_values), sample.value))
         ready_now = FamilyRows.new("sidecar_ready", "gauge", "1 if /readyz answers 200, else 0.")
         ready_now.rows.append(((), 1.0 if readiness else 0.0))
         draining_now = FamilyRows.new("sidecar_draining", "gauge", "1 while the sidecar is draining, else 0.")

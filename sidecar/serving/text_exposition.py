@@ -205,13 +205,22 @@ class FamilyRows:
     type: str  # "gauge" or "counter"
     documentation: str
     labelnames: tuple[str, ...]
-    rows: list[tuple[tuple[str, ...], float]]
+    rows: list[tuple[tuple[Any, ...], float]]
+    # rows keyed (first label value, tuple of the others): a collector's own label values tuple is used
+    # as it is, not copied into a new one per row
+    nested: bool = False
 
     @classmethod
-    def new(cls, name: str, typ: str, documentation: str, labelnames: Iterable[str] = ()) -> FamilyRows:
+    def new(
+        cls, name: str, typ: str, documentation: str, labelnames: Iterable[str] = (), *, nested: bool = False
+    ) -> FamilyRows:
         if typ == "counter" and name.endswith("_total"):
             name = name[:-6]  # as CounterMetricFamily does
-        return cls(name, typ, documentation, tuple(labelnames), [])
+        return cls(name, typ, documentation, tuple(labelnames), [], nested)
+
+    def label_values(self, key: tuple[Any, ...]) -> tuple[str, ...]:
+        """A row's label values, flat."""
+        return (key[0], *key[1]) if self.nested else key
 
     @property
     def sample_name(self) -> str:
@@ -222,7 +231,7 @@ class FamilyRows:
             self.name, self.documentation, labels=list(self.labelnames)
         )
         for values, value in self.rows:
-            family.add_metric(list(values), value)
+            family.add_metric(list(self.label_values(values)), value)
         return family  # type: ignore[no-any-return]
 
 
@@ -289,7 +298,7 @@ class _FamilyCache:
         self.suffixed = {} if openmetrics else {name + suffix: suffix for suffix in _OM_SUFFIXES}
         self.created_headers: dict[str, str] = {}
         self.prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-        self.by_values: dict[tuple[str, ...], str] = {}  # FamilyRows: by label values
+        self.by_values: dict[tuple[Any, ...], str] = {}  # FamilyRows: by row key
 
 
 _FAST_TYPES: Final = (Counter, Gauge, Histogram, Summary)
@@ -547,8 +556,9 @@ class ExpositionEncoder:
                 for values, value in rows[start : start + _CHECK_EVERY]:
                     prefix = lookup(values)
                     if prefix is None:
+                        flat = family.label_values(values)
                         prefix = prefixes[values] = series_prefix(
-                            name, zip(labelnames, values, strict=True), fmt
+                            name, zip(labelnames, flat, strict=True), fmt
                         )
                     append(prefix + go_float(value) + "\n")
                 if render.due():
