@@ -519,6 +519,17 @@ class MetricsLatency:
     sidecar_lines: int
     exporter: Latency | None
     exporter_lines: int
+    sidecar_cpu_us: float  # process CPU (user + system) per /metrics request, least of the rounds
+    exporter_cpu_us: float | None
+
+
+def cpu_per_request(pid: int, run: Callable[[], Latency], seconds: int) -> tuple[Latency, float]:
+    """Run wrk; also the server's own CPU time per request it served, which waiting for a core does not inflate."""
+    proc = psutil.Process(pid)
+    before = sum(proc.cpu_times()[:2])
+    result = run()
+    used = sum(proc.cpu_times()[:2]) - before
+    return result, used / max(1.0, result.requests_per_second * seconds) * 1e6
 
 
 def metrics_latency(upstream_port: int, seconds: int, rounds: int) -> MetricsLatency:
@@ -547,17 +558,31 @@ def metrics_latency(upstream_port: int, seconds: int, rounds: int) -> MetricsLat
         if exporter is not None:
             wait_http(f"http://127.0.0.1:{exporter_port}/metrics", expect=(200,))
             exporter_lines = metrics_lines(exporter_port)
+        ours_cpu: list[float] = []
+        theirs_cpu: list[float] = []
         for _ in range(rounds):
-            ours.append(wrk(f"http://127.0.0.1:{listen}/metrics", connections=1, seconds=seconds))
+            result, cpu = cpu_per_request(
+                sidecar.pid,
+                lambda: wrk(f"http://127.0.0.1:{listen}/metrics", connections=1, seconds=seconds),
+                seconds,
+            )
+            ours.append(result)
+            ours_cpu.append(cpu)
             if exporter is not None:
-                theirs.append(
-                    wrk(f"http://127.0.0.1:{exporter_port}/metrics", connections=1, seconds=seconds)
+                result, cpu = cpu_per_request(
+                    exporter.pid,
+                    lambda: wrk(f"http://127.0.0.1:{exporter_port}/metrics", connections=1, seconds=seconds),
+                    seconds,
                 )
+                theirs.append(result)
+                theirs_cpu.append(cpu)
         return MetricsLatency(
             min(ours, key=lambda r: r.p50_ms),
             metrics_lines(listen),
             min(theirs, key=lambda r: r.p50_ms) if theirs else None,
             exporter_lines,
+            min(ours_cpu),
+            min(theirs_cpu) if theirs_cpu else None,
         )
     finally:
         stop(sidecar)
@@ -660,7 +685,9 @@ def report(
     print(
         f"/metrics p50 at the default series set ({latency.sidecar_lines} lines): sidecar {latency.sidecar.p50_ms:.3f} ms"
         + (
-            f", redis_exporter {exporter.p50_ms:.3f} ms ({latency.exporter_lines} lines)"
+            f", redis_exporter {exporter.p50_ms:.3f} ms ({latency.exporter_lines} lines); server CPU per request: "
+            f"sidecar {latency.sidecar_cpu_us:.0f} us, redis_exporter {latency.exporter_cpu_us or 0:.0f} us "
+            "(redis_exporter's Redis round trips not included)"
             if exporter
             else " (redis_exporter not installed)"
         )
@@ -723,6 +750,16 @@ def report(
             "/metrics p50 vs redis_exporter (ms)",
             f"{latency.sidecar.p50_ms:.3f}",
             f"{exporter.p50_ms:.3f}",
+            ratio,
+            "<= 1",
+            ratio <= 1,
+        )
+    if latency.exporter_cpu_us:
+        ratio = latency.sidecar_cpu_us / latency.exporter_cpu_us
+        row(
+            "/metrics server CPU us/request vs redis_exporter",
+            f"{latency.sidecar_cpu_us:.0f}",
+            f"{latency.exporter_cpu_us:.0f}",
             ratio,
             "<= 1",
             ratio <= 1,
