@@ -110,7 +110,10 @@ class CheckMetrics(Collector):
                 family = families.get(sample.spec.name)
                 if family is None:
                     spec = sample.spec
-                    family = families[spec.name] = FamilyRows.new(
+                    # exporter families keep their exact names: a counter's ends in _total (the
+                    # catalogue test holds every collector to it); an exporter's counter without it
+                    # is declared untyped, which both formats carry under the exact name
+                    family = families[spec.name] = FamilyRows.exact(
                         spec.name, spec.type, spec.help, ["check", *spec.labels], nested=True
                     )
                 family.rows.append(((check, sample.label_values), sample.value))

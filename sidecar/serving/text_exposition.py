@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summ
 from prometheus_client import exposition as text_format
 from prometheus_client import metrics as client_metrics
 from prometheus_client import values as client_values
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.openmetrics import exposition as om_format
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
@@ -193,7 +193,7 @@ def exemplar_text(exemplar: Exemplar) -> str:
 
 @dataclass(slots=True)
 class FamilyRows:
-    """A gauge or counter family as plain rows of (label values, value), for collectors built per scrape.
+    """A family as plain rows of (label values, value), for collectors built per scrape.
 
     ``collect()`` makes a ``Metric`` and a ``Sample`` with a label dict per line; a collector that can
     hand over rows instead (``RowsCollector``) is encoded from them directly, its label values tuple
@@ -202,9 +202,10 @@ class FamilyRows:
     """
 
     name: str  # as client_python names the family: a counter's without ``_total``
-    type: str  # "gauge" or "counter"
+    type: str  # "gauge", "counter" or "unknown" (untyped)
     documentation: str
     labelnames: tuple[str, ...]
+    sample_name: str  # every row's sample name
     rows: list[tuple[tuple[Any, ...], float]]
     # rows keyed (first label value, tuple of the others): a collector's own label values tuple is used
     # as it is, not copied into a new one per row
@@ -214,25 +215,34 @@ class FamilyRows:
     def new(
         cls, name: str, typ: str, documentation: str, labelnames: Iterable[str] = (), *, nested: bool = False
     ) -> FamilyRows:
-        if typ == "counter" and name.endswith("_total"):
-            name = name[:-6]  # as CounterMetricFamily does
-        return cls(name, typ, documentation, tuple(labelnames), [], nested)
+        """Named as GaugeMetricFamily and CounterMetricFamily name theirs: a counter's samples end in
+        ``_total``, its family name does not; an ``untyped`` family is client_python's ``unknown``."""
+        if typ == "counter":
+            family = name.removesuffix("_total")
+            return cls(family, typ, documentation, tuple(labelnames), family + "_total", [], nested)
+        return cls(
+            name, "unknown" if typ == "untyped" else typ, documentation, tuple(labelnames), name, [], nested
+        )
+
+    @classmethod
+    def exact(
+        cls, name: str, typ: str, documentation: str, labelnames: Iterable[str] = (), *, nested: bool = False
+    ) -> FamilyRows:
+        """Samples under exactly ``name`` (an exporter's family): a counter's family name drops ``_total``."""
+        family = cls.new(name, typ, documentation, labelnames, nested=nested)
+        family.sample_name = name
+        return family
 
     def label_values(self, key: tuple[Any, ...]) -> tuple[str, ...]:
         """A row's label values, flat."""
         return (key[0], *key[1]) if self.nested else key
 
-    @property
-    def sample_name(self) -> str:
-        return self.name + "_total" if self.type == "counter" else self.name
-
     def to_metric(self) -> Metric:
-        family: Any = (CounterMetricFamily if self.type == "counter" else GaugeMetricFamily)(
-            self.name, self.documentation, labels=list(self.labelnames)
-        )
+        metric = Metric(self.name, self.documentation, self.type)
+        labelnames, sample = self.labelnames, self.sample_name
         for values, value in self.rows:
-            family.add_metric(list(self.label_values(values)), value)
-        return family  # type: ignore[no-any-return]
+            metric.add_sample(sample, dict(zip(labelnames, self.label_values(values), strict=True)), value)
+        return metric
 
 
 @runtime_checkable

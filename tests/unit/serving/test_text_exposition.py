@@ -63,6 +63,7 @@ def mask(body: bytes) -> bytes:
 
 SPEC = MetricSpec("fake_items", "Items by queue, with odd label values.", "gauge", ("queue",))
 SPEC_TOTAL = MetricSpec("fake_events_total", "Events seen.", "counter", ())
+SPEC_UNTYPED = MetricSpec("fake_xact_commit", "An exporter's counter without _total.", "untyped", ("db",))
 
 
 class Timestamped(Collector):
@@ -119,7 +120,12 @@ def sidecar_registry(routes: int = 60) -> tuple[Server, CollectorRegistry]:
             status=Status.PASS,
             duration_seconds=0.0012,
             finished_at=1_700_000_000.123,
-            samples=(Sample(SPEC, 3.0, (WEIRD,)), Sample(SPEC, math.nan, ("b",)), Sample(SPEC_TOTAL, 7.0)),
+            samples=(
+                Sample(SPEC, 3.0, (WEIRD,)),
+                Sample(SPEC, math.nan, ("b",)),
+                Sample(SPEC_TOTAL, 7.0),
+                Sample(SPEC_UNTYPED, 12.0, ("db0",)),
+            ),
         )
     )
     app[STORE].record(
