@@ -253,6 +253,49 @@ def gateway_instructions_rows(bench: str, out: str) -> list[Row]:
     ]
 
 
+def probe_cost_rows(bench: str, out: str) -> list[Row]:
+    """bench/probe_cost.py: the longest event-loop step of a probe, per kind, against the loop's 2 ms."""
+    rows = []
+    pattern = r"^(\w+)\s+cpu median\s+([\d.]+) ms.*longest loop step median\s+([\d.]+) ms\s+p95\s+([\d.]+) ms"
+    for match in re.finditer(pattern, out, re.MULTILINE):
+        p95 = _num(match[4])
+        rows.append(
+            Row(
+                bench,
+                f"probe {match[1]}: longest loop step p95 (ms)",
+                match[4],
+                "2",
+                p95 / 2,
+                "<= 2 ms",
+                p95 <= 2,
+            )
+        )
+    if not rows:
+        raise LookupError("no probe lines")
+    return rows
+
+
+def logs_memory_rows(bench: str, out: str) -> list[Row]:
+    """bench/logs_memory.py: resident memory after the last step against before any line."""
+    before = _search(r"before any line: RSS ([\d.]+) MiB", out)
+    steps = re.findall(r"^\s*([\d,]+) lines\s+RSS\s+([\d.]+) MiB", out, re.MULTILINE)
+    if not steps:
+        raise LookupError("no RSS lines")
+    lines, last = steps[-1]
+    growth = _num(last) - _num(before[1])
+    return [
+        Row(
+            bench,
+            f"log pipeline RSS after {lines} lines (MiB)",
+            last,
+            before[1],
+            None,
+            "<= +15 MiB",
+            growth <= 15,
+        )
+    ]
+
+
 def redis_client_rows(bench: str, out: str) -> list[Row]:
     """bench/ratelimit_redis_client.py: the gateway's RESP client against redis-py (no goal in issue 17)."""
     redis_py = _search(r"^redis\.asyncio.*client CPU\s+([\d.]+) us/decision", out)
@@ -290,6 +333,8 @@ BENCHES = [
     Bench("gateway_ratelimit.py", [], ["--seconds", "3", "--repeat", "1"], ratelimit_rows),
     Bench("gateway_tracing.py", [], ["--seconds", "3", "--repeat", "1"], tracing_rows),
     Bench("ratelimit_redis_client.py", [], ["--decisions", "5000"], redis_client_rows),
+    Bench("probe_cost.py", [], ["--probes", "10"], probe_cost_rows),
+    Bench("logs_memory.py", [], ["--lines", "500000", "--step", "250000"], logs_memory_rows),
 ]
 
 
