@@ -130,11 +130,9 @@ class CheckMetrics(Collector):
         )
         info.rows.append(((__version__, platform.python_version()), 1.0))
         for family in (up, status, duration, last, ready, failures, ready_now, draining_now, changed, info):
-            yield family
-            yield None
+            yield family  # the encoder may give the loop back after any family
         for family in families.values():
-            yield family
-            yield None
+            yield family  # the encoder may give the loop back after any family
 
     def _ready(self, check: str) -> tuple[bool, bool] | None:
         """(ready, critical) after hysteresis, None while the check is still starting."""

@@ -562,8 +562,9 @@ class ExpositionEncoder:
             parts.append(cache.header)
             name, labelnames = family.sample_name, family.labelnames
             lookup, append = prefixes.get, parts.append
-            for start in range(0, len(rows), _CHECK_EVERY):
-                for values, value in rows[start : start + _CHECK_EVERY]:
+            total = len(rows)
+            for start in range(0, total, _CHECK_EVERY):
+                for values, value in rows if total <= _CHECK_EVERY else rows[start : start + _CHECK_EVERY]:
                     prefix = lookup(values)
                     if prefix is None:
                         flat = family.label_values(values)
