@@ -408,10 +408,10 @@ def main() -> None:
             continue
         rows += run(bench, args.quick, args.log_dir)
     for script in sorted(p.name for p in BENCH.glob("*.py")):
-        if script not in known and script not in HELPERS and not only:
-            rows.append(
-                Row(script.removesuffix(".py"), "not wired into run_all.py", "-", "-", None, "-", None)
-            )
+        if script in known or script in HELPERS or only:
+            continue
+        why = UNANCHORED.get(script, "not wired into run_all.py")
+        rows.append(Row(script.removesuffix(".py"), why, "-", "-", None, "-", None))
     table(rows)
     print(f"\nmachine load average now: {psutil.getloadavg()[0]:.2f} (wall-clock figures swing with it)")
 
