@@ -312,6 +312,7 @@ class _FamilyCache:
 
 
 _FAST_TYPES: Final = (Counter, Gauge, Histogram, Summary)
+_WITH_CREATED: Final = frozenset({"counter", "histogram", "summary"})  # the families with _created samples
 
 
 def _direct_values() -> bool:
@@ -374,6 +375,11 @@ class ExpositionEncoder:
             await asyncio.sleep(0)
             render.restart()
         return render.body()
+
+    def _created_series(self) -> bool:
+        """Whether the registry wants ``_created`` series (the app's registry says so per registry; a
+        plain client_python registry always does, subject to client_python's process-wide switch)."""
+        return bool(getattr(self._registry, "created_series", True))
 
     def _collectors(self) -> list[Collector]:
         registry: Any = self._registry
@@ -455,7 +461,7 @@ class ExpositionEncoder:
             series = cache.series = {k: v for k, v in series.items() if k in live}
         parts = render.parts
         parts.append(cache.header)
-        use_created = client_metrics._use_created
+        use_created = client_metrics._use_created and self._created_series()
         created_lines: list[str] = []
         kind = type(collector)
         openmetrics = fmt.openmetrics
@@ -590,6 +596,9 @@ class ExpositionEncoder:
 
     def _family(self, metric: Metric, fmt: Format, render: _Render) -> _Step:
         escaping = fmt.escaping
+        if metric.type in _WITH_CREATED and not self._created_series():
+            created = metric.name + "_created"  # left out as the app's registry leaves it out of collect()
+            metric.samples = [s for s in metric.samples if s.name != created]
         samples = metric.samples
         if any(s.native_histogram is not None for s in samples) or (
             escaping == _ALLOW_UTF8 and not _is_valid_legacy_metric_name(metric.name)

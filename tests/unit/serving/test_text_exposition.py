@@ -34,6 +34,7 @@ from sidecar.config import load_settings
 from sidecar.probing.results import CheckResult
 from sidecar.probing.settings import CheckConfig
 from sidecar.server import Server
+from sidecar.serving.exposition import new_registry
 from sidecar.serving.text_exposition import ExpositionEncoder, FamilyRows, encoder_for, go_float, negotiate
 from tests.servers import require_binary
 
@@ -335,3 +336,16 @@ def test_a_collector_with_churning_labels_keeps_its_cache_bounded() -> None:
         assert f'fake_churn_total{{id="{churn.scrape}-49"}} 49.0'.encode() in body
     sizes = [len(cache.by_values) for cache in encoder._families.values()]
     assert sizes and max(sizes) <= 4 * 50 + 64
+
+
+@pytest.mark.parametrize("created_series", [True, False])
+@pytest.mark.parametrize("accept", ["", "application/openmetrics-text"])
+def test_created_series_follow_the_app_registry(created_series: bool, accept: str) -> None:
+    registry = new_registry(created_series)
+    Counter("fake_requests", "Requests.", ["code"], registry=registry).labels("200").inc()
+    Histogram("fake_seconds", "Durations.", registry=registry).observe(0.1)
+    Summary("fake_sizes", "Sizes.", registry=registry).observe(3)
+    registry.register(Churning())  # a rows collector
+    body = ExpositionEncoder(registry).render_sync(negotiate(accept))
+    assert (b"fake_requests_created" in body) == created_series
+    assert mask(body) == mask(choose_encoder(accept)[0](registry))
