@@ -1,7 +1,8 @@
 """The collector that renders check results and readiness into the Prometheus registry.
 
-Scrapes read a snapshot: ``CheckMetrics.collect`` runs synchronously on the event loop and only
-walks the latest results (client_python's custom-collector pattern); it never awaits anything.
+Scrapes read a snapshot: the families are built from the latest results (client_python's custom-collector
+pattern) and never await anything. ``/metrics`` reads them as plain rows (``exposition_rows``), in steps,
+without client_python's per-sample objects; ``collect`` gives the same families to client_python.
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ import platform
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from collectors.base import MetricSpec, Status
+from collectors.base import Status
 from sidecar import __version__
+from sidecar.serving.text_exposition import FamilyRows
 
 if TYPE_CHECKING:
     from sidecar.probing.health import HealthModel
     from sidecar.probing.results import ResultStore
 
-CHECK_LABELS = ["check", "kind"]
+CHECK_LABELS = ("check", "kind")
+_STATUSES = tuple((status, status.value) for status in Status)  # iterating the enum per check is slow
+_PAUSE_EVERY = 128  # checks between two points where a render may give the loop back
 
 
 class CheckMetrics(Collector):
@@ -34,79 +38,105 @@ class CheckMetrics(Collector):
         return []  # families vary with configuration; describe nothing so registration never scrapes
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "sidecar_check_up", "1 if the check's last probe did not fail, else 0.", labels=CHECK_LABELS
+        """The same families as client_python Metrics (``registry.collect()``, ``generate_latest``)."""
+        for family in self.exposition_rows():
+            if family is not None:
+                yield family.to_metric()
+
+    def exposition_rows(self) -> Iterator[FamilyRows | None]:
+        """Every family as plain rows, from one snapshot of the results; ``None`` where a render may pause.
+
+        The snapshot (results, failure counts, hysteresis state, readiness) is taken in one step, so
+        every family agrees with every other even when a probe finishes while a long render is paused;
+        building and encoding the rows then goes in steps (``_PAUSE_EVERY`` checks each).
+        """
+        health = self._health
+        snapshot = [
+            (
+                check,
+                kind,
+                sorted(self._store.failures(check).items()),
+                self._ready(check),
+                self._store.latest(check),
+            )
+            for check, kind in list(self._store.checks())
+        ]
+        readiness, draining, changes = health.readiness.ready, health.draining, health.readiness_changes
+        up = FamilyRows.new(
+            "sidecar_check_up", "gauge", "1 if the check's last probe did not fail, else 0.", CHECK_LABELS
         )
-        status = GaugeMetricFamily(
+        status = FamilyRows.new(
             "sidecar_check_status",
+            "gauge",
             "One-hot status of the check's last probe.",
-            labels=[*CHECK_LABELS, "status"],
+            [*CHECK_LABELS, "status"],
         )
-        duration = GaugeMetricFamily(
-            "sidecar_check_duration_seconds", "Duration of the check's last probe.", labels=CHECK_LABELS
+        duration = FamilyRows.new(
+            "sidecar_check_duration_seconds", "gauge", "Duration of the check's last probe.", CHECK_LABELS
         )
-        last = GaugeMetricFamily(
+        last = FamilyRows.new(
             "sidecar_check_last_run_timestamp_seconds",
+            "gauge",
             "Unix time at which the check's last probe finished.",
-            labels=CHECK_LABELS,
+            CHECK_LABELS,
         )
-        ready = GaugeMetricFamily(
+        ready = FamilyRows.new(
             "sidecar_check_ready",
+            "gauge",
             "1 if the check passes after hysteresis (rise/fall), else 0.",
-            labels=[*CHECK_LABELS, "critical"],
+            [*CHECK_LABELS, "critical"],
         )
-        failures = CounterMetricFamily(
-            "sidecar_check_failures", "Failed probes by reason.", labels=[*CHECK_LABELS, "reason"]
+        failures = FamilyRows.new(
+            "sidecar_check_failures", "counter", "Failed probes by reason.", [*CHECK_LABELS, "reason"]
         )
-        families: dict[str, Metric] = {}
-        for check, kind in self._store.checks():
-            labels = [check, kind]
-            for reason, count in sorted(self._store.failures(check).items()):
-                failures.add_metric([*labels, reason], count)
-            state = self._health.states.get(check)
-            if state is not None and state.ready is not None:
-                ready.add_metric(
-                    [*labels, "true" if state.critical else "false"], 1.0 if state.ready else 0.0
-                )
-            result = self._store.latest(check)
+        families: dict[str, FamilyRows] = {}
+        for index, (check, kind, failed, state, result) in enumerate(snapshot, 1):
+            if index % _PAUSE_EVERY == 0:
+                yield None
+            for reason, count in failed:
+                failures.rows.append(((check, kind, reason), count))
+            if state is not None:
+                is_ready, critical = state
+                ready.rows.append(((check, kind, "true" if critical else "false"), 1.0 if is_ready else 0.0))
             if result is None:
                 continue
-            up.add_metric(labels, 1.0 if result.up else 0.0)
-            for value in Status:
-                status.add_metric([*labels, value.value], 1.0 if result.status is value else 0.0)
-            duration.add_metric(labels, result.duration_seconds)
-            last.add_metric(labels, result.finished_at)
+            labels = (check, kind)
+            up.rows.append((labels, 1.0 if result.up else 0.0))
+            for value, text in _STATUSES:
+                status.rows.append(((check, kind, text), 1.0 if result.status is value else 0.0))
+            duration.rows.append((labels, result.duration_seconds))
+            last.rows.append((labels, result.finished_at))
             for sample in result.samples:
                 family = families.get(sample.spec.name)
                 if family is None:
-                    family = families[sample.spec.name] = _family(sample.spec)
-                label_map = dict(
-                    zip(("check", *sample.spec.labels), (check, *sample.label_values), strict=True)
-                )
-                family.add_sample(sample.spec.name, label_map, sample.value)
-        readiness = self._health.readiness
-        ready_now = GaugeMetricFamily("sidecar_ready", "1 if /readyz answers 200, else 0.")
-        ready_now.add_metric([], 1.0 if readiness.ready else 0.0)
-        draining = GaugeMetricFamily("sidecar_draining", "1 while the sidecar is draining, else 0.")
-        draining.add_metric([], 1.0 if self._health.draining else 0.0)
-        changes = CounterMetricFamily("sidecar_readiness_changes", "Times readiness changed after start-up.")
-        changes.add_metric([], self._health.readiness_changes)
-        info = GaugeMetricFamily(
-            "sidecar_build_info", "Build information; always 1.", labels=["version", "python_version"]
+                    spec = sample.spec
+                    # exporter families keep their exact names: a counter's ends in _total (the
+                    # catalogue test holds every collector to it); an exporter's counter without it
+                    # is declared untyped, which both formats carry under the exact name
+                    family = families[spec.name] = FamilyRows.exact(
+                        spec.name, spec.type, spec.help, ["check", *spec.labels], nested=True
+                    )
+                family.rows.append(((check, sample.label_values), sample.value))
+        ready_now = FamilyRows.new("sidecar_ready", "gauge", "1 if /readyz answers 200, else 0.")
+        ready_now.rows.append(((), 1.0 if readiness else 0.0))
+        draining_now = FamilyRows.new("sidecar_draining", "gauge", "1 while the sidecar is draining, else 0.")
+        draining_now.rows.append(((), 1.0 if draining else 0.0))
+        changed = FamilyRows.new(
+            "sidecar_readiness_changes", "counter", "Times readiness changed after start-up."
         )
-        info.add_metric([__version__, platform.python_version()], 1.0)
-        yield from (up, status, duration, last, ready, failures, ready_now, draining, changes, info)
-        yield from families.values()
+        changed.rows.append(((), changes))
+        info = FamilyRows.new(
+            "sidecar_build_info", "gauge", "Build information; always 1.", ["version", "python_version"]
+        )
+        info.rows.append(((__version__, platform.python_version()), 1.0))
+        for family in (up, status, duration, last, ready, failures, ready_now, draining_now, changed, info):
+            yield family  # the encoder may give the loop back after any family
+        for family in families.values():
+            yield family  # the encoder may give the loop back after any family
 
-
-def _family(spec: MetricSpec) -> Metric:
-    """An empty family whose samples carry exactly ``spec.name``.
-
-    Counters end in ``_total`` (the catalogue test holds every collector to it; OpenMetrics
-    requires it), so the family name is the name without it, as client_python expects. Exporter
-    families that are counters under a name without ``_total`` (``pg_stat_database_xact_commit``)
-    are declared untyped, which both formats carry under the exact name.
-    """
-    if spec.type == "counter":
-        return Metric(spec.name.removesuffix("_total"), spec.help, "counter")
-    return Metric(spec.name, spec.help, "unknown" if spec.type == "untyped" else "gauge")
+    def _ready(self, check: str) -> tuple[bool, bool] | None:
+        """(ready, critical) after hysteresis, None while the check is still starting."""
+        state = self._health.states.get(check)
+        if state is None or state.ready is None:
+            return None
+        return state.ready, state.critical

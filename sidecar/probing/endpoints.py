@@ -67,7 +67,7 @@ async def health_document(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body, headers = render(
+    body, headers = await render(
         request.app[REGISTRY], request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
     )
     return web.Response(body=body, headers=headers)

@@ -11,4 +11,6 @@ Out: bound listeners that refuse hostile input before aiohttp parses it, and the
 - ``security``: the admin bearer token, optional auth on ``/metrics`` and ``/health``, loopback checks.
 - ``admin_api``: drain/undrain and the debug endpoints on the admin listener.
 - ``exposition``: the app's own registry and the text/OpenMetrics body rendered from it.
+- ``text_exposition``: the encoder behind it: series prefixes cached across scrapes, values formatted
+  per scrape, rendered in steps of at most half a millisecond with the event loop free in between.
 """

@@ -1,17 +1,18 @@
 """Prometheus exposition: the app's own registry and the ``/metrics`` body rendered from it.
 
 One registry per app, never the global default, so tests build fresh ones. The body is OpenMetrics or
-the Prometheus text format by ``Accept``, gzipped when the scraper asks.
+the Prometheus text format by ``Accept``, gzipped when the scraper asks, written by ``text_exposition``
+in steps that leave the event loop free in between.
 """
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
+
+from sidecar.serving.text_exposition import encoder_for, negotiate
 
 _WITH_CREATED = frozenset({"counter", "histogram", "summary"})
 
@@ -46,12 +47,18 @@ def new_registry(created_series: bool = False) -> CollectorRegistry:
     return registry
 
 
-def render(registry: CollectorRegistry, accept: str, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
-    """Exposition body and headers: OpenMetrics or Prometheus text by ``Accept``, gzip when asked."""
-    encoder, content_type = choose_encoder(accept)
-    body: bytes = encoder(registry)
-    headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
-    if "gzip" in accept_encoding:
-        body = gzip.compress(body, compresslevel=1)
+async def render(
+    registry: CollectorRegistry, accept: str, accept_encoding: str
+) -> tuple[bytes, dict[str, str]]:
+    """Exposition body and headers: OpenMetrics or Prometheus text by ``Accept``, gzip when asked.
+
+    Encoded in steps of at most half a millisecond with the loop free in between (``text_exposition``),
+    so a scrape of any size never holds the requests the gateway proxies on the same loop.
+    """
+    fmt = negotiate(accept)
+    compress = "gzip" in accept_encoding
+    body = await encoder_for(registry).render(fmt, gzip=compress)
+    headers = {"Content-Type": fmt.content_type, "Vary": "Accept, Accept-Encoding"}
+    if compress:
         headers["Content-Encoding"] = "gzip"
     return body, headers
