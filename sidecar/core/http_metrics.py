@@ -93,6 +93,11 @@ class HttpMetrics:
             self.route_overflow.inc()
         return route
 
+    def count_overflow(self) -> None:
+        """One more request folded into the overflow route, decided earlier (the gateway caches it)."""
+        self.routes.overflowed += 1
+        self.route_overflow.inc()
+
     def first_sighting(self, request_id: str | None, source: str) -> bool:
         """False when this request ID was already counted (by the gateway or an earlier log line).
 

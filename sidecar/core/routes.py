@@ -85,6 +85,9 @@ class RouteNormaliser:
         self._shapes: dict[bytes, str | tuple[tuple[int, ...], list[str]]] | None = (
             None if digit_literals else {}
         )
+        # The generation of shapes before the current one: a full cache forgets the shapes not seen
+        # lately instead of all of them at once (every path would miss right after a clear).
+        self._shapes_before: dict[bytes, str | tuple[tuple[int, ...], list[str]]] = {}
         self.overflowed = 0
 
     @property
@@ -102,9 +105,14 @@ class RouteNormaliser:
         shape = path.encode("utf-8", "surrogatepass").translate(_ZEROS)
         known = shapes.get(shape)
         if known is None:
+            known = self._shapes_before.get(shape)
+            if len(shapes) >= _CACHE_SIZE // 2:
+                self._shapes_before = shapes
+                shapes = self._shapes = {}
+            if known is not None:
+                shapes[shape] = known
+        if known is None:
             route, plan = self._route_and_plan(path)
-            if len(shapes) >= _CACHE_SIZE:
-                shapes.clear()
             if plan is None:
                 known = shapes[shape] = self._capped(route)
                 return known
