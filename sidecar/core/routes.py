@@ -129,6 +129,20 @@ class RouteNormaliser:
             out[index] = parts[index]
         return self._capped("/".join(out) or "/")
 
+    def by_shape(self, path: str) -> bool:
+        """Whether every path of ``path``'s shape gets the route ``route(path)`` just gave.
+
+        True when shapes are in use and the shape's answer is a route, not a plan that copies
+        segments from each path (``/v2/...``): callers may then cache by shape themselves.
+        """
+        shapes = self._shapes
+        if shapes is None:
+            return False
+        if "?" in path:
+            path = path.split("?", 1)[0]
+        known = shapes.get((path or "/").encode("utf-8", "surrogatepass").translate(_ZEROS))
+        return isinstance(known, str)
+
     def _capped(self, route: str) -> str:
         """``route`` itself while under ``max_routes`` distinct routes (or already known), else overflow."""
         if route in self._routes:

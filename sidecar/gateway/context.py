@@ -39,6 +39,9 @@ _ROUTE_JSON_CACHE: Final = 4096  # routes are capped (routes.max_routes), so thi
 # Printable ASCII without a quote, backslash, query or fragment: its JSON string is itself in quotes,
 # and no query value needs masking (mask_query would return it unchanged).
 _PLAIN_TARGET: Final = re.compile(rb"[!$->@-\[\]-~]+")
+_ZEROS: Final = bytes.maketrans(b"123456789", b"000000000")  # a target's shape: its digits as 0
+_SHAPES: Final = 4096  # at most this many shapes of at most _SHAPE_BYTES each (about 1 MB)
+_SHAPE_BYTES: Final = 256
 
 
 class GatewayContext(ListenerState):
@@ -74,6 +77,9 @@ class GatewayContext(ListenerState):
         self._targets: dict[bytes, tuple[str, bytes, bytes, bool]] = {}
         self._targets_before: dict[bytes, tuple[str, bytes, bytes, bool]] = {}
         self._route_json: dict[str, bytes] = {}
+        # shape of a plain origin-form target -> (route, route JSON, overflowed), where the route
+        # normaliser says the shape decides the route: /items/1 ... /items/99999 share one entry
+        self._shapes: dict[bytes, tuple[str, bytes, bool]] = {}
         self.tracing: GatewaySpans | None = None  # spans per request, set when tracing is on
         self.sample_new_trace: Callable[[str], bytes] | None = None  # traceparent flags per new trace
         # rate limiting and security headers (docs/edge-protections.md); None when neither is configured
@@ -135,6 +141,12 @@ class GatewayContext(ListenerState):
         """
         known = self._targets_before.get(target)
         if known is None:
+            by_shape = self._shapes.get(target.translate(_ZEROS))
+            if by_shape is not None:  # a new target of a known shape: its own path, the shape's route
+                route, route_json, overflowed = by_shape
+                if overflowed:
+                    self.http.count_overflow()
+                return route, route_json, b'"%b"' % target, overflowed  # plain: checked for the shape
             known = self._describe(target)  # the normaliser counts an overflow itself
         elif known[3]:
             self.http.count_overflow()
@@ -148,7 +160,9 @@ class GatewayContext(ListenerState):
     def _describe(self, target: bytes) -> tuple[str, bytes, bytes, bool]:
         """(route label, route and masked path as JSON, whether the route overflowed) of a target."""
         before = self.http.routes.overflowed
-        route = self.red.route(path_of(target))
+        path = path_of(target)
+        route = self.red.route(path)
+        route_path = path.decode("latin-1")  # as RedRecorder.route hands it to the normaliser
         overflowed = self.http.routes.overflowed != before
         route_json = self._route_json.get(route)
         if route_json is None:
@@ -157,6 +171,15 @@ class GatewayContext(ListenerState):
                 self._route_json[route] = route_json
         if _PLAIN_TARGET.fullmatch(target) is not None:
             path_json = b'"%b"' % target
+            # Digits are plain, so every target of this shape is plain too; cache the route by shape
+            # when the normaliser says the shape decides it (origin form: the path is the target).
+            if (
+                target[:1] == b"/"
+                and len(target) <= _SHAPE_BYTES
+                and len(self._shapes) < _SHAPES
+                and self.http.routes.by_shape(route_path)
+            ):
+                self._shapes[target.translate(_ZEROS)] = (route, route_json, overflowed)
         else:
             path_json = json_string(mask_query(target))
         return route, route_json, path_json, overflowed

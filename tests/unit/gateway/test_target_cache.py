@@ -99,3 +99,29 @@ async def test_overflowed_routes_are_counted_per_request_even_when_cached() -> N
     assert metrics.route_overflow._value.get() == 5
     assert record(ctx, b"/first", "c")["route"] == "/first"
     assert metrics.routes.overflowed == 5
+
+
+async def test_targets_of_one_shape_share_its_route_and_keep_their_own_path() -> None:
+    ctx, _, _ = context()
+    for n in range(3000):
+        got = record(ctx, b"/items/%d" % n, f"rid-{n}")
+        assert (got["route"], got["path"]) == ("/items/{id}", f"/items/{n}")
+    assert len(ctx._shapes) <= 6  # one per digit count
+    assert len(ctx._targets) + len(ctx._targets_before) <= 6  # only the first target of each shape
+
+
+async def test_segments_kept_by_their_digits_are_not_merged_by_shape() -> None:
+    ctx, _, _ = context()
+    assert record(ctx, b"/api/v1/users", "a")["route"] == "/api/v1/users"
+    assert record(ctx, b"/api/v2/users", "b")["route"] == "/api/v2/users"
+    assert record(ctx, b"/api/v3/users/7", "c")["route"] == "/api/v3/users/{id}"
+    assert record(ctx, b"/api/v4/users/8", "d")["route"] == "/api/v4/users/{id}"
+
+
+async def test_overflow_by_shape_is_counted_per_request() -> None:
+    ctx, _, metrics = context(max_routes=1)
+    assert record(ctx, b"/first", "a")["route"] == "/first"
+    for n in range(5):
+        got = record(ctx, b"/orders/%d" % (n + 10), f"o{n}")
+        assert (got["route"], got["path"]) == (OVERFLOW_ROUTE, f"/orders/{n + 10}")
+    assert metrics.routes.overflowed == metrics.route_overflow._value.get() == 5
