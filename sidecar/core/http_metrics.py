@@ -67,8 +67,6 @@ class _Hashes:
             index = (index + 1) & _MASK
 
 
-
-
 def method_label(method: str) -> str:
     """Known methods as they are, anything else ``_OTHER`` (OTel semconv), so labels stay bounded."""
     upper = method.upper()
