@@ -12,7 +12,10 @@ the real ``bullmq`` package's ``getJobCounts``. Then the collector probes repeat
 
     .venv/bin/python bench/bullmq_probe.py [--probes 30] [--sizes 1,100,1000]
 
-Target: one probe of 1,000 queues under 100 ms, and O(1) round trips per batch of queues.
+Target: the first probe of 1,000 queues under 100 ms, steady probes under 50 ms, and O(1) round trips
+per batch of queues. On a loaded machine wall time inflates (both processes wait for a core), so the
+probe's CPU time (client) and the Redis server's CPU time (``INFO cpu``) are printed too, and the
+time Redis spent in each command (``INFO commandstats`` usec), first probe apart.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from bench._common import free_port  # noqa: E402
 from collectors.base import CheckTarget  # noqa: E402
 from collectors.bullmq import BULLMQ_QUEUE_LUA, DELAYED_SCORE_FACTOR, BullMQCollector, BullMQOptions  # noqa: E402
 
+FIRST_GOAL_MS = 100  # issue 17: the first probe of 1,000 queues (discovery) under 100 ms
+STEADY_GOAL_MS = 50  # and steady probes under 50 ms
 WAITING, PRIORITIZED, DELAYED, OVERDUE, ACTIVE, COMPLETED, FAILED = 20, 3, 5, 2, 2, 10, 2
 SCRIPT_COMMANDS = {
     "llen",
@@ -147,6 +152,12 @@ async def commandstats(admin: aioredis.Redis) -> tuple[Counter[str], Counter[str
     return calls, usec
 
 
+async def redis_cpu_ms(admin: aioredis.Redis) -> float:
+    """CPU time the Redis server has used so far, in ms (robust to machine load, unlike wall time)."""
+    cpu = await admin.info("cpu")
+    return (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1000
+
+
 async def bench_size(url: str, admin: aioredis.Redis, queues: int, probes: int) -> dict[str, Any]:
     await admin.flushall()
     now_ms = int(time.time() * 1000)
@@ -157,26 +168,43 @@ async def bench_size(url: str, admin: aioredis.Redis, queues: int, probes: int) 
     )
     await collector.open()
     try:
+        _, usec_0 = await commandstats(admin)
+        redis_cpu_0 = await redis_cpu_ms(admin)
         with RoundTrips() as trips:
+            cpu_started = time.process_time()
             started = time.perf_counter()
             first = await collector.collect()
             first_ms = (time.perf_counter() - started) * 1000
+            first_cpu_ms = (time.process_time() - cpu_started) * 1000
+        first_redis_cpu_ms = await redis_cpu_ms(admin) - redis_cpu_0
+        _, usec_1 = await commandstats(admin)
+        first_usec = usec_1 - usec_0
+        for name in ("info", *SCRIPT_COMMANDS):  # inside a script: already in evalsha's time
+            first_usec.pop(name, None)
         first_trips, scan_calls = trips.count, collector._scan.calls
         assert first.measurements["queues"].value == queues, first.measurements
         assert first.measurements["overdueDelayed"].value == OVERDUE * queues
         assert first.measurements["backlog"].value == WAITING + PRIORITIZED
 
         times: list[float] = []
+        cpu_times: list[float] = []
         before, usec_before = await commandstats(admin)
+        redis_cpu_before = await redis_cpu_ms(admin)
         with RoundTrips() as trips:
             for _ in range(probes):
+                cpu_started = time.process_time()
                 started = time.perf_counter()
                 await collector.collect()
                 times.append((time.perf_counter() - started) * 1000)
+                cpu_times.append((time.process_time() - cpu_started) * 1000)
+        redis_cpu = (await redis_cpu_ms(admin) - redis_cpu_before) / probes
         after, usec_after = await commandstats(admin)
     finally:
         await collector.close()
     delta = after - before
+    steady_usec = usec_after - usec_before
+    for name in ("info", *SCRIPT_COMMANDS):
+        steady_usec.pop(name, None)
     script_usec = (usec_after - usec_before)["evalsha"] / max(1, delta["evalsha"])
     delta.pop("info", None)
     inner = sum(n for name, n in delta.items() if name in SCRIPT_COMMANDS) / probes
@@ -185,6 +213,13 @@ async def bench_size(url: str, admin: aioredis.Redis, queues: int, probes: int) 
         "queues": queues,
         "keys": keys,
         "first_ms": first_ms,
+        "first_cpu_ms": first_cpu_ms,
+        "first_redis_ms": sum(first_usec.values()) / 1000,
+        "first_redis_by_command": {name: us / 1000 for name, us in first_usec.items() if us},
+        "first_redis_cpu_ms": first_redis_cpu_ms,
+        "cpu_median_ms": statistics.median(cpu_times),
+        "redis_ms": sum(steady_usec.values()) / 1000 / probes,
+        "redis_cpu_ms": redis_cpu,
         "first_trips": first_trips,
         "scan_calls": scan_calls,
         "median_ms": statistics.median(times),
@@ -234,6 +269,7 @@ async def main(sizes: list[int], probes: int) -> None:
             )
             print(header)
             print("-" * len(header))
+            results: list[dict[str, Any]] = []
             for size in sizes:
                 r = await bench_size(url, admin, size, probes)
                 top = ", ".join(f"{name} {n:g}" for name, n in sorted(r["top"].items()))
@@ -241,6 +277,27 @@ async def main(sizes: list[int], probes: int) -> None:
                     f"{r['queues']:>6} {r['keys']:>7} | {r['first_ms']:>9.1f}ms {r['first_trips']:>5} "
                     f"{r['scan_calls']:>5} | {r['median_ms']:>6.1f}ms {r['p95_ms']:>6.1f}ms {r['trips']:>5g} "
                     f"{top:<32} {r['inner']:>10g} {r['script_ms']:>15.2f}ms"
+                )
+                results.append(r)
+            print()
+            print("CPU time (robust to machine load; wall time above is not) and Redis-side time:")
+            for r in results:
+                by_command = ", ".join(
+                    f"{name} {ms:.1f}ms" for name, ms in sorted(r["first_redis_by_command"].items())
+                )
+                first_met = (
+                    "met" if r["first_cpu_ms"] + r["first_redis_cpu_ms"] < FIRST_GOAL_MS else "NOT met"
+                )
+                steady_met = "met" if r["cpu_median_ms"] + r["redis_cpu_ms"] < STEADY_GOAL_MS else "NOT met"
+                print(
+                    f"{r['queues']:>6} queues | first probe: client CPU {r['first_cpu_ms']:.1f}ms, Redis CPU "
+                    f"{r['first_redis_cpu_ms']:.1f}ms, Redis commandstats {r['first_redis_ms']:.1f}ms ({by_command}); "
+                    f"goal < {FIRST_GOAL_MS}ms: {first_met}"
+                )
+                print(
+                    f"{'':>6}        | steady probe: client CPU median {r['cpu_median_ms']:.1f}ms, Redis CPU "
+                    f"{r['redis_cpu_ms']:.1f}ms, Redis commandstats {r['redis_ms']:.1f}ms; "
+                    f"goal < {STEADY_GOAL_MS}ms: {steady_met}"
                 )
         finally:
             await admin.aclose()

@@ -11,7 +11,9 @@ no access log; nginx writing a buffered access line per request (like for like).
 is nginx answering ``return 200`` (not under valgrind). ``--paths N`` spreads the requests over N
 distinct paths, to show the cost does not grow with the number of distinct targets.
 
-    .venv/bin/python bench/gateway_instructions.py [--requests 4000] [--paths 1]
+    .venv/bin/python bench/gateway_instructions.py [--requests 4000] [--paths 1] [--keep DIR]
+
+``--keep DIR`` keeps the callgrind out files for ``callgrind_annotate --inclusive=yes DIR/sidecar-8000.callgrind``.
 """
 
 from __future__ import annotations
@@ -61,15 +63,15 @@ http {{
 """
 
 
-async def drive(port: int, requests: int, paths: int) -> None:
+async def drive(port: int, requests: int, paths: int, path: str = "/") -> None:
     """``requests`` GETs over ``CONNECTIONS`` keep-alive connections; every response read in full."""
 
     async def one_connection(first: int, count: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for n in range(first, first + count):
-                path = f"/items/{n % paths}" if paths > 1 else "/"
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n".encode())
+                target = f"/items/{n % paths}" if paths > 1 else path
+                writer.write(f"GET {target} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n".encode())
                 head = await reader.readuntil(b"\r\n\r\n")
                 if not head.startswith(b"HTTP/1.1 200"):
                     raise RuntimeError(f"unexpected response: {head[:80]!r}")
@@ -97,7 +99,15 @@ def callgrind_total(out_file: Path) -> int:
 
 
 def run_once(
-    name: str, cmd: Sequence[str], port: int, requests: int, paths: int, tmp: Path, env: dict[str, str]
+    name: str,
+    cmd: Sequence[str],
+    port: int,
+    requests: int,
+    paths: int,
+    tmp: Path,
+    env: dict[str, str],
+    path: str = "/",
+    expect: Sequence[int] = (200, 502, 503, 504),
 ) -> int:
     """Start ``cmd`` under callgrind, serve ``requests``, stop it; the instructions it executed."""
     out = tmp / f"{name}-{requests}.callgrind"
@@ -108,9 +118,9 @@ def run_once(
         stderr=(tmp / f"{name}-{requests}.stderr").open("wb"),
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/", timeout=1200.0, expect=(200, 502, 503, 504))
-        asyncio.run(drive(port, 200, paths))  # warm-up: pools, caches; the same in both runs
-        asyncio.run(drive(port, requests, paths))
+        wait_http(f"http://127.0.0.1:{port}{path}", timeout=1200.0, expect=expect)
+        asyncio.run(drive(port, 200, paths, path))  # warm-up: pools, caches; the same in both runs
+        asyncio.run(drive(port, requests, paths, path))
     finally:
         proc.send_signal(signal.SIGTERM if name.startswith("sidecar") else signal.SIGQUIT)
         try:
@@ -122,10 +132,19 @@ def run_once(
 
 
 def per_request(
-    name: str, cmd: Sequence[str], port: int, requests: int, paths: int, tmp: Path, env: dict[str, str]
+    name: str,
+    cmd: Sequence[str],
+    port: int,
+    requests: int,
+    paths: int,
+    tmp: Path,
+    env: dict[str, str],
+    path: str = "/",
+    expect: Sequence[int] = (200, 502, 503, 504),
 ) -> float:
-    small = run_once(name, cmd, port, requests, paths, tmp, env)
-    large = run_once(name, cmd, port, 2 * requests, paths, tmp, env)
+    """Instructions of one request: the difference of a run of ``2 x requests`` and one of ``requests``."""
+    small = run_once(name, cmd, port, requests, paths, tmp, env, path, expect)
+    large = run_once(name, cmd, port, 2 * requests, paths, tmp, env, path, expect)
     return (large - small) / requests
 
 
@@ -134,6 +153,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--paths", type=int, default=1, help="distinct request paths")
     parser.add_argument("--only", choices=["sidecar", "nginx", "nginx-log"], action="append")
+    parser.add_argument(
+        "--keep", type=Path, help="copy the callgrind out files here (for callgrind_annotate --inclusive=yes)"
+    )
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not installed (Debian package valgrind)")
@@ -181,6 +203,10 @@ def main() -> None:
         finally:
             app.send_signal(signal.SIGQUIT)
             app.wait(timeout=30)
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for out in tmp.glob("*.callgrind"):
+                    shutil.copy(out, args.keep / out.name)
     print(
         f"instructions per proxied request (callgrind; {args.requests} vs {2 * args.requests} requests, "
         f"{CONNECTIONS} connections, {args.paths} distinct path(s))"

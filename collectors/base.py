@@ -12,7 +12,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
 from sidecar.core.settings_model import FrozenModel
 
@@ -68,9 +68,12 @@ class MetricSpec:
     exporter: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One measured value of a declared metric family; label values follow ``spec.labels``."""
+class Sample(NamedTuple):
+    """One measured value of a declared metric family; label values follow ``spec.labels``.
+
+    A named tuple rather than a frozen dataclass: equally immutable, and built several times faster
+    (a queue probe makes 16 per queue, 16,000 for 1,000 queues; ``bench/bullmq_probe.py``).
+    """
 
     spec: MetricSpec
     value: float

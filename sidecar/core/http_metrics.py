@@ -4,15 +4,18 @@ Names and labels follow the OpenTelemetry HTTP semantic conventions as Prometheu
 one dashboard serves both sources. Seen request IDs are remembered (bounded) so a request that went
 through the gateway and was also logged by the app is counted once.
 
-The memory of seen IDs holds their 64-bit hashes, not the strings, in two generations of sets: the
-current one and the one before it. A full generation becomes the previous one and the oldest is
-dropped whole, so the last 50,000 to 100,000 request IDs are remembered with no per-ID order to keep.
-Strings of 100,000 UUIDs and their FIFO cost about 13.5 MB; their hashes about half of that, and the
-strings themselves are freed with the request. A hash collision (about one in 2^64 per pair) would
-count one request fewer.
+The memory of seen IDs holds their 64-bit hashes, not the strings, in two generations: the current
+one and the one before it. A full generation becomes the previous one and the oldest is dropped
+whole, so the last 50,000 to 100,000 request IDs are remembered with no per-ID order to keep. Strings
+of 100,000 UUIDs and their FIFO cost about 13.5 MB; the hashes as Python sets of ints still about
+7 MB (an int object and a set slot per hash, the largest part of the growth ``bench/memory.py``
+measured); in a table of machine words (open addressing) they take 1 MB per generation. A hash
+collision (about one in 2^64 per pair) would count one request fewer.
 """
 
 from __future__ import annotations
+
+from array import array
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -25,6 +28,43 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "O
 REQUEST_LABELS = ("http_request_method", "http_route", "http_response_status_code", "error_type")
 _SEEN_GENERATION = 50_000  # request IDs per generation; two generations are remembered
 GATEWAY_SOURCE = "gateway"  # the ``source`` the gateway passes to ``first_sighting``
+_SLOTS = 1 << 17  # table slots per generation: 50,000 hashes fill it to 38 %
+_MASK = _SLOTS - 1
+
+
+class _Hashes:
+    """One generation of request-ID hashes: an open-addressing table of 64-bit words, 0 for empty."""
+
+    __slots__ = ("count", "slots")
+
+    def __init__(self) -> None:
+        self.slots = array("q", bytes(8 * _SLOTS))
+        self.count = 0
+
+    def add(self, key: int) -> bool:
+        """Insert ``key`` (never 0); False when it was there already."""
+        slots = self.slots
+        index = key & _MASK
+        while True:
+            value: int = slots[index]
+            if value == key:
+                return False
+            if value == 0:
+                slots[index] = key
+                self.count += 1
+                return True
+            index = (index + 1) & _MASK
+
+    def __contains__(self, key: int) -> bool:
+        slots = self.slots
+        index = key & _MASK
+        while True:
+            value: int = slots[index]
+            if value == key:
+                return True
+            if value == 0:
+                return False
+            index = (index + 1) & _MASK
 
 
 def method_label(method: str) -> str:
@@ -83,8 +123,8 @@ class HttpMetrics:
             "still counted in the request metrics.",
             registry=registry,
         )
-        self._seen: set[int] = set()  # hashes of request IDs, this generation
-        self._seen_before: set[int] = set()  # and the generation before it
+        self._seen = _Hashes()  # hashes of request IDs, this generation
+        self._seen_before: _Hashes | None = None  # and the generation before it, once there is one
 
     def route_of(self, path: str) -> str:
         before = self.routes.overflowed
@@ -92,6 +132,11 @@ class HttpMetrics:
         if self.routes.overflowed != before:
             self.route_overflow.inc()
         return route
+
+    def count_overflow(self) -> None:
+        """One more request folded into the overflow route, decided earlier (the gateway caches it)."""
+        self.routes.overflowed += 1
+        self.route_overflow.inc()
 
     def first_sighting(self, request_id: str | None, source: str) -> bool:
         """False when this request ID was already counted (by the gateway or an earlier log line).
@@ -102,18 +147,17 @@ class HttpMetrics:
         """
         if not request_id:
             return True
-        key = hash(request_id)
-        if key in self._seen or key in self._seen_before:
+        key = hash(request_id) or 1  # 0 marks an empty slot
+        before = self._seen_before
+        if (before is not None and key in before) or not self._seen.add(key):
             if source == GATEWAY_SOURCE:  # the gateway counts every request; a reused ID is only noted
                 self.reused_ids.inc()
             else:
                 self.duplicates.labels(source).inc()
             return False
-        seen = self._seen
-        seen.add(key)
-        if len(seen) >= _SEEN_GENERATION:
-            self._seen_before = seen
-            self._seen = set()
+        if self._seen.count >= _SEEN_GENERATION:
+            self._seen_before = self._seen
+            self._seen = _Hashes()
         return True
 
     def observe(

@@ -85,6 +85,9 @@ class RouteNormaliser:
         self._shapes: dict[bytes, str | tuple[tuple[int, ...], list[str]]] | None = (
             None if digit_literals else {}
         )
+        # The generation of shapes before the current one: a full cache forgets the shapes not seen
+        # lately instead of all of them at once (every path would miss right after a clear).
+        self._shapes_before: dict[bytes, str | tuple[tuple[int, ...], list[str]]] = {}
         self.overflowed = 0
 
     @property
@@ -102,9 +105,14 @@ class RouteNormaliser:
         shape = path.encode("utf-8", "surrogatepass").translate(_ZEROS)
         known = shapes.get(shape)
         if known is None:
+            known = self._shapes_before.get(shape)
+            if len(shapes) >= _CACHE_SIZE // 2:
+                self._shapes_before = shapes
+                shapes = self._shapes = {}
+            if known is not None:
+                shapes[shape] = known
+        if known is None:
             route, plan = self._route_and_plan(path)
-            if len(shapes) >= _CACHE_SIZE:
-                shapes.clear()
             if plan is None:
                 known = shapes[shape] = self._capped(route)
                 return known
@@ -120,6 +128,20 @@ class RouteNormaliser:
         for index in verbatim:
             out[index] = parts[index]
         return self._capped("/".join(out) or "/")
+
+    def by_shape(self, path: str) -> bool:
+        """Whether every path of ``path``'s shape gets the route ``route(path)`` just gave.
+
+        True when shapes are in use and the shape's answer is a route, not a plan that copies
+        segments from each path (``/v2/...``): callers may then cache by shape themselves.
+        """
+        shapes = self._shapes
+        if shapes is None:
+            return False
+        if "?" in path:
+            path = path.split("?", 1)[0]
+        known = shapes.get((path or "/").encode("utf-8", "surrogatepass").translate(_ZEROS))
+        return isinstance(known, str)
 
     def _capped(self, route: str) -> str:
         """``route`` itself while under ``max_routes`` distinct routes (or already known), else overflow."""

@@ -31,22 +31,24 @@ MAX_BUFFER_BYTES: Final = 16 * 1024 * 1024
 
 
 class UtcClock:
-    """ISO-8601 UTC timestamps with milliseconds, formatting the seconds part once per second."""
+    """ISO-8601 UTC timestamps with milliseconds, formatting the seconds part once per second.
 
-    __slots__ = ("_last", "_last_bytes", "_millisecond", "_prefix", "_second")
+    Built as bytes (what the access line needs) from the cached seconds prefix and a table of the
+    1,000 millisecond suffixes: one small copy when the millisecond changes, which is every request
+    when requests are slow (under callgrind it was 3,600 instructions per request as an f-string
+    and an encode).
+    """
+
+    __slots__ = ("_last_bytes", "_millisecond", "_prefix", "_second")
 
     def __init__(self) -> None:
         self._second = -1
         self._millisecond = -1
-        self._prefix = ""
-        self._last = ""
+        self._prefix = b""
         self._last_bytes = b""
 
     def iso(self, now: float) -> str:
-        millisecond = int(now * 1000)
-        if millisecond != self._millisecond:  # busy: many requests end within one millisecond
-            self._advance(millisecond)
-        return self._last
+        return self.iso_bytes(now).decode("ascii")
 
     def iso_bytes(self, now: float) -> bytes:
         """``iso`` as ASCII bytes, for the access line."""
@@ -59,10 +61,9 @@ class UtcClock:
         second = millisecond // 1000
         if second != self._second:
             self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)).encode("ascii")
         self._millisecond = millisecond
-        self._last = f"{self._prefix}.{millisecond % 1000:03d}Z"
-        self._last_bytes = self._last.encode("ascii")
+        self._last_bytes = b"%b%bZ" % (self._prefix, _THOUSANDTHS[millisecond % 1000])
 
 
 _NULL: Final = b"null"

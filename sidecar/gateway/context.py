@@ -8,6 +8,7 @@ whatever way the request ended.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Final
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.http_metrics import HttpMetrics
-from sidecar.core.routes import OVERFLOW_ROUTE
 from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway.access_log import AccessLog, json_string
 from sidecar.gateway.correlation_ids import new_request_id
@@ -34,7 +34,14 @@ if TYPE_CHECKING:
 
 _NOT_ERRORS: Final = ("", "client_disconnect")
 _NULL: Final = b"null"
-_TARGET_CACHE: Final = 4096
+_TARGET_GENERATION: Final = 2048  # targets per generation: the cache holds the last two
+_ROUTE_JSON_CACHE: Final = 4096  # routes are capped (routes.max_routes), so this only bounds a mistake
+# Printable ASCII without a quote, backslash, query or fragment: its JSON string is itself in quotes,
+# and no query value needs masking (mask_query would return it unchanged).
+_PLAIN_TARGET: Final = re.compile(rb"[!$->@-\[\]-~]+")
+_ZEROS: Final = bytes.maketrans(b"123456789", b"000000000")  # a target's shape: its digits as 0
+_SHAPES: Final = 4096  # at most this many shapes of at most _SHAPE_BYTES each (about 1 MB)
+_SHAPE_BYTES: Final = 256
 
 
 class GatewayContext(ListenerState):
@@ -65,7 +72,14 @@ class GatewayContext(ListenerState):
         self.first_sighting = http_metrics.first_sighting
         self.upstream_failed = self.metrics.upstream_errors.labels
         self.now = time.time
-        self._targets: dict[bytes, tuple[str, bytes, bytes]] = {}
+        # target -> (route, route JSON, masked path JSON, folded into the overflow route); two
+        # generations, so a full cache forgets the targets not seen lately, never all at once
+        self._targets: dict[bytes, tuple[str, bytes, bytes, bool]] = {}
+        self._targets_before: dict[bytes, tuple[str, bytes, bytes, bool]] = {}
+        self._route_json: dict[str, bytes] = {}
+        # shape of a plain origin-form target -> (route, route JSON, overflowed), where the route
+        # normaliser says the shape decides the route: /items/1 ... /items/99999 share one entry
+        self._shapes: dict[bytes, tuple[str, bytes, bool]] = {}
         self.tracing: GatewaySpans | None = None  # spans per request, set when tracing is on
         self.sample_new_trace: Callable[[str], bytes] | None = None  # traceparent flags per new trace
         # rate limiting and security headers (docs/edge-protections.md); None when neither is configured
@@ -78,8 +92,10 @@ class GatewayContext(ListenerState):
         target = ex.target
         known = self._targets.get(target)
         if known is None:
-            known = self._describe(target)
-        route, route_json, path_json = known
+            known = self._recall(target)
+        elif known[3]:  # folded into the overflow route: counted per request, as the normaliser does
+            self.http.count_overflow()
+        route, route_json, path_json, _ = known
         error = ex.error
         status = ex.status
         self.passive.observe(status, error)
@@ -116,19 +132,57 @@ class GatewayContext(ListenerState):
         )
         access.emit(request_id, line, status, error not in _NOT_ERRORS, at)
 
-    def _describe(self, target: bytes) -> tuple[str, bytes, bytes]:
-        """(route label, route and masked path as JSON) of a request target; cached unless overflowed.
+    def _recall(self, target: bytes) -> tuple[str, bytes, bytes, bool]:
+        """A target missing from the current generation: from the previous one, else described anew.
 
-        An overflowed route is looked up every time, so the route normaliser counts every request
-        folded into the overflow value, as it promises.
+        Either way it lands in the current generation; when that is full it becomes the previous one
+        and the oldest generation is dropped. The cost per request stays flat however many distinct
+        targets there are: a miss costs a route lookup by path shape and a check of the target's bytes.
         """
-        route = self.red.route(path_of(target))
-        known = (route, json_string(route), json_string(mask_query(target)))
-        if route != OVERFLOW_ROUTE:
-            if len(self._targets) >= _TARGET_CACHE:
-                self._targets.clear()
-            self._targets[target] = known
+        known = self._targets_before.get(target)
+        if known is None:
+            by_shape = self._shapes.get(target.translate(_ZEROS))
+            if by_shape is not None:  # a new target of a known shape: its own path, the shape's route
+                route, route_json, overflowed = by_shape
+                if overflowed:
+                    self.http.count_overflow()
+                return route, route_json, b'"%b"' % target, overflowed  # plain: checked for the shape
+            known = self._describe(target)  # the normaliser counts an overflow itself
+        elif known[3]:
+            self.http.count_overflow()
+        targets = self._targets
+        if len(targets) >= _TARGET_GENERATION:
+            self._targets_before = targets
+            targets = self._targets = {}
+        targets[target] = known
         return known
+
+    def _describe(self, target: bytes) -> tuple[str, bytes, bytes, bool]:
+        """(route label, route and masked path as JSON, whether the route overflowed) of a target."""
+        before = self.http.routes.overflowed
+        path = path_of(target)
+        route = self.red.route(path)
+        route_path = path.decode("latin-1")  # as RedRecorder.route hands it to the normaliser
+        overflowed = self.http.routes.overflowed != before
+        route_json = self._route_json.get(route)
+        if route_json is None:
+            route_json = json_string(route)
+            if len(self._route_json) < _ROUTE_JSON_CACHE:
+                self._route_json[route] = route_json
+        if _PLAIN_TARGET.fullmatch(target) is not None:
+            path_json = b'"%b"' % target
+            # Digits are plain, so every target of this shape is plain too; cache the route by shape
+            # when the normaliser says the shape decides it (origin form: the path is the target).
+            if (
+                target[:1] == b"/"
+                and len(target) <= _SHAPE_BYTES
+                and len(self._shapes) < _SHAPES
+                and self.http.routes.by_shape(route_path)
+            ):
+                self._shapes[target.translate(_ZEROS)] = (route, route_json, overflowed)
+        else:
+            path_json = json_string(mask_query(target))
+        return route, route_json, path_json, overflowed
 
     def record_rejected(
         self, status: int, reason: str, peer: str, method: bytes, target: bytes, request_id: str | None

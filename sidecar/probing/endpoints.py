@@ -25,7 +25,8 @@ async def readyz(request: web.Request) -> web.Response:
     health = request.app[HEALTH]
     readiness = health.readiness
     status = 200 if readiness.ready else 503
-    if "verbose" in request.query:
+    # query_string first: ``request.query`` parses the query into a multidict, on every probe
+    if request.query_string and "verbose" in request.query:
         return web.Response(status=status, text=_verbose(request, readiness), content_type=_TEXT)
     return web.Response(status=status, text=_summary(readiness), content_type=_TEXT)
 

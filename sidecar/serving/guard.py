@@ -56,6 +56,8 @@ _MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions, or one trailer 
 _SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILER = 1, 2, 3, 4
 BODY_GRACE = 1.0
 _AIOHTTP_MAX_LINE = 8190  # aiohttp's own parser limit for one line; ours must bite first
+_KNOWN_HEAD_BYTES = 1024  # heads up to this size are remembered once they passed (see KnownHeads)
+_KNOWN_HEADS = 256
 _AIOHTTP_MAX_HEADERS = 128
 
 
@@ -100,6 +102,31 @@ def _response(status: int, reason: str, text: str) -> bytes:
     return head.encode() + body
 
 
+class KnownHeads:
+    """Complete body-less request heads a listener already accepted, byte for byte (bounded).
+
+    Probes and scrapes send the same head every time (a load balancer's ``GET /readyz``, kubelet,
+    Prometheus). Checking one against the limits (split, a regular expression over every line,
+    a search for body fields) cost about 25,000 instructions, more than the rest of the difference
+    between ``/readyz`` and an aiohttp hello world (``bench/health_instructions.py``); a head that
+    arrives as one chunk equal to one accepted before gets the same verdict from a set lookup. The
+    limits are the listener's, so the verdict cannot differ. Past ``_KNOWN_HEADS`` entries the set
+    starts over (what is sent repeatedly is learnt again at once).
+    """
+
+    __slots__ = ("heads",)
+
+    def __init__(self) -> None:
+        self.heads: set[bytes] = set()
+
+    def learn(self, head: bytes) -> None:
+        if len(head) > _KNOWN_HEAD_BYTES:
+            return
+        if len(self.heads) >= _KNOWN_HEADS:
+            self.heads.clear()
+        self.heads.add(head)
+
+
 class HeaderGuard(asyncio.Protocol):
     """Wraps one connection's aiohttp protocol; forwards every event, enforcing the limits on the way."""
 
@@ -109,8 +136,10 @@ class HeaderGuard(asyncio.Protocol):
         limits: ListenerLimits,
         max_body_bytes: int | None,
         on_reject: Callable[[RejectReason], None] | None = None,
+        known: KnownHeads | None = None,
     ) -> None:
         self._inner = inner
+        self._known = known if known is not None else KnownHeads()
         self._limits = limits
         self._max_body = max_body_bytes
         self._on_reject = on_reject
@@ -152,8 +181,11 @@ class HeaderGuard(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
-        if self._watching and not self._scan(data):
-            return
+        if self._watching:
+            if data in self._known.heads and not self._block and not self._body_left:
+                self._disarm()  # a whole head accepted before, nothing else: the same verdict
+            elif not self._scan(data):
+                return
         self._inner.data_received(data)
 
     # -- framing -------------------------------------------------------------------------------------
@@ -221,6 +253,8 @@ class HeaderGuard(asyncio.Protocol):
         if lowered.startswith(b"connect "):
             return 0
         self._disarm()
+        if pos == 0 and end + 4 == len(data):  # the chunk is this head alone: remember it
+            self._known.learn(data)
         return end + 4
 
     def _headers_complete(self) -> bool:
@@ -475,9 +509,10 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         limits, max_body, on_reject = self._limits, self._max_body, self._on_reject
+        known = KnownHeads()  # one per listener: its limits decide every verdict
 
         def factory() -> asyncio.Protocol:
-            return HeaderGuard(server(), limits, max_body, on_reject)
+            return HeaderGuard(server(), limits, max_body, on_reject, known)
 
         self._server = await loop.create_server(
             factory,

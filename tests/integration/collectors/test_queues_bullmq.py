@@ -276,6 +276,44 @@ async def test_one_round_trip_per_batch(
     assert len(writes) == 1
 
 
+async def test_first_probe_loads_the_script_once_and_reuses_the_discovery(
+    redis_url: str, queues: list[Queue]
+) -> None:
+    """A fresh collector loads its script before the first batch (no batch answered NOSCRIPT), and
+    the probes between discovery refreshes reuse the discovered names (no SCAN)."""
+    for name in ("q1", "q2", "q3"):
+        await new_queue(queues, redis_url, name).add("job", {})
+    collector = BullMQCollector(
+        CheckTarget("jobs", redis_url, 5.0),
+        BullMQOptions(discovery_interval_seconds=600, queues_per_script=2),
+    )
+    admin = aioredis.Redis.from_url(redis_url)
+    await collector.open()
+    try:
+        await admin.config_resetstat()
+        first = await collector.collect()
+        first_stats = await admin.info("commandstats")
+        await admin.config_resetstat()
+        second = await collector.collect()
+        second_stats = await admin.info("commandstats")
+    finally:
+        await collector.close()
+        await admin.aclose()
+
+    def top_level(stats: dict[str, Any]) -> dict[str, int]:
+        calls = {name.removeprefix("cmdstat_"): entry["calls"] for name, entry in stats.items()}
+        return {k: v for k, v in calls.items() if k not in SCRIPT_COMMANDS | {"info", "config|resetstat"}}
+
+    first_calls = top_level(first_stats)
+    assert first_calls.pop("client|setname", 0) <= 1  # redis-py names a new connection
+    assert first_calls == {"scan": 1, "script|load": 1, "evalsha": 2, "client|list": 1}
+    assert top_level(second_stats) == {"evalsha": 2, "client|list": 1}
+    assert first.measurements["queues"].value == second.measurements["queues"].value == 3
+    assert [(s.spec.name, s.label_values) for s in first.samples] == [
+        (s.spec.name, s.label_values) for s in second.samples
+    ]
+
+
 # --- through the sidecar: thresholds, failures, exposition ----------------------------------------
 
 

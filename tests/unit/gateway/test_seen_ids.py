@@ -1,0 +1,64 @@
+"""The RED dedupe memory (``HttpMetrics.first_sighting``): a request counted once across sources,
+two generations of hashes remembered, the oldest forgotten whole, in bounded memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+from prometheus_client import CollectorRegistry
+
+from sidecar.core import http_metrics
+from sidecar.core.http_metrics import HttpMetrics
+from sidecar.core.routes import RouteNormaliser
+
+
+def metrics() -> HttpMetrics:
+    return HttpMetrics(CollectorRegistry(), RouteNormaliser())
+
+
+def test_an_id_is_counted_once_whoever_sees_it_first() -> None:
+    http = metrics()
+    assert http.first_sighting("a", "gateway")
+    assert not http.first_sighting("a", "logs")
+    assert not http.first_sighting("a", "gateway")
+    assert http.first_sighting("b", "logs")
+    assert http.first_sighting(None, "logs") and http.first_sighting("", "logs")  # no ID: always counted
+    assert http.duplicates.labels("logs")._value.get() == 1
+    assert http.reused_ids._value.get() == 1  # the gateway counts it anyway; the reuse is noted
+
+
+def test_two_generations_are_remembered_and_the_third_back_is_forgotten() -> None:
+    http = metrics()
+    generation = http_metrics._SEEN_GENERATION
+    ids = [f"req-{n}" for n in range(3 * generation)]
+    for request_id in ids[: generation + generation // 2]:
+        assert http.first_sighting(request_id, "gateway")
+    assert not http.first_sighting(ids[0], "logs")  # the previous generation is still known
+    assert not http.first_sighting(ids[generation + 10], "logs")  # and the current one
+    for request_id in ids[generation + generation // 2 :]:
+        assert http.first_sighting(request_id, "gateway")
+    assert http.first_sighting(ids[0], "logs")  # two generations later: forgotten
+
+
+def test_hashes_that_collide_in_the_table_are_told_apart() -> None:
+    table = http_metrics._Hashes()
+    base = 12345
+    keys = [base + n * http_metrics._SLOTS for n in range(50)]  # same slot, different hashes
+    assert all(table.add(k) for k in keys)
+    assert all(k in table for k in keys)
+    assert not table.add(keys[17])
+    assert (base + 50 * http_metrics._SLOTS) not in table
+    assert -base in table or table.add(-base)  # negative hashes index the table too
+
+
+def test_the_memory_of_100000_ids_stays_near_two_tables() -> None:
+    tracemalloc.start()
+    try:
+        http = metrics()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(100_000):
+            http.first_sighting(f"0000-{n:08x}", "gateway")
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 2.5 * 8 * http_metrics._SLOTS  # two tables of 64-bit words, little else
