@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from prometheus_client import CollectorRegistry, generate_latest
 
 from bench._common import PYTHON, free_port, start, stop, wait_http
+from bench.gateway import APP_CONF
 from collectors.base import MetricSpec, Sample, Status
 from sidecar.app_keys import HTTP_METRICS, REGISTRY
 from sidecar.config import load_settings
@@ -85,21 +86,7 @@ request = function()
 end
 """
 
-UPSTREAM_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/app.pid;
-error_log {tmp}/app-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{ return 200 "ok\\n"; }}
-  }}
-}}
-"""
+UPSTREAM_CONF = APP_CONF  # the same app as bench/gateway.py: nginx answering 200
 
 
 # -- wrk ----------------------------------------------------------------------------------------------
