@@ -253,6 +253,33 @@ def gateway_instructions_rows(bench: str, out: str) -> list[Row]:
     ]
 
 
+def health_instructions_rows(bench: str, out: str) -> list[Row]:
+    """bench/health_instructions.py: callgrind instructions per /readyz against an aiohttp hello world."""
+    sidecar = _search(r"^\s+sidecar\s+([\d.]+)k", out)
+    hello = _search(r"^\s+hello\s+([\d.]+)k", out)
+    ratio = _num(hello[1]) / _num(sidecar[1])
+    return [
+        Row(bench, "/readyz instructions/request (hello / sidecar)", sidecar[1] + "k", hello[1] + "k",
+            ratio, ">= 0.9", ratio >= 0.9)
+    ]  # fmt: skip
+
+
+def memory_rows(bench: str, out: str) -> list[Row]:
+    """bench/memory.py: resident growth after proxied requests and after log lines, against idle."""
+    rows = []
+    for match in re.finditer(
+        r"^(\w+)\s+RSS idle\s+([\d.]+) MB, after ([\d,]+) ([a-z ]+?)\s+([\d.]+) MB: \+\s*([\d.]+) MB",
+        out,
+        re.M,
+    ):
+        grown = _num(match[6])
+        rows.append(
+            Row(bench, f"RSS growth after {match[3]} {match[4]}", f"+{grown:.1f} MB", f"idle {match[2]} MB",
+                None, "<= +15 MB", grown <= 15.0)
+        )  # fmt: skip
+    return rows
+
+
 def probe_cost_rows(bench: str, out: str) -> list[Row]:
     """bench/probe_cost.py: the longest event-loop step of a probe, per kind, against the loop's 2 ms."""
     rows = []
@@ -334,6 +361,8 @@ BENCHES = [
     Bench("gateway_tracing.py", [], ["--seconds", "3", "--repeat", "1"], tracing_rows),
     Bench("ratelimit_redis_client.py", [], ["--decisions", "5000"], redis_client_rows),
     Bench("probe_cost.py", [], ["--probes", "10"], probe_cost_rows),
+    Bench("health_instructions.py", [], ["--requests", "1000"], health_instructions_rows, 7200, slow=True),
+    Bench("memory.py", [], ["--requests", "200000", "--lines", "600000"], memory_rows, 3600),
     Bench("logs_memory.py", [], ["--lines", "500000", "--step", "250000"], logs_memory_rows),
 ]
 
