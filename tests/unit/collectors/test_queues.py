@@ -347,10 +347,10 @@ def test_a_queue_seen_again_has_the_samples_of_a_fresh_measure(
     for which, workers, step in probes:
         row = list(rows[which % len(rows)])
         now_ms += step
-        if seen is not None and seen.row == row:
-            seen.update(now_ms, workers)
-        else:
+        if seen is None:
             seen = SeenQueue.measure("emails", row, now_ms, workers)
+        else:
+            assert seen.update(row, now_ms, workers)
         fresh = bullmq_stats("emails", row, now_ms)
         assert seen is not None and fresh is not None
         fresh.workers = workers
@@ -363,12 +363,23 @@ def test_a_queue_seen_again_keeps_its_unchanged_samples() -> None:
     seen = SeenQueue.measure("emails", row, 1_700_000_100_000, 1)
     assert seen is not None
     before = list(seen.samples)
-    seen.update(1_700_000_101_000, 1)
-    changed = [i for i, (a, b) in enumerate(zip(before, seen.samples, strict=True)) if a is not b]
-    assert [seen.samples[i].spec.name for i in changed] == [
-        "sidecar_queue_oldest_waiting_job_age_seconds",
-        "sidecar_queue_overdue_delayed_seconds",
+
+    def replaced() -> list[tuple[str, tuple[str, ...]]]:
+        pairs = zip(before, seen.samples, strict=True)
+        return [(b.spec.name, b.label_values) for a, b in pairs if a is not b]
+
+    assert seen.update(list(row), 1_700_000_101_000, 1)
+    assert replaced() == [
+        ("sidecar_queue_oldest_waiting_job_age_seconds", ("emails",)),
+        ("sidecar_queue_overdue_delayed_seconds", ("emails",)),
     ]
+    before = list(seen.samples)
+    assert seen.update([1, 21, *row[2:]], 1_700_000_101_000, 2)  # one more waiting, one more worker
+    assert replaced() == [
+        ("sidecar_queue_jobs", ("emails", "wait")),
+        ("sidecar_queue_workers", ("emails",)),
+    ]
+    assert not seen.update([0, *row[1:]], 1_700_000_102_000, 2)  # gone
     assert SeenQueue.measure("gone", [0, *row[1:]], 1_700_000_100_000, None) is None
 
 
