@@ -314,6 +314,71 @@ async def test_first_probe_loads_the_script_once_and_reuses_the_discovery(
     ]
 
 
+async def test_a_collector_kept_between_probes_sees_what_a_fresh_one_sees(
+    redis_url: str, queues: list[Queue]
+) -> None:
+    """Queues whose row did not change keep their samples; changed ones are measured afresh. After
+    jobs are added, delayed, prioritized and a queue paused, a kept collector reports what a new one
+    does (ages to within the time between the two probes)."""
+    mail, idle = new_queue(queues, redis_url, "mail"), new_queue(queues, redis_url, "idle")
+    await mail.add("send", {})
+    await idle.add("noop", {})
+    kept = BullMQCollector(CheckTarget("jobs", redis_url, 5.0), BullMQOptions(overdue_grace_seconds=0))
+    await kept.open()
+    try:
+        await kept.collect()
+        await kept.collect()  # nothing changed: every queue kept
+        await mail.add("send", {}, {"priority": 2})
+        await mail.add("later", {}, {"delay": 100})
+        await idle.pause()
+        await asyncio.sleep(0.3)  # the delayed job is overdue
+        again = await kept.collect()
+        fresh = await observe(redis_url, overdue_grace_seconds=0)
+    finally:
+        await kept.close()
+    ages = {"sidecar_queue_oldest_waiting_job_age_seconds", "sidecar_queue_overdue_delayed_seconds"}
+
+    def exact(obs: Observation) -> list[tuple[str, tuple[str, ...], float]]:
+        return [(s.spec.name, s.label_values, s.value) for s in obs.samples if s.spec.name not in ages]
+
+    assert exact(again) == exact(fresh)
+    assert jobs(again, "mail")["prioritized"] == 1 and value(again, "sidecar_queue_paused", "idle") == 1
+    assert value(again, "sidecar_queue_overdue_delayed_jobs", "mail") == 1
+    for name in ages:
+        for labels, seconds in series(again, name).items():
+            assert seconds <= series(fresh, name)[labels] <= seconds + 2.0
+    assert again.measurements.keys() == fresh.measurements.keys()
+
+
+async def test_legacy_markers_and_many_active_jobs(redis_url: str) -> None:
+    """BullMQ <5 markers ("0:...") in the lists, and more active jobs than one EXISTS takes (1,000
+    locks per call) or than max_active_scan reads, written in BullMQ's key layout."""
+    now_ms = int(time.time() * 1000)
+    admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with admin.pipeline(transaction=False) as pipe:
+            pipe.hset("bull:old:meta", "opts.maxLenEvents", 10000)
+            for job, age_ms in (("1", 30_000), ("2", 40_000), ("3", 50_000)):
+                pipe.hset(f"bull:old:{job}", mapping={"name": "j", "timestamp": now_ms - age_ms, "delay": 0})
+            pipe.rpush("bull:old:wait", "1", "2", "3", "0:0")  # the head is at the right, then a marker
+            pipe.rpush("bull:old:paused", "0:1")  # a marker alone
+            pipe.rpush("bull:old:active", *[f"a{i}" for i in range(1, 1201)], "0:x")
+            for i in range(1, 1001):
+                pipe.set(f"bull:old:a{i}:lock", "token", px=60_000)
+            await pipe.execute()
+        wide = await observe(redis_url, max_active_scan=1500)
+        narrow = await observe(redis_url, max_active_scan=100)
+        none = await observe(redis_url, max_active_scan=0)
+    finally:
+        await admin.aclose()
+    assert jobs(wide, "old")["wait"] == 3 and jobs(wide, "old")["paused"] == 0
+    assert 50.0 <= value(wide, "sidecar_queue_oldest_waiting_job_age_seconds", "old") <= 60.0
+    assert jobs(wide, "old")["active"] == jobs(narrow, "old")["active"] == jobs(none, "old")["active"] == 1201
+    assert value(wide, "sidecar_queue_stalled_jobs", "old") == 200  # a1001..a1200 hold no lock
+    assert value(narrow, "sidecar_queue_stalled_jobs", "old") == 99  # the last 100 entries: 99 jobs
+    assert value(none, "sidecar_queue_stalled_jobs", "old") == 0
+
+
 # --- through the sidecar: thresholds, failures, exposition ----------------------------------------
 
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import pytest
 from aiormq.exceptions import (
     AMQPConnectionError,
@@ -15,6 +16,8 @@ from aiormq.exceptions import (
     IncompatibleProtocolError,
     ProbableAuthenticationError,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -28,14 +31,17 @@ from collectors.bullmq import (
     BullMQOptions,
     KeyScan,
     QueueStats,
+    SeenQueue,
     bullmq_args,
     bullmq_key_prefix,
     bullmq_stats,
     cap_queues,
+    client_names,
     count_workers,
-    parse_rows,
+    decode_rows,
     queue_from_meta_key,
     queue_observation,
+    queue_samples,
     worker_client_names,
 )
 from collectors.celery import (
@@ -199,10 +205,26 @@ def test_bullmq_overdue_cutoff_uses_the_delayed_score_encoding() -> None:
     assert scan == "50"
 
 
-def test_parse_rows() -> None:
-    assert parse_rows("1 2 3\n4 5 6") == [[1, 2, 3], [4, 5, 6]]
-    assert parse_rows(b"1 -1") == [[1, -1]]
-    assert parse_rows("") == []
+def test_decode_rows() -> None:
+    assert decode_rows(msgspec.msgpack.encode([[1, 2, 3], [4, -1, 1_700_000_000_000]])) == [
+        [1, 2, 3],
+        [4, -1, 1_700_000_000_000],
+    ]
+    assert decode_rows(b"\x90") == []  # what cmsgpack makes of an empty table
+    with pytest.raises(ValueError, match="array of rows"):
+        decode_rows(msgspec.msgpack.encode("ERR"))
+
+
+def test_client_names_from_client_list() -> None:
+    reply = (
+        "id=3 addr=127.0.0.1:5001 laddr=127.0.0.1:6379 fd=8 name=bull:bnE= age=9 flags=N cmd=bzpopmin"
+        " user=default lib-name=bullmq lib-ver=5 resp=2\n"
+        "id=4 addr=127.0.0.1:5002 laddr=127.0.0.1:6379 fd=9 name= age=1 flags=N cmd=client|list user=default\n"
+        "id=5 addr=127.0.0.1:5003 laddr=127.0.0.1:6379 fd=10 name=bull:nq:w:box-1 age=2 flags=N cmd=get\n"
+    )
+    assert client_names(reply) == ["bull:bnE=", "", "bull:nq:w:box-1"]
+    assert client_names(reply.encode()) == client_names(reply)
+    assert client_names("") == []
 
 
 @pytest.mark.parametrize("script", [BULLMQ_QUEUE_LUA, RQ_QUEUE_LUA])
@@ -290,6 +312,75 @@ def test_bullmq_stats_without_metrics_or_jobs() -> None:
     assert bullmq_stats("gone", _reply(exists=0), 1_000) is None
     with pytest.raises(ValueError, match="expected 16 numbers"):
         bullmq_stats("short", [1, 2, 3], 1_000)
+
+
+_ROW = st.tuples(
+    st.lists(st.integers(0, 30), min_size=8, max_size=8),  # counts by state
+    st.integers(0, 1),  # paused flag
+    st.sampled_from([-1, 1_700_000_000_000, 1_700_000_050_000]),  # oldest ready ms
+    st.integers(0, 3),  # overdue
+    st.sampled_from([-1, 1_699_999_990_000]),  # earliest due ms
+    st.integers(0, 3),  # stalled
+    st.sampled_from([-1, 0, 42]),  # completed total
+    st.sampled_from([-1, 7]),  # failed total
+).map(lambda t: [1, *t[0], *t[1:]])
+_PROBES = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # which of the rows this probe reads: the same one again, mostly
+        st.sampled_from([None, 0, 1, 3]),  # workers
+        st.integers(0, 5_000),  # ms since the previous probe
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(_ROW, min_size=1, max_size=3), probes=_PROBES)
+def test_a_queue_seen_again_has_the_samples_of_a_fresh_measure(
+    rows: list[list[int]], probes: list[tuple[int, int | None, int]]
+) -> None:
+    """Probe after probe of one queue: kept samples (same row) or fresh ones (new row), always what
+    ``queue_samples`` makes of ``bullmq_stats`` at that probe's time; the same for the figures."""
+    now_ms = 1_700_000_100_000
+    seen: SeenQueue | None = None
+    for which, workers, step in probes:
+        row = list(rows[which % len(rows)])
+        now_ms += step
+        if seen is None:
+            seen = SeenQueue.measure("emails", row, now_ms, workers)
+        else:
+            assert seen.update(row, now_ms, workers)
+        fresh = bullmq_stats("emails", row, now_ms)
+        assert seen is not None and fresh is not None
+        fresh.workers = workers
+        assert seen.stats == fresh
+        assert seen.samples == queue_samples(fresh)
+
+
+def test_a_queue_seen_again_keeps_its_unchanged_samples() -> None:
+    row = [1, 20, 0, 2, 3, 5, 0, 10, 2, 0, 1_700_000_000_000, 2, 1_699_999_990_000, 0, 1000, 7]
+    seen = SeenQueue.measure("emails", row, 1_700_000_100_000, 1)
+    assert seen is not None
+    before = list(seen.samples)
+
+    def replaced() -> list[tuple[str, tuple[str, ...]]]:
+        pairs = zip(before, seen.samples, strict=True)
+        return [(b.spec.name, b.label_values) for a, b in pairs if a is not b]
+
+    assert seen.update(list(row), 1_700_000_101_000, 1)
+    assert replaced() == [
+        ("sidecar_queue_oldest_waiting_job_age_seconds", ("emails",)),
+        ("sidecar_queue_overdue_delayed_seconds", ("emails",)),
+    ]
+    before = list(seen.samples)
+    assert seen.update([1, 21, *row[2:]], 1_700_000_101_000, 2)  # one more waiting, one more worker
+    assert replaced() == [
+        ("sidecar_queue_jobs", ("emails", "wait")),
+        ("sidecar_queue_workers", ("emails",)),
+    ]
+    assert not seen.update([0, *row[1:]], 1_700_000_102_000, 2)  # gone
+    assert SeenQueue.measure("gone", [0, *row[1:]], 1_700_000_100_000, None) is None
 
 
 # --- Celery -------------------------------------------------------------------------------------
