@@ -285,7 +285,7 @@ def main() -> None:
     )
     for label, windows in results.items():
         print(
-            f"  {label:<10} {windows.per_request / 1000:8.1f}k   (busy window {windows.raw_per_request / 1000:.1f}k"
+            f"  {label:<16} {windows.per_request / 1000:8.1f}k   (busy window {windows.raw_per_request / 1000:.1f}k"
             f" per request over {windows.seconds:.1f} s, idling as long {windows.idle / 1e6:.2f}M instructions)"
         )
     if "sidecar" in results and "nginx-log" in results:
