@@ -1,11 +1,11 @@
 """Instructions per ``/readyz`` request, counted by callgrind: the sidecar against an aiohttp hello world.
 
 Wall-clock throughput on a shared 2-core machine swings with whatever else runs; instruction counts
-do not. Each server runs under ``valgrind --tool=callgrind`` twice, serving ``--requests`` and then
-``2 x --requests`` keep-alive ``GET /readyz`` over 32 connections; the cost of one request is the
-difference of the two totals divided by the difference of the counts, so start-up, warm-up and
-shutdown cancel out (the method of ``bench/gateway_instructions.py``). The sidecar runs without
-checks (they would probe on their own timers, a cost that grows with the run's length, not with the
+do not. Each server runs under ``valgrind --tool=callgrind``; after a warm-up its counters are
+zeroed, ``--requests`` keep-alive ``GET /readyz`` are served over 32 connections and counted, and an
+idle window as long is counted and subtracted (the method of ``bench/gateway_instructions.py``:
+start-up and shutdown fall outside, timers that tick per wall-clock second cancel out). The sidecar
+runs without checks (they would probe on their own timers, a cost that grows with the run's length, not with the
 requests), so its ``/readyz`` answers 200 "ok" as the hello world does.
 
     .venv/bin/python bench/health_instructions.py [--requests 2000] [--keep DIR]
@@ -65,7 +65,7 @@ def main() -> None:
             for out in tmp.glob("*.callgrind"):
                 shutil.copy(out, args.keep / out.name)
     print(
-        f"instructions per GET /readyz (callgrind; {args.requests} vs {2 * args.requests} requests, 32 connections)"
+        f"instructions per GET /readyz (callgrind; {args.requests} requests, 32 connections, less an idle window)"
     )
     for name, value in results.items():
         print(f"  {name:<8} {value / 1000:8.1f}k")

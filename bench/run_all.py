@@ -264,8 +264,19 @@ def gateway_instructions_rows(bench: str, out: str) -> list[Row]:
             ratio,
             "<= 2.0",
             ratio <= 2.0,
-        )
+        ),
+        *_flatness_rows(bench, out),
     ]
+
+
+def _flatness_rows(bench: str, out: str) -> list[Row]:
+    """The sidecar's cost at many distinct paths against one path, when the run measured both."""
+    rows = []
+    for match in re.finditer(r"^\s+sidecar at (\d+) paths / at (\d+): ([\d.]+)x", out, re.MULTILINE):
+        ratio = _num(match[3])
+        figure = f"gateway instructions/request at {match[1]} paths"
+        rows.append(Row(bench, figure, f"{ratio:.3f}x", f"{match[2]} path", ratio, "<= 1.05", ratio <= 1.05))
+    return rows
 
 
 def health_instructions_rows(bench: str, out: str) -> list[Row]:
@@ -368,7 +379,14 @@ class Bench:
 BENCHES = [
     Bench("scrape_stall.py", [], ["--quick"], own_rows),
     Bench("gateway.py", [], ["--seconds", "3", "--repeat", "1"], gateway_rows),
-    Bench("gateway_instructions.py", [], ["--requests", "1000"], gateway_instructions_rows, 7200, slow=True),
+    Bench(
+        "gateway_instructions.py",
+        ["--paths", "1,100000"],
+        ["--requests", "1000"],
+        gateway_instructions_rows,
+        7200,
+        slow=True,
+    ),
     Bench("health.py", [], ["--seconds", "3", "--idle-seconds", "5", "--rounds", "1"], health_rows),
     Bench("logs.py", [], ["--lines", "200000"], logs_rows),
     Bench("bullmq_probe.py", [], ["--probes", "5"], bullmq_rows),

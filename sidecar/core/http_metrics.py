@@ -16,6 +16,7 @@ collision (about one in 2^64 per pair) would count one request fewer.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -26,10 +27,10 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 
 SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 REQUEST_LABELS = ("http_request_method", "http_route", "http_response_status_code", "error_type")
-_SEEN_GENERATION = 50_000  # request IDs per generation; two generations are remembered
+_SEEN_GENERATION: Final = 50_000  # request IDs per generation; two generations are remembered
 GATEWAY_SOURCE = "gateway"  # the ``source`` the gateway passes to ``first_sighting``
-_SLOTS = 1 << 17  # table slots per generation: 50,000 hashes fill it to 38 %
-_MASK = _SLOTS - 1
+_SLOTS: Final = 1 << 17  # table slots per generation: 50,000 hashes fill it to 38 %
+_MASK: Final = _SLOTS - 1
 
 
 class _Hashes:

@@ -31,6 +31,9 @@ _VALID_HOSTS: Final[dict[bytes, bytes]] = {}  # Host value -> authority (lower c
 _REG_NAME: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+;=%")
 _IPV6: Final = frozenset(b"0123456789abcdefABCDEF:.")
 _DIGITS: Final = frozenset(b"0123456789")
+# "#" as an int: ``int in bytes`` is a memchr, while ``bytes in bytes`` first tries the operand as an
+# int and builds (and clears) a TypeError, about 2,000 instructions per request under callgrind.
+_FRAGMENT: Final = 0x23
 
 
 class FramingError(Exception):
@@ -66,7 +69,7 @@ def decide(
     if target[:1] != b"/":
         host = _target(ex, host, authority)
         target = ex.target
-    if b"#" in target:  # no request-target form has a fragment (RFC 9112 §3.2)
+    if _FRAGMENT in target:  # no request-target form has a "#" fragment (RFC 9112 §3.2)
         raise FramingError(400, "bad_target")
     if transfer_encoding is not None:
         if not http11:  # RFC 9112 §6.1: faulty framing in an HTTP/1.0 message

@@ -495,7 +495,8 @@ class ClientConnection(ClientSide):
         if ex.close_after:
             self._close()
             return
-        _request_context.set(None)
+        if _request_context.get() is not None:  # usually None already here: a get is a fifth of a set
+            _request_context.set(None)
         queue = self.queue
         if queue:
             self._next(queue)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 import pytest
+from httptools import HttpParserError, HttpRequestParser
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.http_metrics import HttpMetrics
@@ -201,3 +202,32 @@ def test_reference_parse_follows_the_gateway_past_an_upgrade_it_does_not_make() 
     assert not error
     assert [(m.url, m.complete) for m in messages] == [(b"/a", True), (b"/b", True)]
     assert origin_form(b"http://h:1?x") == b"/?x"
+
+
+class _Heads:
+    """httptools callbacks that do nothing: only the parser's verdict on the request line matters."""
+
+    def on_headers_complete(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("connection", [b"", b"Connection: keep-alive\r\n", b"Connection: close\r\n"])
+def test_keep_alive_without_a_connection_field_means_http_1_1(connection: bytes) -> None:
+    """``build_request_head`` skips get_http_version() when the parser says keep-alive and no
+    Connection field came: that holds only while llhttp takes no version but 1.1 as keep-alive by
+    default. Every ``HTTP/x.y`` with one digit each is tried; a parser upgrade that changes this fails.
+    """
+    accepted, kept_alive = set(), set()
+    for major in range(10):
+        for minor in range(10):
+            parser = HttpRequestParser(_Heads())
+            try:
+                parser.feed_data(b"GET / HTTP/%d.%d\r\nHost: a\r\n%b\r\n" % (major, minor, connection))
+            except HttpParserError:
+                continue
+            accepted.add(parser.get_http_version())
+            if parser.should_keep_alive():
+                kept_alive.add(parser.get_http_version())
+    assert accepted == {"0.9", "1.0", "1.1", "2.0"}
+    if not connection:
+        assert kept_alive == {"1.1"}
