@@ -51,7 +51,7 @@ from collectors.base import (
     Status,
 )
 from collectors.tcp import PROBE_DNS_LOOKUP_TIME, PROBE_DURATION, PROBE_IP_PROTOCOL, PROBE_SUCCESS
-from sidecar.core.settings_model import Meta, field_validator, model_validator
+from sidecar.core.settings_model import Meta, ValidationInfo, field_validator
 
 # --- metric families (blackbox_exporter names) ---------------------------------------------------
 
@@ -173,16 +173,24 @@ class HTTPOptions(CollectorOptions, frozen=True):
             parse_status_spec(item)
         return value
 
-    @model_validator(mode="after")
-    def _json_pair(self) -> HTTPOptions:
-        if bool(self.json_field) != bool(self.json_status_map):
+    # Checks across fields read the valid fields before them (``info.data``): one pass reports all.
+
+    @field_validator("json_status_map", always=True)
+    @classmethod
+    def _json_pair(cls, value: dict[str, Status], info: ValidationInfo) -> dict[str, Status]:
+        if "json_field" in info.data and bool(info.data["json_field"]) != bool(value):
             raise ValueError(
                 "json_field and json_status_map go together, e.g. json_field: status and "
                 "json_status_map: {green: pass, yellow: warn, red: fail}"
             )
-        if not self.tls_verify and self.ca_file:
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_needs_verify(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and info.data.get("tls_verify") is False:
             raise ValueError("ca_file has no effect with tls_verify: false; drop one of them")
-        return self
+        return value
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -170,9 +170,18 @@ class Unique:
     noun: str = "item"
 
 
-def model_validator(*, mode: Literal["before", "after"]) -> Callable[[F], F]:
-    """Mark a validator of the whole model: ``before`` is a classmethod ``(cls, data) -> data`` run on
-    the raw input; ``after`` is a method ``(self) -> self`` run once every field is valid."""
+def model_validator(*, mode: Literal["before", "fields", "after"]) -> Callable[[F], F]:
+    """Mark a validator of the whole model.
+
+    ``before`` is a classmethod ``(cls, data) -> data`` run on the raw input. ``fields`` is a
+    classmethod ``(cls, data) -> None`` run in the same pass as the field validators, whatever else
+    is wrong: ``data`` holds the fields that are valid (defaults included), so a check across fields
+    compares what it can and skips a comparison whose inputs are themselves invalid (absent from
+    ``data``). It raises ``ValueError`` (a problem of the model) or ``ValidationError`` with locations
+    inside the model (``("name",)``), each reported with that field's own problems, in field order.
+    ``after`` is a method ``(self) -> self`` run once every field is valid: for what derives from a
+    valid model (a resolved collector), not for checks, which would then wait for a second run.
+    """
 
     def mark(func: F) -> F:
         target = func.__func__ if isinstance(func, classmethod | staticmethod) else func
@@ -204,6 +213,7 @@ class _ModelSpec:
     fields: dict[str, _FieldSpec]
     before: list[str]
     after: list[str]
+    partial: list[str]
 
 
 _construct = msgspec.StructMeta.__call__
@@ -298,6 +308,7 @@ def _spec(cls: type[_ModelMethods]) -> _ModelSpec:
     field_always: set[str] = set()
     model_before: list[str] = []
     model_after: list[str] = []
+    model_fields: list[str] = []
     seen: set[str] = set()
     for klass in reversed(cls.__mro__):  # base classes first, each in definition order
         for attr, value in vars(klass).items():
@@ -314,7 +325,9 @@ def _spec(cls: type[_ModelMethods]) -> _ModelSpec:
                         field_always.add(name)
             model_mode = getattr(func, _MODEL_MARK, None)
             if model_mode is not None:
-                (model_before if model_mode == "before" else model_after).append(attr)
+                {"before": model_before, "fields": model_fields, "after": model_after}[model_mode].append(
+                    attr
+                )
     defaults = {info.name: info for info in msgspec.structs.fields(struct)}
     fields = {
         name: _FieldSpec(
@@ -330,7 +343,7 @@ def _spec(cls: type[_ModelMethods]) -> _ModelSpec:
     for name in (*field_before, *field_after):
         if name not in fields:
             raise TypeError(f"{cls.__name__}: a validator names the unknown field {name!r}")
-    spec = _ModelSpec(fields, model_before, model_after)
+    spec = _ModelSpec(fields, model_before, model_after, model_fields)
     cls.__settings_spec__ = spec
     return spec
 
@@ -424,6 +437,7 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
         buckets[name] = found
         if converted is not _INVALID:
             values[name] = data[name] = converted
+    _check_fields(cls, spec, data, value, loc, buckets, missing)
     ordered = [problem for key in value for problem in buckets.get(str(key), ())]
     if ordered or missing:
         problems.extend(ordered)
@@ -438,6 +452,31 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
             return _INVALID
         instance = result if isinstance(result, cls) else instance
     return instance
+
+
+def _check_fields(
+    cls: type[_ModelMethods],
+    spec: _ModelSpec,
+    data: dict[str, Any],
+    given: Mapping[Any, Any],
+    loc: Loc,
+    buckets: dict[str, list[tuple[Loc, str]]],
+    missing: list[tuple[Loc, str]],
+) -> None:
+    """Run the ``fields`` model validators on the valid fields; file each problem with its field's."""
+    if not spec.partial:
+        return
+    view = types.MappingProxyType(data)
+    for name in spec.partial:
+        found: list[tuple[Loc, str]] = []
+        _call(getattr(cls, name), view, loc, found)
+        for problem in found:
+            inner = problem[0][len(loc) :]
+            key = inner[0] if inner else None
+            if isinstance(key, str) and key in given:
+                buckets.setdefault(key, []).append(problem)
+            else:
+                missing.append(problem)
 
 
 def _run_method(target: tuple[_ModelMethods, str]) -> Any:

@@ -20,7 +20,7 @@ import re
 from typing import Annotated, Any
 
 from sidecar.core.routes import RouteTemplate
-from sidecar.core.settings_model import Meta, Model, field, field_validator, model_validator
+from sidecar.core.settings_model import Meta, Model, ValidationInfo, field, field_validator
 from sidecar.gateway.hop_by_hop import is_hop_by_hop
 from sidecar.gateway.query_mask import path_of
 
@@ -89,16 +89,18 @@ class SecurityHeaderRoute(Model):
                 raise ValueError(f"path prefix {prefix!r} must be ASCII and start with '/'")
         return value
 
+    @field_validator("path_prefixes", always=True)
+    @classmethod
+    def _selects(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # across fields: reads ``routes`` when it is valid, in the same pass as every other problem
+        if info.data.get("routes") == [] and not value:
+            raise ValueError("a security_headers.routes entry needs routes or path_prefixes")
+        return value
+
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, Any]) -> dict[str, str | None]:
         return _check_headers(value)
-
-    @model_validator(mode="after")
-    def _selects(self) -> SecurityHeaderRoute:
-        if not self.routes and not self.path_prefixes:
-            raise ValueError("a security_headers.routes entry needs routes or path_prefixes")
-        return self
 
 
 class SecurityHeaderSettings(Model):

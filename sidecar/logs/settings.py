@@ -17,7 +17,6 @@ from sidecar.core.settings_model import (
     ValidationError,
     field,
     field_validator,
-    model_validator,
 )
 from sidecar.logs.otlp_settings import OtlpLogSettings
 from sidecar.logs.rule_settings import LogRule, rules_problems
@@ -143,16 +142,18 @@ class LogSettings(Model):
         OtlpLogSettings, Meta(description="lines and access records as OTLP logs (see docs/logs.md)")
     ] = field(default_factory=OtlpLogSettings)
 
-    @model_validator(mode="after")
-    def _positive_intervals(self) -> LogSettings:
-        for name in ("poll_interval", "checkpoint_interval"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"logs.{name} must be greater than zero")
-        return self
+    @field_validator("poll_interval", "checkpoint_interval")
+    @classmethod
+    def _positive_interval(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
 
-    @model_validator(mode="after")
-    def _rules_agree(self) -> LogSettings:
-        problems = rules_problems(self.rules)
+    @field_validator("rules")
+    @classmethod
+    def _rules_agree(cls, value: list[LogRule]) -> list[LogRule]:
+        # between rules, once every rule is valid; in the same pass as the other sections' problems
+        problems = [(loc[1:], message) for loc, message in rules_problems(value)]  # loc: ("rules", i, ...)
         if problems:
             raise ValidationError(problems)
-        return self
+        return value

@@ -47,11 +47,12 @@ class Threshold(FrozenModel, frozen=True):
             return {"limit": float(match[2]), "below": match[1] == "<"}
         return value
 
-    @model_validator(mode="after")
-    def _finite(self) -> Threshold:
-        if not math.isfinite(self.limit):
+    @field_validator("limit")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
             raise ValueError("a threshold must be a finite number")
-        return self
+        return value
 
     def crossed(self, value: float) -> bool:
         return value < self.limit if self.below else value > self.limit

@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from sidecar.core.durations import Duration
-from sidecar.core.settings_model import Meta, Model, SecretStr, field_validator, model_validator
+from sidecar.core.settings_model import Meta, Model, SecretStr, ValidationInfo, field_validator
 
 Protocol = Literal["http/protobuf", "grpc"]
 PROTOCOLS: tuple[Protocol, ...] = ("http/protobuf", "grpc")
@@ -143,20 +143,24 @@ class TracingSettings(Model):
     def _lower_protocol(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _batch_fits_queue(self) -> TracingSettings:
-        if (
-            self.max_queue_size is not None
-            and self.max_export_batch_size is not None
-            and self.max_export_batch_size > self.max_queue_size
-        ):
+    @field_validator("max_export_batch_size")
+    @classmethod
+    def _batch_fits_queue(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # across fields: reads max_queue_size when it is valid, in the same pass as every other problem
+        queue = info.data.get("max_queue_size")
+        if value is not None and queue is not None and value > queue:
             raise ValueError(
-                f"max_export_batch_size ({self.max_export_batch_size}) is larger than max_queue_size "
-                f"({self.max_queue_size}): a batch is taken from the queue, make it smaller"
+                f"max_export_batch_size ({value}) is larger than max_queue_size "
+                f"({queue}): a batch is taken from the queue, make it smaller"
             )
-        if self.timeout is not None and self.timeout <= 0:
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
             raise ValueError("timeout must be greater than zero")
-        return self
+        return value
 
 
 @dataclass(frozen=True, slots=True)
