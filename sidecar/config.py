@@ -12,7 +12,7 @@ import logging
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -449,10 +449,12 @@ def load_settings(
     if aliases and isinstance(data.get("gateway") or {}, dict):
         data = {**data, "gateway": {**(data.get("gateway") or {}), **aliases}}
     settings: Settings | None = None
+    valid_part: tuple[Settings, set[str]] | None = None
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         problems += [(location(loc), message) for loc, message in exc.problems]
+        valid_part = _valid_part(data, exc.problems)
     except (
         TypeError,
         ValueError,
@@ -468,17 +470,54 @@ def load_settings(
         else:
             log.warning("unknown environment variable %s: %s", name, message)
     conventional = _conventional_checks(env, problems)
+    # The checks that need the whole configuration (the app check, SENTRY_*, OTEL_* with the tracing and
+    # log export sections) run on the valid part when something else is wrong, so they are reported
+    # in the same run: each step whose sections are all valid.
+    checked, dropped = (settings, set[str]()) if settings is not None else valid_part or (None, set())
+    if checked is not None:
+        for step, reads in _STEPS:
+            if reads & dropped:
+                continue
+            try:
+                step(checked, env)
+            except ConfigError as exc:
+                problems += exc.problems
     if settings is None:
         raise ConfigError(problems)
-    for step in (_add_app_check, _check_sentry_environment, _check_tracing_environment):
-        try:
-            step(settings, env)
-        except ConfigError as exc:
-            problems += exc.problems
     _add_conventional_checks(settings, conventional)
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+class _ValidPart(Settings, dict=True):
+    """The file's valid sections with the environment already merged in (by ``_valid_part``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_wins(cls, data: Any) -> Any:
+        return data
+
+
+def _valid_part(data: Mapping[str, Any], found: list[tuple[Any, str]]) -> tuple[Settings, set[str]] | None:
+    """The settings without the top-level fields that have problems, and those fields' names.
+
+    ``None`` when no such settings can be had (a problem of the whole file, or leaving a field out
+    makes another one wrong). Sections left out take their defaults, so a step that reads one of them
+    is skipped, not run on values the file did not give.
+    """
+    merged = deep_merge(data, environment_overlay(Settings, os.environ, problems=[]))
+    dropped: set[str] = set()
+    for _attempt in range(3):
+        tops = {str(loc[0]) for loc, _message in found if loc}
+        if any(not loc for loc, _message in found) or tops <= dropped:
+            return None
+        dropped |= tops
+        try:
+            return _ValidPart(**{k: v for k, v in merged.items() if k not in dropped}), dropped
+        except ValidationError as exc:
+            found = exc.problems
+    return None
 
 
 def _check_sentry_environment(settings: Settings, env: Mapping[str, str]) -> None:
@@ -513,6 +552,14 @@ def _add_app_check(settings: Settings, _env: Mapping[str, str]) -> None:
     except ValidationError as exc:
         raise ConfigError([(f"app_check.{location(loc)}", m) for loc, m in exc.problems]) from None
     settings.checks.insert(0, check)
+
+
+_STEPS: tuple[tuple[Callable[[Settings, Mapping[str, str]], None], frozenset[str]], ...] = (
+    (_add_app_check, frozenset({"gateway", "app_check", "checks"})),
+    (_check_sentry_environment, frozenset({"sentry"})),
+    (_check_tracing_environment, frozenset({"tracing", "logs", "sentry", "service_name"})),
+)
+"""Steps after validation, with the top-level fields each reads."""
 
 
 def _conventional_checks(env: Mapping[str, str], problems: list[tuple[str, str]]) -> list[CheckConfig]:

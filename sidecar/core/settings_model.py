@@ -19,6 +19,7 @@ text (``"5"``, ``"true"``), text never silently becomes a number, unknown keys a
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 import inspect
@@ -156,9 +157,14 @@ def field_validator(
 
 @dataclass(frozen=True, slots=True)
 class ValidationInfo:
-    """What a validator may read besides its value: the valid fields declared before it."""
+    """What a validator may read besides its value: the valid fields declared before it.
+
+    ``items``: for each list field before it, its valid items with their positions, also when some
+    other item is invalid (a check of each rule against another field need not wait for that one).
+    """
 
     data: Mapping[str, Any]
+    items: Mapping[str, list[tuple[int, Any]]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +179,15 @@ class Unique:
 def model_validator(*, mode: Literal["before", "fields", "after"]) -> Callable[[F], F]:
     """Mark a validator of the whole model.
 
-    ``before`` is a classmethod ``(cls, data) -> data`` run on the raw input. ``fields`` is a
-    classmethod ``(cls, data) -> None`` run in the same pass as the field validators, whatever else
-    is wrong: ``data`` holds the fields that are valid (defaults included), so a check across fields
-    compares what it can and skips a comparison whose inputs are themselves invalid (absent from
-    ``data``). It raises ``ValueError`` (a problem of the model) or ``ValidationError`` with locations
-    inside the model (``("name",)``), each reported with that field's own problems, in field order.
+    ``before`` is a classmethod ``(cls, data) -> data`` run on the raw input.
+
+    ``fields`` is a classmethod ``(cls, info) -> None`` run in the same pass as the field validators,
+    whatever else is wrong. ``info.data`` holds the fields that are valid (defaults included) and
+    ``info.items`` the valid items of each list field, so a check across fields compares what it can
+    and skips a comparison whose inputs are themselves invalid (absent from ``info.data``). It raises
+    ``ValueError`` (a problem of the model) or ``ValidationError`` with locations inside the model
+    (``("name",)``), each reported with that field's own problems, in field order.
+
     ``after`` is a method ``(self) -> self`` run once every field is valid: for what derives from a
     valid model (a resolved collector), not for checks, which would then wait for a second run.
     """
@@ -417,6 +426,7 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
             ]
     values: dict[str, Any] = {}
     data: dict[str, Any] = {}  # what validators see: the valid values so far, defaults included
+    items: dict[str, list[tuple[int, Any]]] = {}  # and the valid items of list fields
     missing: list[tuple[Loc, str]] = []
     for name, field_spec in spec.fields.items():
         found: list[tuple[Loc, str]] = []
@@ -427,17 +437,22 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
             default = field_spec.default
             default = default() if callable(default) else default
             if field_spec.always and field_spec.after:
-                checked = _after_validators(cls, field_spec, default, (*loc, name), found, data)
+                checked = _after_validators(cls, field_spec, default, (*loc, name), found, data, items)
                 if checked is not _INVALID and checked is not default:
                     values[name] = checked
                 missing.extend(found)
             data[name] = values.get(name, default)
+            if isinstance(data[name], list):
+                items[name] = list(enumerate(data[name]))
             continue
-        converted = _validate_field(cls, field_spec, value[name], (*loc, name), found, data)
+        converted = _validate_field(cls, field_spec, value[name], (*loc, name), found, data, items)
         buckets[name] = found
         if converted is not _INVALID:
             values[name] = data[name] = converted
-    _check_fields(cls, spec, data, value, loc, buckets, missing)
+        valid_items = _valid_items(field_spec.type, value[name], converted)
+        if valid_items is not None:
+            items[name] = valid_items
+    _check_fields(cls, spec, ValidationInfo(data, items), value, loc, buckets, missing)
     ordered = [problem for key in value for problem in buckets.get(str(key), ())]
     if ordered or missing:
         problems.extend(ordered)
@@ -457,7 +472,7 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
 def _check_fields(
     cls: type[_ModelMethods],
     spec: _ModelSpec,
-    data: dict[str, Any],
+    info: ValidationInfo,
     given: Mapping[Any, Any],
     loc: Loc,
     buckets: dict[str, list[tuple[Loc, str]]],
@@ -466,10 +481,9 @@ def _check_fields(
     """Run the ``fields`` model validators on the valid fields; file each problem with its field's."""
     if not spec.partial:
         return
-    view = types.MappingProxyType(data)
     for name in spec.partial:
         found: list[tuple[Loc, str]] = []
-        _call(getattr(cls, name), view, loc, found)
+        _call(getattr(cls, name), info, loc, found)
         for problem in found:
             inner = problem[0][len(loc) :]
             key = inner[0] if inner else None
@@ -477,6 +491,22 @@ def _check_fields(
                 buckets.setdefault(key, []).append(problem)
             else:
                 missing.append(problem)
+
+
+def _valid_items(tp: Any, raw: Any, converted: Any) -> list[tuple[int, Any]] | None:
+    """The valid items of a list field with their positions; ``None`` for a field that is no list.
+
+    When the list as a whole is invalid, each item is converted again on its own (the problems were
+    reported already): a few settings, once per configuration.
+    """
+    if converted is not _INVALID:
+        return list(enumerate(converted)) if isinstance(converted, list) else None
+    base = get_args(tp)[0] if get_origin(tp) is Annotated else tp
+    if get_origin(base) is not list or not isinstance(raw, list | tuple):
+        return None
+    (item_type,) = get_args(base) or (Any,)
+    found = [(i, convert(item_type, item, (), [])) for i, item in enumerate(raw)]
+    return [(i, item) for i, item in found if item is not _INVALID]
 
 
 def _run_method(target: tuple[_ModelMethods, str]) -> Any:
@@ -491,14 +521,15 @@ def _validate_field(
     loc: Loc,
     problems: list[tuple[Loc, str]],
     data: Mapping[str, Any] | None = None,
+    items: Mapping[str, list[tuple[int, Any]]] | None = None,
 ) -> Any:
-    info = ValidationInfo(data if data is not None else {})
+    info = ValidationInfo(data if data is not None else {}, items if items is not None else {})
     for name in spec.before:
         value = _call_validator(getattr(cls, name), value, info, loc, problems)
         if value is _INVALID:
             return _INVALID
     value = convert(spec.type, value, loc, problems)
-    return _after_validators(cls, spec, value, loc, problems, info.data)
+    return _after_validators(cls, spec, value, loc, problems, info.data, info.items)
 
 
 def _after_validators(
@@ -508,8 +539,9 @@ def _after_validators(
     loc: Loc,
     problems: list[tuple[Loc, str]],
     data: Mapping[str, Any],
+    items: Mapping[str, list[tuple[int, Any]]],
 ) -> Any:
-    info = ValidationInfo(data)
+    info = ValidationInfo(data, items)
     for name in spec.after:
         if value is _INVALID:
             break

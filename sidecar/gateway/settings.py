@@ -167,8 +167,8 @@ class GatewaySettings(Model):
     def _redis_for_redis_rules(
         cls, value: RateLimitRedis | None, info: ValidationInfo
     ) -> RateLimitRedis | None:
-        rules: list[RateLimitRule] = info.data.get("rate_limits", [])
-        wanting = [f"rate_limits[{i}] ({r.name!r})" for i, r in enumerate(rules) if r.backend == "redis"]
+        rules: list[tuple[int, RateLimitRule]] = info.items.get("rate_limits", [])  # each valid rule
+        wanting = [f"rate_limits[{i}] ({r.name!r})" for i, r in rules if r.backend == "redis"]
         if value is None and wanting:
             raise ValueError(
                 f"{', '.join(wanting)} {'has' if len(wanting) == 1 else 'have'} backend: redis but "

@@ -20,7 +20,15 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from sidecar.core.settings_model import Meta, Model, ValidationError, field, field_validator, model_validator
+from sidecar.core.settings_model import (
+    Meta,
+    Model,
+    ValidationError,
+    ValidationInfo,
+    field,
+    field_validator,
+    model_validator,
+)
 
 Loc = tuple[str | int, ...]
 
@@ -121,7 +129,8 @@ class RuleCondition(Model):
 
     @model_validator(mode="fields")
     @classmethod
-    def _one_test(cls, data: Mapping[str, object]) -> None:
+    def _one_test(cls, info: ValidationInfo) -> None:
+        data = info.data
         tests = ("equals", "one_of", "regex", "exists")
         if any(name not in data for name in tests):
             return  # a test that is itself invalid: counting them would say nothing true
@@ -174,7 +183,8 @@ class RuleLabel(Model):
 
     @model_validator(mode="fields")
     @classmethod
-    def _field_or_value(cls, data: Mapping[str, object]) -> None:
+    def _field_or_value(cls, info: ValidationInfo) -> None:
+        data = info.data
         if "field" in data and "value" in data and (data["field"] is None) == (data["value"] is None):
             raise ValueError("a label needs either `field` (read from each line) or `value` (a constant)")
 
@@ -205,7 +215,8 @@ class LogRule(Model):
 
     @model_validator(mode="fields")
     @classmethod
-    def _consistent(cls, data: Mapping[str, object]) -> None:
+    def _consistent(cls, info: ValidationInfo) -> None:
+        data = info.data
         problems = rule_problems(data)
         if problems:
             raise ValidationError(problems)
@@ -314,14 +325,14 @@ def exposed_names(name: str, kind: str) -> set[str]:
     return {name}
 
 
-def rules_problems(rules: list[LogRule]) -> list[tuple[Loc, str]]:
+def rules_problems(rules: list[tuple[int, LogRule]]) -> list[tuple[Loc, str]]:
     """Problems between rules: rules may share a metric only when they agree on its type, help, labels
     and buckets (e.g. cache hits and misses as one counter with a constant ``result`` label); metrics
     of different names may not produce the same family or sample name (``app_x_total`` and ``app_x``)."""
     problems: list[tuple[Loc, str]] = []
     first: dict[str, tuple[int, tuple[object, ...]]] = {}
     owners: dict[str, str] = {}
-    for index, rule in enumerate(rules):
+    for index, rule in rules:  # the valid rules, each with its position in logs.rules
         clash = next(
             (owners[n] for n in exposed_names(rule.name, rule.type) if owners.get(n, rule.name) != rule.name),
             None,

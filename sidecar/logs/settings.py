@@ -15,8 +15,10 @@ from sidecar.core.settings_model import (
     Meta,
     Model,
     ValidationError,
+    ValidationInfo,
     field,
     field_validator,
+    model_validator,
 )
 from sidecar.logs.otlp_settings import OtlpLogSettings
 from sidecar.logs.rule_settings import LogRule, rules_problems
@@ -149,11 +151,10 @@ class LogSettings(Model):
             raise ValueError("must be greater than zero")
         return value
 
-    @field_validator("rules")
+    @model_validator(mode="fields")
     @classmethod
-    def _rules_agree(cls, value: list[LogRule]) -> list[LogRule]:
-        # between rules, once every rule is valid; in the same pass as the other sections' problems
-        problems = [(loc[1:], message) for loc, message in rules_problems(value)]  # loc: ("rules", i, ...)
+    def _rules_agree(cls, info: ValidationInfo) -> None:
+        # between the valid rules, in the same pass as an invalid rule's own problems
+        problems = rules_problems(info.items.get("rules", []))
         if problems:
             raise ValidationError(problems)
-        return value

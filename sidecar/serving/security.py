@@ -13,13 +13,19 @@ import base64
 import binascii
 import hmac
 import ipaddress
-from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from sidecar.core.settings_model import FrozenModel, Meta, SecretStr, field_validator, model_validator
+from sidecar.core.settings_model import (
+    FrozenModel,
+    Meta,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/startupz"})
 """Paths that never ask for credentials (plus everything under ``/readyz/``): probes carry none."""
@@ -64,7 +70,8 @@ class MetricsAuth(FrozenModel, frozen=True):
 
     @model_validator(mode="fields")
     @classmethod
-    def _exactly_one(cls, data: Mapping[str, Any]) -> None:
+    def _exactly_one(cls, info: ValidationInfo) -> None:
+        data = info.data
         # only when both are valid (or left out): an invalid one was given, and is reported already
         if (
             "basic" in data

@@ -10,11 +10,17 @@ match its certificate is a configuration error with exit status 2, not a crash a
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from sidecar.core.settings_model import FrozenModel, Meta, ValidationError, field_validator, model_validator
+from sidecar.core.settings_model import (
+    FrozenModel,
+    Meta,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 _MIN_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -43,7 +49,8 @@ class TLSConfig(FrozenModel, frozen=True):
 
     @model_validator(mode="fields")
     @classmethod
-    def _pair_loads(cls, data: Mapping[str, Any]) -> None:
+    def _pair_loads(cls, info: ValidationInfo) -> None:
+        data = info.data
         if "cert_file" in data and "key_file" in data:
             try:
                 _context(data["cert_file"], data["key_file"], "TLSv1.2")
