@@ -481,6 +481,7 @@ def _check_fields(
     """Run the ``fields`` model validators on the valid fields; file each problem with its field's."""
     if not spec.partial:
         return
+    touched: set[str] = set()
     for name in spec.partial:
         found: list[tuple[Loc, str]] = []
         _call(getattr(cls, name), info, loc, found)
@@ -489,8 +490,14 @@ def _check_fields(
             key = inner[0] if inner else None
             if isinstance(key, str) and key in given:
                 buckets.setdefault(key, []).append(problem)
+                touched.add(key)
             else:
                 missing.append(problem)
+    depth = len(loc) + 1
+    for key in touched:  # a list's problems in the order of its items, whichever check found them
+        buckets[key].sort(
+            key=lambda p: p[0][depth] if len(p[0]) > depth and isinstance(p[0][depth], int) else -1
+        )
 
 
 def _valid_items(tp: Any, raw: Any, converted: Any) -> list[tuple[int, Any]] | None:

@@ -168,7 +168,7 @@ class GatewaySettings(Model):
         cls, value: RateLimitRedis | None, info: ValidationInfo
     ) -> RateLimitRedis | None:
         rules: list[tuple[int, RateLimitRule]] = info.items.get("rate_limits", [])  # each valid rule
-        wanting = [f"rate_limits[{i}] ({r.name!r})" for i, r in rules if r.backend == "redis"]
+        wanting = [f"gateway.rate_limits[{i}] ({r.name!r})" for i, r in rules if r.backend == "redis"]
         if value is None and wanting:
             raise ValueError(
                 f"{', '.join(wanting)} {'has' if len(wanting) == 1 else 'have'} backend: redis but "

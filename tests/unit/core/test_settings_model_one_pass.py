@@ -6,7 +6,14 @@ from typing import Annotated
 
 import pytest
 
-from sidecar.core.settings_model import Model, Unique, ValidationError, ValidationInfo, field_validator
+from sidecar.core.settings_model import (
+    Model,
+    Unique,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class Item(Model):
@@ -68,3 +75,53 @@ def test_an_always_validator_runs_on_a_missing_field_after_what_is_given() -> No
 def test_problems_follow_the_order_of_the_input() -> None:
     found = problems(zeta=1, high="x", alpha=2, low="y")
     assert [where for where, _ in found] == ["zeta", "high", "alpha", "low"]
+
+
+class Window(Model):
+    """A section whose check across fields is a ``fields`` model validator."""
+
+    items: list[Item] = []
+    low: int = 0
+    high: int = 10
+    colour: str = "red"
+
+    @model_validator(mode="fields")
+    @classmethod
+    def _across(cls, info: ValidationInfo) -> None:
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        if "low" in info.data and "high" in info.data and info.data["high"] <= info.data["low"]:
+            found.append((("high",), "high must be above low"))
+        for index, item in info.items.get("items", []):
+            if item.size > info.data.get("high", 10**9):
+                found.append((("items", index, "size"), "larger than high"))
+        if found:
+            raise ValidationError(found)
+
+
+def window_problems(**data: object) -> list[tuple[str, str]]:
+    with pytest.raises(ValidationError) as info:
+        Window.model_validate(data)
+    return [(".".join(str(p) for p in loc), message) for loc, message in info.value.problems]
+
+
+def test_a_fields_validator_runs_on_the_valid_fields_whatever_else_is_wrong() -> None:
+    found = window_problems(colour=1, high=1, low=5)
+    assert found == [
+        ("colour", "expected a string, got an integer"),
+        ("high", "high must be above low"),
+    ]
+    assert window_problems(low="x", high=1, colour=2) == [
+        ("low", "expected an integer, got a string"),
+        ("colour", "expected a string, got an integer"),
+    ], "an invalid input is not compared with"
+
+
+def test_valid_items_are_checked_next_to_an_invalid_one_in_item_order() -> None:
+    found = window_problems(
+        items=[{"name": "a", "size": 50}, {"name": "b", "size": "big"}, {"name": "c", "size": 60}], high=20
+    )
+    assert found == [
+        ("items.0.size", "larger than high"),
+        ("items.1.size", "expected an integer, got a string"),
+        ("items.2.size", "larger than high"),
+    ]
