@@ -165,11 +165,9 @@ async def reload_checks(app: web.Application, config_path: Path | None) -> None:
     if detector is not None:
         await detector.reconfigure(outlier_settings(fresh), fresh.app_check.name)
     app[LOGS].reload_rules(fresh.logs.rules, fresh.routes.templates)
-    running.checks, running.default_checks, running.app_check = (
-        fresh.checks,
-        fresh.default_checks,
-        fresh.app_check,
-    )
+    running.checks = fresh.checks  # what the running sidecar now follows; the rest stays as started
+    running.default_checks = fresh.default_checks
+    running.app_check = fresh.app_check
     running.logs.rules = fresh.logs.rules
     if restart_only:
         log.warning(

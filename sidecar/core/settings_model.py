@@ -223,7 +223,7 @@ class _ModelSpec:
     fields: dict[str, _FieldSpec]
     before: list[str]
     after: list[str]
-    partial: list[str]
+    across: list[str]  # the "fields" model validators: checks across fields, run in the same pass
 
 
 _construct = msgspec.StructMeta.__call__
@@ -480,10 +480,10 @@ def _check_fields(
     missing: list[tuple[Loc, str]],
 ) -> None:
     """Run the ``fields`` model validators on the valid fields; file each problem with its field's."""
-    if not spec.partial:
+    if not spec.across:
         return
     touched: set[str] = set()
-    for name in spec.partial:
+    for name in spec.across:
         found: list[tuple[Loc, str]] = []
         _call(getattr(cls, name), info, loc, found)
         for problem in found:
