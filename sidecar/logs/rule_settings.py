@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from sidecar.core.settings_model import (
@@ -216,8 +216,8 @@ class LogRule(Model):
     @model_validator(mode="fields")
     @classmethod
     def _consistent(cls, info: ValidationInfo) -> None:
-        data = info.data
-        problems = rule_problems(data)
+        # label names are checked whatever their settings: a bad label does not hide another's name
+        problems = rule_problems(info.data, info.keys.get("labels"))
         if problems:
             raise ValidationError(problems)
 
@@ -234,18 +234,22 @@ class LogRule(Model):
         return (self.type, self.help, tuple(self.labels), buckets)
 
 
-def rule_problems(rule: Mapping[str, Any]) -> list[tuple[Loc, str]]:  # noqa: PLR0912 (one check per rule of naming)
+def rule_problems(  # noqa: PLR0912 (one check per rule of naming)
+    rule: Mapping[str, Any], label_names: Sequence[str] | None = None
+) -> list[tuple[Loc, str]]:
     """Every naming, unit and shape problem of one rule, each with the setting it is about.
 
     ``rule`` holds the rule's valid fields (``LogRule``'s ``fields`` validator): each check runs when
     the fields it compares are valid, so a rule with a bad ``unit`` still has its name checked.
+    ``label_names``: the names of its labels, also when some label's own settings are invalid
+    (``ValidationInfo.keys``); by default those of ``rule["labels"]``.
     """
     problems: list[tuple[Loc, str]] = []
     name: str | None = rule.get("name")
     kind: str | None = rule.get("type")
     unit: str | None = rule.get("unit")
     buckets: list[float] | None = rule.get("buckets")
-    labels: dict[str, object] | None = rule.get("labels")
+    labels = list(label_names) if label_names is not None else rule.get("labels")
 
     def add(where: str, message: str) -> None:
         problems.append(((where,), message))
@@ -354,8 +358,8 @@ def rules_problems(rules: list[tuple[int, LogRule]]) -> list[tuple[Loc, str]]:
             problems.append(
                 (
                     ("rules", index, "name"),
-                    f"rules[{seen[0]}] also writes {rule.name!r} with another type, help, label names or "
-                    "buckets: rules sharing a metric must agree on them, or use another name",
+                    f"logs.rules[{seen[0]}] also writes {rule.name!r} with another type, help, label "
+                    "names or buckets: rules sharing a metric must agree on them, or use another name",
                 )
             )
     return problems

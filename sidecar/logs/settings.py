@@ -16,6 +16,7 @@ from sidecar.core.settings_model import (
     Model,
     ValidationError,
     ValidationInfo,
+    check_each,
     field,
     field_validator,
     model_validator,
@@ -71,6 +72,13 @@ class HttpIngestSettings(Model):
     max_concurrent: Annotated[int, Meta(ge=1, le=256, description="ingest requests at once; 503 beyond")] = 4
 
 
+def _known_level(entry: tuple[str, str]) -> str:
+    name, level = entry
+    if level not in NORMAL_LEVELS:
+        raise ValueError(f"level {name!r} maps to {level!r}; use one of: {', '.join(NORMAL_LEVELS)}")
+    return level
+
+
 class FieldOverrides(Model):
     """Where to find each normalised field when the app's names are not the usual ones.
 
@@ -103,9 +111,7 @@ class FieldOverrides(Model):
     @field_validator("levels")
     @classmethod
     def _known_levels(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, level in value.items():
-            if level not in NORMAL_LEVELS:
-                raise ValueError(f"level {name!r} maps to {level!r}; use one of: {', '.join(NORMAL_LEVELS)}")
+        check_each(((name, (name, level)) for name, level in value.items()), _known_level)  # each at its name
         return value
 
     def is_empty(self) -> bool:

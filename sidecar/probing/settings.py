@@ -136,25 +136,26 @@ class CheckConfig(Model, dict=True):
             )
         return value
 
-    @field_validator("warn", "fail")
+    @model_validator(mode="fields")
     @classmethod
-    def _measured_by_kind(cls, value: dict[str, Threshold], info: ValidationInfo) -> dict[str, Threshold]:
+    def _measured_by_kind(cls, info: ValidationInfo) -> None:
+        # the names under warn/fail are checked whatever their thresholds: a bad limit hides no typo
         collector = _collector_of(info)
         if collector is None:
-            return value
+            return
         known = collector.measurements
         problems = [
             (
-                (name,),
+                (section, name),
                 f"a {collector.kind} check measures no {name!r}{did_you_mean(name, known)}: "
                 f"use one of {', '.join(known)}",
             )
-            for name in value
+            for section in ("warn", "fail")
+            for name in info.keys.get(section, ())
             if name not in known
         ]
         if problems:
             raise ValidationError(problems)  # type: ignore[arg-type]
-        return value
 
     @field_validator("options", always=True)
     @classmethod

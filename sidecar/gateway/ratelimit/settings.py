@@ -15,12 +15,39 @@ from urllib.parse import unquote, urlsplit
 from sidecar.core.durations import Duration
 from sidecar.core.redaction import mask_url
 from sidecar.core.routes import RouteTemplate
-from sidecar.core.settings_model import Meta, Model, ValidationInfo, field, field_validator, model_validator
+from sidecar.core.settings_model import (
+    Meta,
+    Model,
+    ValidationInfo,
+    check_each,
+    field,
+    field_validator,
+    model_validator,
+)
 
 RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]+")
 MAX_WINDOW = 30 * 86400.0
+
+
+def _path_prefix(prefix: str) -> str:
+    if not prefix.startswith("/") or not prefix.isascii():
+        raise ValueError(f"path prefix {prefix!r} must be ASCII and start with '/'")
+    return prefix
+
+
+def _method(raw: str) -> str:
+    method = raw.strip().upper()
+    if not METHOD.fullmatch(method):
+        raise ValueError(f"{method!r} is not an HTTP method")
+    return method
+
+
+def _status(status: int) -> int:
+    if not 100 <= status <= 599:
+        raise ValueError(f"{status} is not an HTTP status")
+    return status
 
 
 class RateLimitMatch(Model):
@@ -33,26 +60,18 @@ class RateLimitMatch(Model):
     @field_validator("routes")
     @classmethod
     def _templates(cls, value: list[str]) -> list[str]:
-        for template in value:
-            RouteTemplate(template)  # raises ValueError naming the template
+        check_each(enumerate(value), RouteTemplate)  # raises ValueError naming the template, each at [i]
         return value
 
     @field_validator("path_prefixes")
     @classmethod
     def _prefixes(cls, value: list[str]) -> list[str]:
-        for prefix in value:
-            if not prefix.startswith("/") or not prefix.isascii():
-                raise ValueError(f"path prefix {prefix!r} must be ASCII and start with '/'")
-        return value
+        return check_each(enumerate(value), _path_prefix)
 
     @field_validator("methods")
     @classmethod
     def _methods(cls, value: list[str]) -> list[str]:
-        methods = [m.strip().upper() for m in value]
-        for method in methods:
-            if not METHOD.fullmatch(method):
-                raise ValueError(f"{method!r} is not an HTTP method")
-        return methods
+        return check_each(enumerate(value), _method)
 
 
 class RateLimitRule(Model, kw_only=True):
@@ -132,9 +151,7 @@ class RateLimitRule(Model, kw_only=True):
     @field_validator("failed_statuses")
     @classmethod
     def _statuses(cls, value: list[int], info: ValidationInfo) -> list[int]:
-        for status in value:
-            if not 100 <= status <= 599:
-                raise ValueError(f"{status} is not an HTTP status")
+        check_each(enumerate(value), _status)
         count = info.data.get("count")
         if value and count is not None and count != "failed":
             raise ValueError(f"{_rule(info)}failed_statuses needs count: failed")

@@ -3,7 +3,10 @@
 Before, a file with eleven mistakes took four runs: unknown options and duplicate names only came out
 once everything else was fixed, and a check across the fields of one section (a timeout against an
 interval, a batch against a queue) once every field of that section was valid. The file below has
-mistakes of every kind, checks across fields in sections with mistakes of their own; all come out at once.
+mistakes of every kind, checks across fields in sections with mistakes of their own, a check across
+sections (a port shared by two listeners) next to a mistake of the gateway, and mappings (a check's
+``warn``, a rule's ``labels``, ``logs.fields.levels``) with several bad entries and checks of their
+names beside them; all come out at once, in field order.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ checks:
     kind: postgres
     target: "postgres://"
     interval: 0
-    warn: {responseTme: 0.2}
+    warn: {responseTme: 0.2, responseTime: lots}
   - name: db
     kind: tcp
     target: 127.0.0.1:6379
@@ -43,7 +46,9 @@ checks:
   - name: worker
     kind: celerry
 gateway:
-  upstreem: http://127.0.0.1:3000
+  upstream: http://127.0.0.1:3000
+  read_timout: 30s
+  listen: 127.0.0.1:9798
   rate_limits:
     - {name: api, limit: 100, window: 1m, backend: redis}
     - {name: login, limit: 0, window: 1m}
@@ -66,12 +71,17 @@ tracing:
   max_queue_size: 100
   max_export_batch_size: 500
 logs:
+  fields: {levels: {warning: warnn, crit: fatal, critical: critical}}
   otlp: {flush_interval: soon, max_queue: 1000, max_batch: 5000}
   rules:
     - {name: app_jobs_total, type: counter, help: jobs done}
     - {name: app_jobs_total, type: counter, help: jobs finished}
     - {name: app_queue_depth, type: gauge, help: waiting, value: depth, unit: ms}
     - {name: app_other, type: countr, help: x}
+    - name: app_requests_total
+      type: counter
+      help: ""
+      labels: {le: {field: status}, path: {field: "@pathh"}, method: {field: method}}
 """
 
 # Every section with a check across its fields (marked "across") also has a mistake of its own: the
@@ -82,7 +92,8 @@ EXPECTED = [
     ("shutdown_timeout", "not a duration"),
     ("checks[0].target", "postgres target has no host"),
     ("checks[0].interval", "interval must be greater than zero"),
-    ("checks[0].warn.responseTme", "measures no 'responseTme' (did you mean 'responseTime'?)"),
+    ("checks[0].warn.responseTme", "measures no 'responseTme' (did you mean 'responseTime'?)"),  # across
+    ("checks[0].warn.responseTime", "'lots' is not a threshold"),  # an entry of the same mapping
     ("checks[1].name", "'db' is also the name of checks[0]: check names must be unique"),
     ("checks[1].timeout", "shorten the timeout"),
     ("checks[2].options.expect_staus", "unknown setting (did you mean 'expect_status'?)"),
@@ -90,7 +101,8 @@ EXPECTED = [
     ("checks[3].fail.memoryUsed", "(did you mean 'memoryUsedRatio'?)"),
     ("checks[3].target", "a redis check needs a target URL"),  # missing: after what the item has
     ("checks[4].kind", "unknown kind 'celerry' (did you mean 'celery'?)"),
-    ("gateway.upstreem", "unknown setting (did you mean 'upstream'?)"),
+    ("gateway.read_timout", "unknown setting (did you mean 'read_timeout'?)"),
+    ("gateway.listen", "admin_listen and gateway.listen both use port 9798"),  # across sections
     ("gateway.rate_limits[1].limit", "greater than or equal to 1"),
     ("gateway.rate_limits[2].name", "'login' is also the name of gateway.rate_limits[1]"),
     ("gateway.rate_limits[2].burst", "burst applies to algorithm: token_bucket only"),  # across
@@ -105,11 +117,16 @@ EXPECTED = [
     ("sentry.backoff_max", "sentry.backoff_initial (120s) is above sentry.backoff_max (60s)"),  # across
     ("tracing.sample_ratio", "less than or equal to 1.0"),
     ("tracing.max_export_batch_size", "is larger than max_queue_size (100)"),  # across
+    ("logs.fields.levels.warning", "level 'warning' maps to 'warnn'"),  # every bad entry
+    ("logs.fields.levels.critical", "level 'critical' maps to 'critical'"),
     ("logs.otlp.flush_interval", "not a duration"),
     ("logs.otlp.max_batch", "max_batch (5000) cannot be larger than logs.otlp.max_queue (1000)"),  # across
-    ("logs.rules[1].name", "rules[0] also writes 'app_jobs_total'"),  # across rules
+    ("logs.rules[1].name", "logs.rules[0] also writes 'app_jobs_total'"),  # across rules
     ("logs.rules[2].name", "converted from ms to seconds: the name must end with _seconds"),  # across
     ("logs.rules[3].type", "'countr' is not allowed"),
+    ("logs.rules[4].help", "at least 1 character"),
+    ("logs.rules[4].labels.le", "'le' is reserved by Prometheus"),  # across entries, next to a bad one
+    ("logs.rules[4].labels.path.field", "unknown normalised field '@pathh'"),
     ("SIDECAR_LOG_LEVLE", "no setting is named so (did you mean 'SIDECAR_LOG_LEVEL'?)"),
     ("DATABASE_URL", "scheme 'sqlite' is not supported"),
 ]
