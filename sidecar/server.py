@@ -118,6 +118,13 @@ def outlier_settings(settings: Settings) -> OutlierSettings:
 # What a reload applies; every other setting that changed is named in a warning: it takes effect at the
 # next restart (listeners, the gateway, forwarding and the log sources are built once, at start-up).
 RELOADED = frozenset({"checks", "default_checks", "app_check", "logs.rules"})
+# What a reload applies to some parts and not others: named in a warning of its own, saying which.
+APPLIED_IN_PART = {
+    "routes.templates": (
+        "logs.rules labels (normalise: route) use the new templates now; the http_route label of "
+        "http_server_* metrics (gateway traffic and access lines) keeps the old ones until the next restart"
+    ),
+}
 
 
 def restart_only_changes(running: Settings, fresh: Settings) -> list[str]:
@@ -140,8 +147,9 @@ def restart_only_changes(running: Settings, fresh: Settings) -> list[str]:
 
 async def reload_checks(app: web.Application, config_path: Path | None) -> None:
     """SIGHUP: re-read file and environment; reconcile the checks (the app check and its passive
-    outlier detection included) and swap in the log rules (unchanged rules keep their counters). Bad
-    config keeps the old one; changed settings that only a restart applies are named in a warning.
+    outlier detection included) and swap in the log rules (unchanged rules keep their counters), with
+    the new route templates. Bad config keeps the old one; changed settings that only a restart
+    applies are named in a warning, and those applied in part (``routes.templates``) in another.
 
     Any failure, whatever the file holds, is a log line and the running configuration stays: the
     reload runs as a background task, so nothing may escape it as an unretrieved exception.
@@ -158,7 +166,9 @@ async def reload_checks(app: web.Application, config_path: Path | None) -> None:
         )
         return
     running = app[SETTINGS]
-    restart_only = restart_only_changes(running, fresh)
+    changed = restart_only_changes(running, fresh)
+    in_part = {name: APPLIED_IN_PART[name] for name in changed if name in APPLIED_IN_PART}
+    restart_only = [name for name in changed if name not in APPLIED_IN_PART]
     app[HEALTH].configure(fresh.checks)
     await app[SCHEDULER].apply(fresh.checks)
     detector = app.get(OUTLIER)
@@ -173,6 +183,11 @@ async def reload_checks(app: web.Application, config_path: Path | None) -> None:
         log.warning(
             "reload: some changed settings take effect only at the next restart",
             extra={"restart_required": restart_only},
+        )
+    if in_part:
+        log.warning(
+            "reload: some changed settings are applied in part, the rest at the next restart",
+            extra={"applied_in_part": in_part},
         )
     log.info(
         "configuration reloaded",
