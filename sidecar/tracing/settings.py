@@ -20,13 +20,23 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from sidecar.core.durations import Duration
-from sidecar.core.settings_model import Meta, Model, SecretStr, ValidationInfo, field_validator
+from sidecar.core.settings_model import Meta, Model, SecretStr, ValidationInfo, check_each, field_validator
 
 Protocol = Literal["http/protobuf", "grpc"]
 PROTOCOLS: tuple[Protocol, ...] = ("http/protobuf", "grpc")
 TRACES_PATH = "/v1/traces"
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _one_header(entry: tuple[str, SecretStr]) -> SecretStr:
+    """One ``headers`` entry; each bad one is reported at its name."""
+    name, secret = entry
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not an HTTP header name")
+    if any(c in secret.get_secret_value() for c in "\r\n\0"):
+        raise ValueError(f"the value of header {name!r} contains a line break or NUL")
+    return secret
 
 
 class TracingConfigError(ValueError):
@@ -131,11 +141,7 @@ class TracingSettings(Model):
     @field_validator("headers")
     @classmethod
     def _valid_headers(cls, value: dict[str, SecretStr] | None) -> dict[str, SecretStr] | None:
-        for name, secret in (value or {}).items():
-            if not _HEADER_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not an HTTP header name")
-            if any(c in secret.get_secret_value() for c in "\r\n\0"):
-                raise ValueError(f"the value of header {name!r} contains a line break or NUL")
+        check_each(((name, (name, secret)) for name, secret in (value or {}).items()), _one_header)
         return value
 
     @field_validator("protocol", mode="before")

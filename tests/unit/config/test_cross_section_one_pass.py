@@ -113,6 +113,22 @@ CASES = {
             ("gateway.rate_limits[0].match.path_prefixes[0]", "path prefix 'api' must be ASCII"),
         ],
     ),
+    "every bad header and queue name of a check's options, and of the tracing headers": (
+        "checks:\n  - name: api\n    kind: http\n    target: http://127.0.0.1:9/\n"
+        "    options: {headers: {'A B': x, X-Ok: fine, 'C D': y}}\n"
+        "  - name: jobs\n    kind: bullmq\n    target: redis://127.0.0.1:6379/0\n"
+        "    options: {queues: [mail, '', pdf, \"a\\tb\", mail]}\n"
+        "tracing:\n  headers: {'E F': x, G: ok, 'H I': y}\n",
+        [
+            ("checks[0].options.headers.A B", "'A B' is not a valid header name"),
+            ("checks[0].options.headers.C D", "'C D' is not a valid header name"),
+            ("checks[1].options.queues[1]", "queue name '' must be"),
+            ("checks[1].options.queues[3]", "queue name 'a\\tb' must be"),
+            ("checks[1].options.queues", "queue names must be unique"),
+            ("tracing.headers.E F", "'E F' is not an HTTP header name"),
+            ("tracing.headers.H I", "'H I' is not an HTTP header name"),
+        ],
+    ),
     "rules sharing a metric name each other by their full place": (
         "logs:\n  rules:\n    - {name: app_jobs_total, type: counter, help: done}\n"
         "    - {name: app_jobs_total, type: counter, help: finished}\n",
