@@ -498,19 +498,19 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
             default = field_spec.default
             default = default() if callable(default) else default
             if field_spec.always and field_spec.after:
-                checked = _after_validators(cls, field_spec, default, (*loc, name), found, parts.info())
+                checked = _after_validators(cls, field_spec, default, (*loc, name), found, parts.view)
                 if checked is not _INVALID and checked is not default:
                     values[name] = checked
                 missing.extend(found)
             data[name] = values.get(name, default)
             parts.add(name, (*loc, name), data[name])
             continue
-        converted = _validate_field(cls, field_spec, value[name], (*loc, name), found, parts.info())
+        converted = _validate_field(cls, field_spec, value[name], (*loc, name), found, parts.view)
         buckets[name] = found
         if converted is not _INVALID:
             values[name] = data[name] = converted
         parts.add(name, (*loc, name), converted)
-    info = parts.info()
+    info = parts.view
     _check_fields(cls, spec, info, value, loc, buckets, missing)
     _salvage().sections[loc] = info
     ordered = [problem for key in value for problem in buckets.get(str(key), ())]
@@ -559,36 +559,60 @@ def _check_fields(
 
 
 class _Parts:
-    """The valid part of a model being validated: its fields, and the valid parts of the others."""
+    """The valid part of a model being validated: its fields, and the valid parts of the others.
 
-    __slots__ = ("data", "entries", "items", "keys", "sections")
+    ``view`` is the one ``ValidationInfo`` every validator of the model gets: it shares these
+    mappings, so it shows what is valid so far.
+    """
+
+    __slots__ = ("data", "entries", "items", "keys", "sections", "view")
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self.items: dict[str, list[tuple[int, Any]]] = {}
         self.entries: dict[str, Mapping[Any, Any]] = {}
         self.keys: dict[str, list[Any]] = {}
-        self.sections: dict[str, ValidationInfo] = {}
+        self.sections = _Sections()
+        self.view = ValidationInfo(self.data, self.items, self.entries, self.keys, self.sections)
 
     def add(self, name: str, loc: Loc, value: Any) -> None:
         """File field ``name``'s parts: from its value when valid, else what validated on its own."""
-        store = _salvage()
         if value is _INVALID:
+            store = _salvage()
             if loc in store.items:
                 self.items[name] = store.items[loc]
             if loc in store.entries:
                 self.entries[name], self.keys[name] = store.entries[loc]
             if loc in store.sections:
-                self.sections[name] = store.sections[loc]
+                self.sections.found[name] = store.sections[loc]
         elif isinstance(value, list | tuple):
             self.items[name] = list(enumerate(value))
-        elif isinstance(value, Mapping):
+        elif isinstance(value, dict):
             self.entries[name], self.keys[name] = value, list(value)
         elif isinstance(value, _ModelMethods):
-            self.sections[name] = _info_of(value)
+            self.sections.found[name] = value
 
-    def info(self) -> ValidationInfo:
-        return ValidationInfo(self.data, self.items, self.entries, self.keys, self.sections)
+
+class _Sections(Mapping[str, ValidationInfo]):
+    """Section name -> its ``ValidationInfo``; a valid section's is made only when a check reads it."""
+
+    __slots__ = ("found",)
+
+    def __init__(self) -> None:
+        self.found: dict[str, ValidationInfo | _ModelMethods] = {}
+
+    def __getitem__(self, name: str) -> ValidationInfo:
+        value = self.found[name]
+        if isinstance(value, ValidationInfo):
+            return value
+        info = self.found[name] = _info_of(value)
+        return info
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(self.found)
+
+    def __len__(self) -> int:
+        return len(self.found)
 
 
 def _info_of(instance: _ModelMethods) -> ValidationInfo:
@@ -597,7 +621,7 @@ def _info_of(instance: _ModelMethods) -> ValidationInfo:
     for name in cast(msgspec.Struct, instance).__struct_fields__:
         parts.data[name] = getattr(instance, name)
         parts.add(name, (), parts.data[name])
-    return parts.info()
+    return parts.view
 
 
 def _input_order(given: Any, loc: Loc) -> tuple[int, ...]:
