@@ -56,7 +56,7 @@ from collectors.base import (
     Status,
 )
 from collectors.redis import classify_redis_error, probe_client, url_passwords, validate_redis_target
-from sidecar.core.settings_model import Meta, field_validator
+from sidecar.core.settings_model import Meta, ValidationError, check_each, field_validator
 
 # --------------------------------------------------------------------------------------------------
 # Shared by the queue collectors (bullmq, celery, rq, rabbitmq)
@@ -130,6 +130,12 @@ MAX_QUEUE_NAME = 255
 REDIS_MAX_CONNECTIONS = 2
 
 
+def _queue_name(name: str) -> str:
+    if not name or len(name) > MAX_QUEUE_NAME or not name.isprintable():
+        raise ValueError(f"queue name {name!r} must be 1-{MAX_QUEUE_NAME} printable characters")
+    return name
+
+
 class QueueOptions(CollectorOptions, frozen=True):
     """Options every queue check has: which queues, and how many at most."""
 
@@ -141,11 +147,15 @@ class QueueOptions(CollectorOptions, frozen=True):
     @field_validator("queues")
     @classmethod
     def _valid_names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not name or len(name) > MAX_QUEUE_NAME or not name.isprintable():
-                raise ValueError(f"queue name {name!r} must be 1-{MAX_QUEUE_NAME} printable characters")
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        try:
+            check_each(enumerate(value), _queue_name)  # every bad name, each at [i]
+        except ValidationError as exc:
+            problems += exc.problems
         if len(set(value)) != len(value):
-            raise ValueError("queue names must be unique: remove the repeated name")
+            problems.append(((), "queue names must be unique: remove the repeated name"))
+        if problems:
+            raise ValidationError(problems)
         return value
 
 

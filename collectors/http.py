@@ -51,7 +51,7 @@ from collectors.base import (
     Status,
 )
 from collectors.tcp import PROBE_DNS_LOOKUP_TIME, PROBE_DURATION, PROBE_IP_PROTOCOL, PROBE_SUCCESS
-from sidecar.core.settings_model import Meta, field_validator, model_validator
+from sidecar.core.settings_model import Meta, ValidationInfo, check_each, field_validator
 
 # --- metric families (blackbox_exporter names) ---------------------------------------------------
 
@@ -126,6 +126,15 @@ def parse_status_spec(item: int | str) -> tuple[int, int]:
     return lo, hi
 
 
+def _one_header(entry: tuple[str, str]) -> str:
+    name, text = entry
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"{name!r} is not a valid header name")
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"the value of header {name!r} must be one line")
+    return text
+
+
 class HTTPOptions(CollectorOptions, frozen=True):
     """Options of an ``http`` check."""
 
@@ -157,11 +166,7 @@ class HTTPOptions(CollectorOptions, frozen=True):
     @field_validator("headers")
     @classmethod
     def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, header_value in value.items():
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid header name")
-            if "\r" in header_value or "\n" in header_value:
-                raise ValueError(f"the value of header {name!r} must be one line")
+        check_each(((name, (name, text)) for name, text in value.items()), _one_header)  # each at its name
         return value
 
     @field_validator("expect_status")
@@ -173,16 +178,24 @@ class HTTPOptions(CollectorOptions, frozen=True):
             parse_status_spec(item)
         return value
 
-    @model_validator(mode="after")
-    def _json_pair(self) -> HTTPOptions:
-        if bool(self.json_field) != bool(self.json_status_map):
+    # Checks across fields read the valid fields before them (``info.data``): one pass reports all.
+
+    @field_validator("json_status_map", always=True)
+    @classmethod
+    def _json_pair(cls, value: dict[str, Status], info: ValidationInfo) -> dict[str, Status]:
+        if "json_field" in info.data and bool(info.data["json_field"]) != bool(value):
             raise ValueError(
                 "json_field and json_status_map go together, e.g. json_field: status and "
                 "json_status_map: {green: pass, yellow: warn, red: fail}"
             )
-        if not self.tls_verify and self.ca_file:
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_needs_verify(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and info.data.get("tls_verify") is False:
             raise ValueError("ca_file has no effect with tls_verify: false; drop one of them")
-        return self
+        return value
 
 
 # --- helpers ------------------------------------------------------------------------------------

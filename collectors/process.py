@@ -36,7 +36,7 @@ from collectors.base import (
     Reason,
     Sample,
 )
-from sidecar.core.settings_model import Meta, model_validator
+from sidecar.core.settings_model import Meta, ValidationInfo, field_validator
 
 RESIDENT_MEMORY = MetricSpec("sidecar_app_process_resident_memory_bytes", "Resident memory size in bytes.")
 VIRTUAL_MEMORY = MetricSpec("sidecar_app_process_virtual_memory_bytes", "Virtual memory size in bytes.")
@@ -71,15 +71,22 @@ class ProcessOptions(CollectorOptions, frozen=True):
         str | None, Meta(description="process name, or a substring of its command line (oldest match wins)")
     ] = None
 
-    @model_validator(mode="after")
-    def _one_selector(self) -> ProcessOptions:
-        if self.pid_file is not None and self.name is not None:
-            raise ValueError("give pid_file or name, not both")
-        if self.pid_file is not None and not self.pid_file.startswith("/"):
-            raise ValueError(f"pid_file {self.pid_file!r} must be an absolute path, e.g. /run/app.pid")
-        if self.name is not None and not self.name.strip():
+    @field_validator("pid_file")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"pid_file {value!r} must be an absolute path, e.g. /run/app.pid")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _one_selector(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # across fields: reads pid_file when it is valid, in the same pass as every other problem
+        if value is not None and not value.strip():
             raise ValueError("name must not be empty")
-        return self
+        if value is not None and info.data.get("pid_file") is not None:
+            raise ValueError("give pid_file or name, not both")
+        return value
 
 
 @dataclass(frozen=True, slots=True)

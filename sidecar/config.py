@@ -12,7 +12,7 @@ import logging
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +27,7 @@ from sidecar.core.settings_model import (
     Unique,
     ValidationError,
     ValidationInfo,
+    check_each,
     did_you_mean,
     field,
     field_validator,
@@ -59,6 +60,12 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def _starts_with_slash(template: str) -> str:
+    if not template.startswith("/"):
+        raise ValueError(f"route template {template!r} must start with '/'")
+    return template
+
+
 class RouteSettings(Model):
     """How request paths become ``http_route`` labels (shared by the gateway and log-derived metrics)."""
 
@@ -68,10 +75,7 @@ class RouteSettings(Model):
     @field_validator("templates")
     @classmethod
     def _templates_start_with_slash(cls, value: list[str]) -> list[str]:
-        for template in value:
-            if not template.startswith("/"):
-                raise ValueError(f"route template {template!r} must start with '/'")
-        return value
+        return check_each(enumerate(value), _starts_with_slash)  # every bad template, each at [i]
 
 
 class Settings(Model, dict=True):
@@ -154,25 +158,37 @@ class Settings(Model, dict=True):
             )
         return value
 
-    @field_validator("gateway", always=True)
+    @model_validator(mode="fields")
     @classmethod
-    def _distinct_listeners(cls, value: GatewaySettings, info: ValidationInfo) -> GatewaySettings:
-        listeners = {name: info.data[name] for name in ("listen", "admin_listen") if name in info.data}
-        if value.enabled:
-            listeners["gateway.listen"] = value.listen
+    def _distinct_listeners(cls, info: ValidationInfo) -> None:
+        # the gateway's listener as its section validated it, whatever else in that section is wrong
+        gateway = info.sections.get("gateway")
+        listeners: list[tuple[tuple[str, ...], str, Any]] = [
+            ((name,), name, info.data.get(name)) for name in ("listen", "admin_listen")
+        ]
+        # an enabled gateway: an upstream given, valid or not (null is valid: absent means given and bad)
+        if gateway is not None and gateway.data.get("upstream", "given") is not None:
+            listeners.append((("gateway", "listen"), "gateway.listen", gateway.data.get("listen")))
         seen: dict[int, tuple[str, str]] = {}
         wildcard = ("0.0.0.0", "::", "")
-        for name, address in listeners.items():
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for where, name, address in listeners:
+            if address is None:
+                continue  # invalid: that listener's own problem says why
             try:
                 host, port = parse_listen(address)
             except ValueError:
-                continue  # that listener's own validator explains it (the gateway allows port 0)
+                continue  # the gateway allows port 0, which no other listener shares
             if port in seen:
                 other, other_host = seen[port]
                 if host == other_host or host in wildcard or other_host in wildcard:
-                    raise ValueError(f"{other} and {name} both use port {port}: give each its own port")
+                    problems.append(
+                        (where, f"{other} and {name} both use port {port}: give each its own port")
+                    )
+                    continue
             seen[port] = (name, host)
-        return value
+        if problems:
+            raise ValidationError(problems)
 
 
 ENV_PREFIX = "sidecar_"
@@ -433,6 +449,10 @@ def _check_keys(data: dict[str, Any]) -> None:
             stack.extend((f"{where}[{i}]", child) for i, child in enumerate(value))
 
 
+SettingPath = tuple[str, ...]
+"""A setting as a path of keys: ``("gateway", "read_timeout")``, ``("checks",)``."""
+
+
 def load_settings(
     path: Path | None = None, environ: Mapping[str, str] | None = None, strict_environment: bool = False
 ) -> Settings:
@@ -449,10 +469,12 @@ def load_settings(
     if aliases and isinstance(data.get("gateway") or {}, dict):
         data = {**data, "gateway": {**(data.get("gateway") or {}), **aliases}}
     settings: Settings | None = None
+    valid_part: tuple[Settings, set[SettingPath]] | None = None
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         problems += [(location(loc), message) for loc, message in exc.problems]
+        valid_part = _valid_part(data, exc.problems)
     except (
         TypeError,
         ValueError,
@@ -468,17 +490,84 @@ def load_settings(
         else:
             log.warning("unknown environment variable %s: %s", name, message)
     conventional = _conventional_checks(env, problems)
+    # The checks that need the whole configuration (the app check, SENTRY_*, OTEL_* with the tracing and
+    # log export sections) run on the valid part when something else is wrong, so they are reported
+    # in the same run: each step whose settings are all valid (a section's other fields may not be).
+    checked, dropped = (settings, set[SettingPath]()) if settings is not None else valid_part or (None, set())
+    if checked is not None:
+        for step, reads in _STEPS:
+            if any(_overlap(read, left_out) for read in reads for left_out in dropped):
+                continue
+            try:
+                step(checked, env)
+            except ConfigError as exc:
+                problems += exc.problems
     if settings is None:
         raise ConfigError(problems)
-    for step in (_add_app_check, _check_sentry_environment, _check_tracing_environment):
-        try:
-            step(settings, env)
-        except ConfigError as exc:
-            problems += exc.problems
     _add_conventional_checks(settings, conventional)
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+class _ValidPart(Settings, dict=True):
+    """The file's valid sections with the environment already merged in (by ``_valid_part``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_wins(cls, data: Any) -> Any:
+        return data
+
+
+def _valid_part(
+    data: Mapping[str, Any], found: list[tuple[Any, str]]
+) -> tuple[Settings, set[SettingPath]] | None:
+    """The settings without the fields that have problems, and those fields' paths.
+
+    A field of a section (``gateway.read_timeout``) is left out on its own, so the rest of its section
+    stays for the steps that read it (the app check needs ``gateway.upstream``, not the timeouts); a
+    list (``checks``, ``logs.rules``) is left out whole, as item positions name things. A field that
+    cannot be left out (a required one) takes its section with it. ``None`` when no such settings
+    can be had (a problem of the whole file). Left-out fields take their defaults, so a step that
+    reads one of them is skipped, not run on values the file did not give.
+    """
+    merged = deep_merge(data, environment_overlay(Settings, os.environ, problems=[]))
+    dropped: set[SettingPath] = set()
+    for _attempt in range(4):
+        paths = {_field_path(loc) for loc, _message in found}
+        grown = set()
+        for wrong in paths:
+            path = wrong
+            while path and any(path[: len(d)] == d for d in dropped):
+                path = path[:-1]  # left out already and still wrong: its section goes instead
+            if not path:
+                return None
+            grown.add(path)
+        dropped |= grown
+        try:
+            return _ValidPart(**_without(merged, dropped)), dropped
+        except ValidationError as exc:
+            found = exc.problems
+    return None
+
+
+def _field_path(loc: tuple[Any, ...]) -> SettingPath:
+    """The part of a problem's location that is left out: a section's field, or a top-level one; a
+    list whole (positions name the items)."""
+    path: list[str] = []
+    for part in loc[:2]:
+        if not isinstance(part, str):
+            break
+        path.append(part)
+    return tuple(path)
+
+
+def _without(data: Mapping[str, Any], dropped: set[SettingPath]) -> dict[str, Any]:
+    out = {k: v for k, v in data.items() if (k,) not in dropped}
+    for path in dropped:
+        if len(path) == 2 and isinstance(out.get(path[0]), Mapping):
+            out[path[0]] = {k: v for k, v in out[path[0]].items() if k != path[1]}
+    return out
 
 
 def _check_sentry_environment(settings: Settings, env: Mapping[str, str]) -> None:
@@ -513,6 +602,23 @@ def _add_app_check(settings: Settings, _env: Mapping[str, str]) -> None:
     except ValidationError as exc:
         raise ConfigError([(f"app_check.{location(loc)}", m) for loc, m in exc.problems]) from None
     settings.checks.insert(0, check)
+
+
+_STEPS: tuple[tuple[Callable[[Settings, Mapping[str, str]], None], frozenset[SettingPath]], ...] = (
+    (_add_app_check, frozenset({("gateway", "upstream"), ("app_check",), ("checks",)})),
+    (_check_sentry_environment, frozenset({("sentry",)})),
+    (
+        _check_tracing_environment,
+        frozenset({("tracing",), ("logs", "otlp"), ("sentry", "release"), ("service_name",)}),
+    ),
+)
+"""Steps after validation, with the settings each reads: a step runs unless one of them is invalid."""
+
+
+def _overlap(read: SettingPath, left_out: SettingPath) -> bool:
+    """Whether a setting a step reads is, contains or lies inside one left out."""
+    n = min(len(read), len(left_out))
+    return read[:n] == left_out[:n]
 
 
 def _conventional_checks(env: Mapping[str, str], problems: list[tuple[str, str]]) -> list[CheckConfig]:

@@ -31,8 +31,10 @@ from sidecar.app_keys import (
 from sidecar.config import ConfigError, Settings, load_settings
 from sidecar.core.http_metrics import HttpMetrics
 from sidecar.core.routes import RouteNormaliser
+from sidecar.core.settings_model import is_model_type
 from sidecar.correlation.index import CorrelationIndex
 from sidecar.logs.wiring import add_log_admin_routes, setup_logs
+from sidecar.probing.app_check import OutlierSettings
 from sidecar.probing.check_metrics import CheckMetrics
 from sidecar.probing.endpoints import add_routes
 from sidecar.probing.health import HealthModel
@@ -83,9 +85,8 @@ def create_app(settings: Settings) -> web.Application:
     app[HTTP_METRICS] = HttpMetrics(
         registry, RouteNormaliser(settings.routes.templates, settings.routes.max_routes)
     )
-    app_check = settings.app_check
-    if settings.gateway.enabled and app_check.enabled and app_check.outlier.enabled:
-        app[OUTLIER] = OutlierDetector(app_check.outlier, health, app_check.name)
+    if settings.gateway.enabled:  # with detection off it stays idle, so a reload can turn it on
+        app[OUTLIER] = OutlierDetector(outlier_settings(settings), health, settings.app_check.name)
         registry.register(OutlierMetrics(app[OUTLIER]))
     install_sentry(app)  # app[SENTRY]; first cleanup context: starts first, stops last
     install_tracing(app)  # app[TRACING] when on: stops after the gateway, log sources and probes
@@ -106,9 +107,49 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("checks stopped")
 
 
+def outlier_settings(settings: Settings) -> OutlierSettings:
+    """``app_check.outlier``, turned off when the app check itself is."""
+    outlier = settings.app_check.outlier
+    if settings.app_check.enabled or not outlier.enabled:
+        return outlier
+    return outlier.model_copy(update={"enabled": False})
+
+
+# What a reload applies; every other setting that changed is named in a warning: it takes effect at the
+# next restart (listeners, the gateway, forwarding and the log sources are built once, at start-up).
+RELOADED = frozenset({"checks", "default_checks", "app_check", "logs.rules"})
+# What a reload applies to some parts and not others: named in a warning of its own, saying which.
+APPLIED_IN_PART = {
+    "routes.templates": (
+        "logs.rules labels (normalise: route) use the new templates now; the http_route label of "
+        "http_server_* metrics (gateway traffic and access lines) keeps the old ones until the next restart"
+    ),
+}
+
+
+def restart_only_changes(running: Settings, fresh: Settings) -> list[str]:
+    """The settings (``gateway.read_timeout``, ``listen``) that differ but a reload does not apply."""
+    changed: list[str] = []
+    for name in type(running).__struct_fields__:
+        old, new = getattr(running, name), getattr(fresh, name)
+        if name in RELOADED or old == new:
+            continue
+        if is_model_type(type(old)) and type(old) is type(new):
+            changed += [
+                f"{name}.{key}"
+                for key in type(old).__struct_fields__
+                if f"{name}.{key}" not in RELOADED and getattr(old, key) != getattr(new, key)
+            ]
+        else:
+            changed.append(name)
+    return changed
+
+
 async def reload_checks(app: web.Application, config_path: Path | None) -> None:
-    """SIGHUP: re-read file and environment; reconcile the checks and swap in the log rules (unchanged
-    rules keep their counters). Bad config keeps the old one.
+    """SIGHUP: re-read file and environment; reconcile the checks (the app check and its passive
+    outlier detection included) and swap in the log rules (unchanged rules keep their counters), with
+    the new route templates. Bad config keeps the old one; changed settings that only a restart
+    applies are named in a warning, and those applied in part (``routes.templates``) in another.
 
     Any failure, whatever the file holds, is a log line and the running configuration stays: the
     reload runs as a background task, so nothing may escape it as an unretrieved exception.
@@ -124,13 +165,37 @@ async def reload_checks(app: web.Application, config_path: Path | None) -> None:
             extra={"error": f"{type(exc).__name__}: {exc}"[:500]},
         )
         return
+    running = app[SETTINGS]
+    changed = restart_only_changes(running, fresh)
+    in_part = {name: APPLIED_IN_PART[name] for name in changed if name in APPLIED_IN_PART}
+    restart_only = [name for name in changed if name not in APPLIED_IN_PART]
     app[HEALTH].configure(fresh.checks)
     await app[SCHEDULER].apply(fresh.checks)
-    app[SETTINGS].checks = fresh.checks
+    detector = app.get(OUTLIER)
+    if detector is not None:
+        await detector.reconfigure(outlier_settings(fresh), fresh.app_check.name)
     app[LOGS].reload_rules(fresh.logs.rules, fresh.routes.templates)
+    running.checks = fresh.checks  # what the running sidecar now follows; the rest stays as started
+    running.default_checks = fresh.default_checks
+    running.app_check = fresh.app_check
+    running.logs.rules = fresh.logs.rules
+    if restart_only:
+        log.warning(
+            "reload: some changed settings take effect only at the next restart",
+            extra={"restart_required": restart_only},
+        )
+    if in_part:
+        log.warning(
+            "reload: some changed settings are applied in part, the rest at the next restart",
+            extra={"applied_in_part": in_part},
+        )
     log.info(
         "configuration reloaded",
-        extra={"checks": [c.name for c in fresh.checks], "log_rules": [r.name for r in fresh.logs.rules]},
+        extra={
+            "checks": [c.name for c in fresh.checks],
+            "log_rules": [r.name for r in fresh.logs.rules],
+            "app_outlier": "on" if detector is not None and detector.settings.enabled else "off",
+        },
     )
 
 

@@ -3,10 +3,13 @@
 The configuration (``sidecar.config`` and every ``settings`` module) and the collectors' options are
 declared as ``Model`` subclasses: typed fields with defaults, ``msgspec.Meta`` constraints
 (``Annotated[int, Meta(ge=1)]``), and validators in the familiar decorator form
-(``@field_validator("name")``, ``@model_validator(mode="after")``). Constructing a model, or
+(``@field_validator("name")``, ``@model_validator(mode="fields")``). Constructing a model, or
 ``Model.model_validate(mapping)``, converts and checks every field and raises one ``ValidationError``
 listing *every* problem with its location (``checks[2].interval``), so a configuration with three
-mistakes is reported with three lines, not one at a time.
+mistakes is reported with three lines, not one at a time. Checks across fields, list items, mapping
+entries and sections run in that same pass on the parts that are valid (``ValidationInfo``): a section,
+list or mapping with a mistake still gives its valid fields, items and entries to them, so no check
+waits for the rest of its section.
 
 Why not pydantic: the sidecar is a small resident process, and pydantic, pydantic-core, their schema
 machinery and pydantic-settings cost ~14 MB of resident memory for a configuration read once at
@@ -19,6 +22,8 @@ text (``"5"``, ``"true"``), text never silently becomes a number, unknown keys a
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import difflib
 import enum
 import inspect
@@ -44,6 +49,7 @@ __all__ = [
     "Unique",
     "ValidationError",
     "ValidationInfo",
+    "check_each",
     "field",
     "field_validator",
     "is_model_type",
@@ -156,9 +162,23 @@ def field_validator(
 
 @dataclass(frozen=True, slots=True)
 class ValidationInfo:
-    """What a validator may read besides its value: the valid fields declared before it."""
+    """What a validator may read besides its value: the valid fields declared before it.
+
+    Each part is what validated on its own, also when something next to it did not, so a check
+    across fields, items, entries or sections skips only the comparisons whose own inputs are invalid:
+
+    ``items``: for each list field, its valid items with their positions.
+    ``entries``: for each mapping field, its valid entries (key and value valid).
+    ``keys``: for each mapping field, its valid keys, whatever their values (a check of the names).
+    ``sections``: for each nested settings section, its own ``ValidationInfo`` (the section's valid
+    fields, items, entries and sections), also when another field of that section is invalid.
+    """
 
     data: Mapping[str, Any]
+    items: Mapping[str, list[tuple[int, Any]]] = dataclasses.field(default_factory=dict)
+    entries: Mapping[str, Mapping[Any, Any]] = dataclasses.field(default_factory=dict)
+    keys: Mapping[str, list[Any]] = dataclasses.field(default_factory=dict)
+    sections: Mapping[str, ValidationInfo] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +190,22 @@ class Unique:
     noun: str = "item"
 
 
-def model_validator(*, mode: Literal["before", "after"]) -> Callable[[F], F]:
-    """Mark a validator of the whole model: ``before`` is a classmethod ``(cls, data) -> data`` run on
-    the raw input; ``after`` is a method ``(self) -> self`` run once every field is valid."""
+def model_validator(*, mode: Literal["before", "fields", "after"]) -> Callable[[F], F]:
+    """Mark a validator of the whole model.
+
+    ``before`` is a classmethod ``(cls, data) -> data`` run on the raw input.
+
+    ``fields`` is a classmethod ``(cls, info) -> None`` run in the same pass as the field validators,
+    whatever else is wrong. ``info.data`` holds the fields that are valid (defaults included),
+    ``info.items``/``info.entries``/``info.keys`` the valid items and entries of list and mapping
+    fields and ``info.sections`` the valid part of each nested section, so a check across fields or
+    sections compares what it can and skips a comparison whose inputs are themselves invalid. It raises
+    ``ValueError`` (a problem of the model) or ``ValidationError`` with locations inside the model
+    (``("name",)``), each reported with that field's own problems, in field order.
+
+    ``after`` is a method ``(self) -> self`` run once every field is valid: for what derives from a
+    valid model (a resolved collector), not for checks, which would then wait for a second run.
+    """
 
     def mark(func: F) -> F:
         target = func.__func__ if isinstance(func, classmethod | staticmethod) else func
@@ -204,6 +237,7 @@ class _ModelSpec:
     fields: dict[str, _FieldSpec]
     before: list[str]
     after: list[str]
+    across: list[str]  # the "fields" model validators: checks across fields, run in the same pass
 
 
 _construct = msgspec.StructMeta.__call__
@@ -220,11 +254,7 @@ class _ModelMeta(msgspec.StructMeta):
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         if args:
             raise TypeError(f"{cls.__name__} takes keyword arguments only")
-        problems: list[tuple[Loc, str]] = []
-        instance = _validate_model(cast(type[_ModelMethods], cls), kwargs, (), problems)
-        if problems:
-            raise ValidationError(problems)
-        return instance
+        return _one_pass(cast(type[_ModelMethods], cls), kwargs)
 
 
 class _ModelMethods:
@@ -236,11 +266,7 @@ class _ModelMethods:
     @classmethod
     def model_validate(cls: type[_M], data: Any) -> _M:
         """``data`` (a mapping, or whatever a ``before`` model validator accepts) as a valid ``cls``."""
-        problems: list[tuple[Loc, str]] = []
-        instance = _validate_model(cls, data, (), problems)
-        if problems:
-            raise ValidationError(problems)
-        result: _M = instance
+        result: _M = _one_pass(cls, data)
         return result
 
     def model_dump(self) -> dict[str, Any]:
@@ -286,6 +312,40 @@ def _dump_hook(value: Any) -> Any:
 # -- the validation -----------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _Salvage:
+    """What validated on its own inside the sections, lists and mappings of one pass, by location.
+
+    A parent reads its fields' parts from here when a field as a whole is invalid, so the checks
+    across fields and sections (``ValidationInfo``) still see every part that is valid.
+    """
+
+    sections: dict[Loc, ValidationInfo] = dataclasses.field(default_factory=dict)
+    items: dict[Loc, list[tuple[int, Any]]] = dataclasses.field(default_factory=dict)
+    entries: dict[Loc, tuple[dict[Any, Any], list[Any]]] = dataclasses.field(default_factory=dict)
+
+
+_SALVAGE: contextvars.ContextVar[_Salvage] = contextvars.ContextVar("settings_salvage")
+
+
+def _one_pass(cls: type[_ModelMethods], data: Any) -> Any:
+    """Validate ``data`` as ``cls`` with a salvage store of its own (a validator may start another)."""
+    token = _SALVAGE.set(_Salvage())
+    try:
+        problems: list[tuple[Loc, str]] = []
+        instance = _validate_model(cls, data, (), problems)
+    finally:
+        _SALVAGE.reset(token)
+    if problems:
+        raise ValidationError(problems)
+    return instance
+
+
+def _salvage() -> _Salvage:
+    store = _SALVAGE.get(None)
+    return store if store is not None else _Salvage()  # outside a pass: nothing reads what it keeps
+
+
 def _spec(cls: type[_ModelMethods]) -> _ModelSpec:
     spec = cls.__dict__.get("__settings_spec__")
     if spec is not None:
@@ -298,6 +358,7 @@ def _spec(cls: type[_ModelMethods]) -> _ModelSpec:
     field_always: set[str] = set()
     model_before: list[str] = []
     model_after: list[str] = []
+    model_fields: list[str] = []
     seen: set[str] = set()
     for klass in reversed(cls.__mro__):  # base classes first, each in definition order
         for attr, value in vars(klass).items():
@@ -314,7 +375,9 @@ def _spec(cls: type[_ModelMethods]) -> _ModelSpec:
                         field_always.add(name)
             model_mode = getattr(func, _MODEL_MARK, None)
             if model_mode is not None:
-                (model_before if model_mode == "before" else model_after).append(attr)
+                {"before": model_before, "fields": model_fields, "after": model_after}[model_mode].append(
+                    attr
+                )
     defaults = {info.name: info for info in msgspec.structs.fields(struct)}
     fields = {
         name: _FieldSpec(
@@ -330,7 +393,7 @@ def _spec(cls: type[_ModelMethods]) -> _ModelSpec:
     for name in (*field_before, *field_after):
         if name not in fields:
             raise TypeError(f"{cls.__name__}: a validator names the unknown field {name!r}")
-    spec = _ModelSpec(fields, model_before, model_after)
+    spec = _ModelSpec(fields, model_before, model_after, model_fields)
     cls.__settings_spec__ = spec
     return spec
 
@@ -370,6 +433,26 @@ def _call(func: Callable[[Any], Any], value: Any, loc: Loc, problems: list[tuple
     return _INVALID
 
 
+def check_each(pairs: Iterable[tuple[str | int, Any]], check: Callable[[Any], F]) -> list[F]:
+    """``check`` on every (index or key, value) of a list or mapping, every problem at its own place.
+
+    For a validator of a list or mapping field: each bad item or entry is reported, in one pass, at
+    ``[i]`` or ``.key``, instead of the first one for the whole field. Returns the checked values.
+    """
+    problems: list[tuple[Loc, str]] = []
+    out: list[F] = []
+    for where, value in pairs:
+        try:
+            out.append(check(value))
+        except ValidationError as exc:
+            problems.extend(((where, *inner), message) for inner, message in exc.problems)
+        except (ValueError, TypeError) as exc:
+            problems.append(((where,), _message(exc)))
+    if problems:
+        raise ValidationError(problems)
+    return out
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'interval'?)`` when a choice is close to ``word``, else empty."""
     close = difflib.get_close_matches(word, list(choices), n=1)
@@ -403,7 +486,8 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
                 )
             ]
     values: dict[str, Any] = {}
-    data: dict[str, Any] = {}  # what validators see: the valid values so far, defaults included
+    parts = _Parts()  # what validators see: the valid values so far, defaults included, and their parts
+    data = parts.data
     missing: list[tuple[Loc, str]] = []
     for name, field_spec in spec.fields.items():
         found: list[tuple[Loc, str]] = []
@@ -414,16 +498,21 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
             default = field_spec.default
             default = default() if callable(default) else default
             if field_spec.always and field_spec.after:
-                checked = _after_validators(cls, field_spec, default, (*loc, name), found, data)
+                checked = _after_validators(cls, field_spec, default, (*loc, name), found, parts.view)
                 if checked is not _INVALID and checked is not default:
                     values[name] = checked
                 missing.extend(found)
             data[name] = values.get(name, default)
+            parts.add(name, (*loc, name), data[name])
             continue
-        converted = _validate_field(cls, field_spec, value[name], (*loc, name), found, data)
+        converted = _validate_field(cls, field_spec, value[name], (*loc, name), found, parts.view)
         buckets[name] = found
         if converted is not _INVALID:
             values[name] = data[name] = converted
+        parts.add(name, (*loc, name), converted)
+    info = parts.view
+    _check_fields(cls, spec, info, value, loc, buckets, missing)
+    _salvage().sections[loc] = info
     ordered = [problem for key in value for problem in buckets.get(str(key), ())]
     if ordered or missing:
         problems.extend(ordered)
@@ -440,6 +529,119 @@ def _validate_model(  # noqa: PLR0911, PLR0912  (one pass: before, keys, fields,
     return instance
 
 
+def _check_fields(
+    cls: type[_ModelMethods],
+    spec: _ModelSpec,
+    info: ValidationInfo,
+    given: Mapping[Any, Any],
+    loc: Loc,
+    buckets: dict[str, list[tuple[Loc, str]]],
+    missing: list[tuple[Loc, str]],
+) -> None:
+    """Run the ``fields`` model validators on the valid fields; file each problem with its field's."""
+    if not spec.across:
+        return
+    touched: set[str] = set()
+    for name in spec.across:
+        found: list[tuple[Loc, str]] = []
+        _call(getattr(cls, name), info, loc, found)
+        for problem in found:
+            inner = problem[0][len(loc) :]
+            key = inner[0] if inner else None
+            if isinstance(key, str) and key in given:
+                buckets.setdefault(key, []).append(problem)
+                touched.add(key)
+            else:
+                missing.append(problem)
+    depth = len(loc)
+    for key in touched:  # a field's problems in the order of the input, whichever check found them
+        buckets[key].sort(key=lambda p: _input_order(given, p[0][depth:]))
+
+
+class _Parts:
+    """The valid part of a model being validated: its fields, and the valid parts of the others.
+
+    ``view`` is the one ``ValidationInfo`` every validator of the model gets: it shares these
+    mappings, so it shows what is valid so far.
+    """
+
+    __slots__ = ("data", "entries", "items", "keys", "sections", "view")
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.items: dict[str, list[tuple[int, Any]]] = {}
+        self.entries: dict[str, Mapping[Any, Any]] = {}
+        self.keys: dict[str, list[Any]] = {}
+        self.sections = _Sections()
+        self.view = ValidationInfo(self.data, self.items, self.entries, self.keys, self.sections)
+
+    def add(self, name: str, loc: Loc, value: Any) -> None:
+        """File field ``name``'s parts: from its value when valid, else what validated on its own."""
+        if value is _INVALID:
+            store = _salvage()
+            if loc in store.items:
+                self.items[name] = store.items[loc]
+            if loc in store.entries:
+                self.entries[name], self.keys[name] = store.entries[loc]
+            if loc in store.sections:
+                self.sections.found[name] = store.sections[loc]
+        elif isinstance(value, list | tuple):
+            self.items[name] = list(enumerate(value))
+        elif isinstance(value, dict):
+            self.entries[name], self.keys[name] = value, list(value)
+        elif isinstance(value, _ModelMethods):
+            self.sections.found[name] = value
+
+
+class _Sections(Mapping[str, ValidationInfo]):
+    """Section name -> its ``ValidationInfo``; a valid section's is made only when a check reads it."""
+
+    __slots__ = ("found",)
+
+    def __init__(self) -> None:
+        self.found: dict[str, ValidationInfo | _ModelMethods] = {}
+
+    def __getitem__(self, name: str) -> ValidationInfo:
+        value = self.found[name]
+        if isinstance(value, ValidationInfo):
+            return value
+        info = self.found[name] = _info_of(value)
+        return info
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(self.found)
+
+    def __len__(self) -> int:
+        return len(self.found)
+
+
+def _info_of(instance: _ModelMethods) -> ValidationInfo:
+    """A valid model's fields and parts, as its ``fields`` validators saw them."""
+    parts = _Parts()
+    for name in cast(msgspec.Struct, instance).__struct_fields__:
+        parts.data[name] = getattr(instance, name)
+        parts.add(name, (), parts.data[name])
+    return parts.view
+
+
+def _input_order(given: Any, loc: Loc) -> tuple[int, ...]:
+    """Where ``loc`` lies in the input: at each level, the key's position in the mapping (a key not
+    given, such as a missing required field, after those given) or the item's index."""
+    order: list[int] = []
+    for part in loc:
+        if isinstance(given, Mapping):
+            keys = [str(k) for k in given]
+            order.append(keys.index(str(part)) if str(part) in keys else len(keys))
+            given = given.get(part)
+        elif isinstance(given, list | tuple) and isinstance(part, int) and 0 <= part < len(given):
+            order.append(part)
+            given = given[part]
+        else:
+            order.append(part if isinstance(part, int) else 0)
+            given = None
+    return tuple(order)
+
+
 def _run_method(target: tuple[_ModelMethods, str]) -> Any:
     instance, name = target
     return getattr(instance, name)()
@@ -451,15 +653,14 @@ def _validate_field(
     value: Any,
     loc: Loc,
     problems: list[tuple[Loc, str]],
-    data: Mapping[str, Any] | None = None,
+    info: ValidationInfo,
 ) -> Any:
-    info = ValidationInfo(data if data is not None else {})
     for name in spec.before:
         value = _call_validator(getattr(cls, name), value, info, loc, problems)
         if value is _INVALID:
             return _INVALID
     value = convert(spec.type, value, loc, problems)
-    return _after_validators(cls, spec, value, loc, problems, info.data)
+    return _after_validators(cls, spec, value, loc, problems, info)
 
 
 def _after_validators(
@@ -468,9 +669,8 @@ def _after_validators(
     value: Any,
     loc: Loc,
     problems: list[tuple[Loc, str]],
-    data: Mapping[str, Any],
+    info: ValidationInfo,
 ) -> Any:
-    info = ValidationInfo(data)
     for name in spec.after:
         if value is _INVALID:
             break
@@ -542,10 +742,7 @@ def _convert_annotated(tp: Any, value: Any, loc: Loc, problems: list[tuple[Loc, 
             if value is _INVALID:
                 return _INVALID
     if _is_special(base) or get_origin(base) in (list, tuple, dict):
-        value = _convert_container(base, extra, value, loc, problems)
-        if value is not _INVALID:
-            for meta in metas:
-                value = _check_length(meta, value, loc, problems)
+        value = _convert_sized(base, extra, metas, value, loc, problems)
     elif metas:
         value = _scalar(Annotated[(base, *metas)], value, loc, problems)
     else:
@@ -556,6 +753,25 @@ def _convert_annotated(tp: Any, value: Any, loc: Loc, problems: list[tuple[Loc, 
         if isinstance(marker, AfterValidator):
             value = _call(marker.func, value, loc, problems)
     return value
+
+
+def _convert_sized(
+    base: Any,
+    extra: list[Any],
+    metas: list[msgspec.Meta],
+    value: Any,
+    loc: Loc,
+    problems: list[tuple[Loc, str]],
+) -> Any:
+    """A container with its length bounds; too many items is reported too when some item is bad."""
+    converted = _convert_container(base, extra, value, loc, problems)
+    if converted is not _INVALID:
+        for meta in metas:
+            converted = _check_length(meta, converted, loc, problems)
+    elif isinstance(value, list | tuple | Mapping):
+        for meta in metas:
+            _check_length(meta, value, loc, problems)
+    return converted
 
 
 def _convert_container(
@@ -652,6 +868,8 @@ def _convert_sequence(
                 else:
                     seen[key] = i
         items.append(convert(t, v, (*loc, i), problems))
+    # each item valid on its own, for the checks across items and fields (``ValidationInfo.items``)
+    _salvage().items[loc] = [(i, item) for i, item in enumerate(items) if item is not _INVALID]
     if len(problems) > before:
         return _INVALID
     return tuple(items) if origin is tuple else items
@@ -663,11 +881,17 @@ def _convert_mapping(tp: Any, value: Any, loc: Loc, problems: list[tuple[Loc, st
         return _INVALID
     key_type, value_type = get_args(tp) or (Any, Any)
     before = len(problems)
-    out = {}
-    for key, item in value.items():
+    out: dict[Any, Any] = {}
+    keys: list[Any] = []
+    for key, item in value.items():  # every entry on its own: each bad one is reported
         new_key = convert(key_type, key, (*loc, str(key)), problems)
         new_value = convert(value_type, item, (*loc, str(key)), problems)
-        out[new_key] = new_value
+        if new_key is not _INVALID:
+            keys.append(new_key)
+            if new_value is not _INVALID:
+                out[new_key] = new_value
+    # the valid entries and keys, for the checks across entries and fields (``ValidationInfo.entries``)
+    _salvage().entries[loc] = (out, keys)
     if len(problems) > before:
         return _INVALID
     return out

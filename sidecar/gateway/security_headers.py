@@ -20,7 +20,7 @@ import re
 from typing import Annotated, Any
 
 from sidecar.core.routes import RouteTemplate
-from sidecar.core.settings_model import Meta, Model, field, field_validator, model_validator
+from sidecar.core.settings_model import Meta, Model, ValidationInfo, check_each, field, field_validator
 from sidecar.gateway.hop_by_hop import is_hop_by_hop
 from sidecar.gateway.query_mask import path_of
 
@@ -47,23 +47,38 @@ _REMOVE = -1
 
 
 def _check_headers(value: dict[str, Any]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name, raw in value.items():
-        if not _TOKEN.fullmatch(name):
-            raise ValueError(f"{name!r} is not a header name")
-        lower = name.lower()
-        if is_hop_by_hop(lower.encode("ascii")) or lower in _OWNED or lower == "transfer-encoding":
-            raise ValueError(f"{name!r} cannot be set here (the gateway or the app owns it)")
-        if raw is None or raw is False:
-            out[name] = None
-            continue
-        if not isinstance(raw, str):
-            raise ValueError(f"{name}: a header value is a string, or null to leave the header out")
-        text = raw.strip()
-        if not text or not _VALUE.fullmatch(text):
-            raise ValueError(f"{name}: {raw!r} is empty or has characters a header value cannot carry")
-        out[name] = text
-    return out
+    """Every header of the mapping checked, each bad one reported at its name (``headers.X-Foo``)."""
+    checked = check_each(((name, (name, raw)) for name, raw in value.items()), _check_header)
+    return dict(zip(value, checked, strict=True))
+
+
+def _check_header(entry: tuple[str, Any]) -> str | None:
+    name, raw = entry
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"{name!r} is not a header name")
+    lower = name.lower()
+    if is_hop_by_hop(lower.encode("ascii")) or lower in _OWNED or lower == "transfer-encoding":
+        raise ValueError(f"{name!r} cannot be set here (the gateway or the app owns it)")
+    if raw is None or raw is False:
+        return None
+    if not isinstance(raw, str):
+        raise ValueError(f"{name}: a header value is a string, or null to leave the header out")
+    text = raw.strip()
+    if not text or not _VALUE.fullmatch(text):
+        raise ValueError(f"{name}: {raw!r} is empty or has characters a header value cannot carry")
+    return text
+
+
+def _header_name(name: str) -> str:
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"{name!r} is not a header name")
+    return name
+
+
+def _path_prefix(prefix: str) -> str:
+    if not prefix.startswith("/") or not prefix.isascii():
+        raise ValueError(f"path prefix {prefix!r} must be ASCII and start with '/'")
+    return prefix
 
 
 class SecurityHeaderRoute(Model):
@@ -77,28 +92,26 @@ class SecurityHeaderRoute(Model):
     @field_validator("routes")
     @classmethod
     def _templates(cls, value: list[str]) -> list[str]:
-        for template in value:
-            RouteTemplate(template)
+        check_each(enumerate(value), RouteTemplate)  # every bad template, each at [i]
         return value
 
     @field_validator("path_prefixes")
     @classmethod
     def _prefixes(cls, value: list[str]) -> list[str]:
-        for prefix in value:
-            if not prefix.startswith("/") or not prefix.isascii():
-                raise ValueError(f"path prefix {prefix!r} must be ASCII and start with '/'")
+        return check_each(enumerate(value), _path_prefix)
+
+    @field_validator("path_prefixes", always=True)
+    @classmethod
+    def _selects(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # across fields: reads ``routes`` when it is valid, in the same pass as every other problem
+        if info.data.get("routes") == [] and not value:
+            raise ValueError("a security_headers.routes entry needs routes or path_prefixes")
         return value
 
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, Any]) -> dict[str, str | None]:
         return _check_headers(value)
-
-    @model_validator(mode="after")
-    def _selects(self) -> SecurityHeaderRoute:
-        if not self.routes and not self.path_prefixes:
-            raise ValueError("a security_headers.routes entry needs routes or path_prefixes")
-        return self
 
 
 class SecurityHeaderSettings(Model):
@@ -135,10 +148,7 @@ class SecurityHeaderSettings(Model):
     @field_validator("remove")
     @classmethod
     def _remove(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not _TOKEN.fullmatch(name):
-                raise ValueError(f"{name!r} is not a header name")
-        return value
+        return check_each(enumerate(value), _header_name)
 
     def header_set(self) -> dict[str, str | None]:
         """The default set for every route: Helmet's, the CSP, then ``headers`` (case-insensitive names)."""

@@ -12,8 +12,16 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from sidecar.core.durations import Duration
-from sidecar.core.settings_model import IPvAnyNetwork, Meta, Model, field, field_validator, model_validator
-from sidecar.gateway.ratelimit.settings import RateLimitRedis, RateLimitRule, check_rules
+from sidecar.core.settings_model import (
+    IPvAnyNetwork,
+    Meta,
+    Model,
+    Unique,
+    ValidationInfo,
+    field,
+    field_validator,
+)
+from sidecar.gateway.ratelimit.settings import RateLimitRedis, RateLimitRule
 from sidecar.gateway.security_headers import SecurityHeaderSettings
 
 ENV_ALIASES = {"SIDECAR_UPSTREAM": "upstream", "SIDECAR_GATEWAY_LISTEN": "listen"}
@@ -125,7 +133,9 @@ class GatewaySettings(Model):
     ] = True
     new_trace_sampled: Annotated[bool, Meta(description="sampled flag on traces the gateway starts")] = True
     access_log: AccessLogSettings = field(default_factory=AccessLogSettings)
-    rate_limits: Annotated[list[RateLimitRule], Meta(description="docs/edge-protections.md")] = []
+    rate_limits: Annotated[
+        list[RateLimitRule], Unique("name", "rate-limit rule"), Meta(description="docs/edge-protections.md")
+    ] = []
     rate_limit_redis: Annotated[RateLimitRedis | None, Meta(description="shared rate-limit state")] = None
     security_headers: SecurityHeaderSettings = field(default_factory=SecurityHeaderSettings)
 
@@ -143,13 +153,28 @@ class GatewaySettings(Model):
         parse_host_port(value, any_port=True)
         return value
 
-    @model_validator(mode="after")
-    def _timeouts_positive(self) -> GatewaySettings:
-        for name in ("connect_timeout", "read_timeout", "idle_timeout", "header_timeout", "body_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be greater than zero")
-        check_rules(self.rate_limits, self.rate_limit_redis)
-        return self
+    @field_validator("connect_timeout", "read_timeout", "idle_timeout", "header_timeout", "body_timeout")
+    @classmethod
+    def _timeout_positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    # Checks across fields read the valid fields before them (``info.data``): one pass reports all.
+
+    @field_validator("rate_limit_redis", always=True)
+    @classmethod
+    def _redis_for_redis_rules(
+        cls, value: RateLimitRedis | None, info: ValidationInfo
+    ) -> RateLimitRedis | None:
+        rules: list[tuple[int, RateLimitRule]] = info.items.get("rate_limits", [])  # each valid rule
+        wanting = [f"gateway.rate_limits[{i}] ({r.name!r})" for i, r in rules if r.backend == "redis"]
+        if value is None and wanting:
+            raise ValueError(
+                f"{', '.join(wanting)} {'has' if len(wanting) == 1 else 'have'} backend: redis but "
+                "gateway.rate_limit_redis is not set: set it (redis://host:6379/0) or use backend: local"
+            )
+        return value
 
     @property
     def enabled(self) -> bool:

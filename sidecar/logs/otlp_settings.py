@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from sidecar.core.durations import Duration
-from sidecar.core.settings_model import Meta, Model, SecretStr, field_validator, model_validator
+from sidecar.core.settings_model import Meta, Model, SecretStr, ValidationInfo, field_validator
 from sidecar.tracing.settings import check_endpoint
 
 
@@ -68,11 +68,20 @@ class OtlpLogSettings(Model):
     def _lower_protocol(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _positive(self) -> OtlpLogSettings:
-        for name in ("timeout", "flush_interval", "retry_initial", "retry_max"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"logs.otlp.{name} must be greater than zero")
-        if self.max_batch > self.max_queue:
-            raise ValueError("logs.otlp.max_batch cannot be larger than logs.otlp.max_queue")
-        return self
+    @field_validator("timeout", "flush_interval", "retry_initial", "retry_max")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    @field_validator("max_batch", always=True)
+    @classmethod
+    def _batch_fits_queue(cls, value: int, info: ValidationInfo) -> int:
+        # across fields: reads max_queue when it is valid, in the same pass as every other problem
+        queue = info.data.get("max_queue")
+        if queue is not None and value > queue:
+            raise ValueError(
+                f"logs.otlp.max_batch ({value}) cannot be larger than logs.otlp.max_queue ({queue})"
+            )
+        return value

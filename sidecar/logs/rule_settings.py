@@ -17,9 +17,18 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from typing import Annotated, Literal
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
 
-from sidecar.core.settings_model import Meta, Model, ValidationError, field, field_validator, model_validator
+from sidecar.core.settings_model import (
+    Meta,
+    Model,
+    ValidationError,
+    ValidationInfo,
+    field,
+    field_validator,
+    model_validator,
+)
 
 Loc = tuple[str | int, ...]
 
@@ -118,24 +127,20 @@ class RuleCondition(Model):
                 raise ValueError(f"regex {value!r} does not compile: {exc}") from None
         return value
 
-    @model_validator(mode="after")
-    def _one_test(self) -> RuleCondition:
-        given = [
-            name
-            for name, present in (
-                ("equals", self.equals is not None),
-                ("one_of", bool(self.one_of)),
-                ("regex", self.regex is not None),
-                ("exists", self.exists is not None),
-            )
-            if present
-        ]
+    @model_validator(mode="fields")
+    @classmethod
+    def _one_test(cls, info: ValidationInfo) -> None:
+        data = info.data
+        tests = ("equals", "one_of", "regex", "exists")
+        if any(name not in data for name in tests):
+            return  # a test that is itself invalid: counting them would say nothing true
+        given = [name for name in tests if data[name] not in (None, [])]
         if len(given) != 1:
+            on = f" on {data['field']!r}" if "field" in data else ""
             raise ValueError(
-                f"a condition on {self.field!r} needs exactly one of equals, one_of, regex or exists "
+                f"a condition{on} needs exactly one of equals, one_of, regex or exists "
                 f"(got {', '.join(given) or 'none'})"
             )
-        return self
 
 
 class RuleMatch(Model):
@@ -176,11 +181,12 @@ class RuleLabel(Model):
     def _path(cls, value: str | None) -> str | None:
         return None if value is None else _check_path(value)
 
-    @model_validator(mode="after")
-    def _field_or_value(self) -> RuleLabel:
-        if (self.field is None) == (self.value is None):
+    @model_validator(mode="fields")
+    @classmethod
+    def _field_or_value(cls, info: ValidationInfo) -> None:
+        data = info.data
+        if "field" in data and "value" in data and (data["field"] is None) == (data["value"] is None):
             raise ValueError("a label needs either `field` (read from each line) or `value` (a constant)")
-        return self
 
 
 class LogRule(Model):
@@ -207,12 +213,13 @@ class LogRule(Model):
     def _path(cls, value: str | None) -> str | None:
         return None if value is None else _check_path(value)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> LogRule:
-        problems = rule_problems(self)
+    @model_validator(mode="fields")
+    @classmethod
+    def _consistent(cls, info: ValidationInfo) -> None:
+        # label names are checked whatever their settings: a bad label does not hide another's name
+        problems = rule_problems(info.data, info.keys.get("labels"))
         if problems:
             raise ValidationError(problems)
-        return self
 
     def scale(self) -> float:
         """What a value in the lines is multiplied by to be in the metric's base unit."""
@@ -227,20 +234,32 @@ class LogRule(Model):
         return (self.type, self.help, tuple(self.labels), buckets)
 
 
-def rule_problems(rule: LogRule) -> list[tuple[Loc, str]]:  # noqa: PLR0912 (one check per rule of naming)
-    """Every naming, unit and shape problem of one rule, each with the setting it is about."""
+def rule_problems(  # noqa: PLR0912 (one check per rule of naming)
+    rule: Mapping[str, Any], label_names: Sequence[str] | None = None
+) -> list[tuple[Loc, str]]:
+    """Every naming, unit and shape problem of one rule, each with the setting it is about.
+
+    ``rule`` holds the rule's valid fields (``LogRule``'s ``fields`` validator): each check runs when
+    the fields it compares are valid, so a rule with a bad ``unit`` still has its name checked.
+    ``label_names``: the names of its labels, also when some label's own settings are invalid
+    (``ValidationInfo.keys``); by default those of ``rule["labels"]``.
+    """
     problems: list[tuple[Loc, str]] = []
-    name = rule.name
+    name: str | None = rule.get("name")
+    kind: str | None = rule.get("type")
+    unit: str | None = rule.get("unit")
+    buckets: list[float] | None = rule.get("buckets")
+    labels = list(label_names) if label_names is not None else rule.get("labels")
 
     def add(where: str, message: str) -> None:
         problems.append(((where,), message))
 
-    if not METRIC_NAME.match(name) or name.startswith("__"):
+    if name is not None and (not METRIC_NAME.match(name) or name.startswith("__")):
         add(
             "name",
             f"{name!r} is not a Prometheus metric name: letters, digits and '_', not starting with a digit",
         )
-    else:
+    elif name is not None:
         reserved = next((p for p in RESERVED_PREFIXES if name.startswith(p)), None)
         if name == "up":
             add("name", "Prometheus adds `up` to every target itself: choose another name")
@@ -256,17 +275,17 @@ def rule_problems(rule: LogRule) -> list[tuple[Loc, str]]:  # noqa: PLR0912 (one
                 "name",
                 f"{name!r} ends with {suffix!r}, which Prometheus reserves for histogram and info series",
             )
-        if rule.type == "counter" and not name.endswith("_total"):
+        if kind == "counter" and not name.endswith("_total"):
             add("name", f"a counter's name ends with _total: {name}_total")
-        if rule.type != "counter" and name.endswith("_total"):
-            add("name", f"only counters end with _total; rename this {rule.type}")
-        unit = base_unit(rule.unit)
+        if kind is not None and kind != "counter" and name.endswith("_total"):
+            add("name", f"only counters end with _total; rename this {kind}")
+        base = base_unit(unit) if unit is not None else None
         stem = name.removesuffix("_total")
-        if unit is not None and not stem.endswith(f"_{unit}"):
+        if kind is not None and base is not None and not stem.endswith(f"_{base}"):
             add(
                 "name",
-                f"the value is converted from {rule.unit} to {unit}: the name must end with _{unit}"
-                + ("_total" if rule.type == "counter" else ""),
+                f"the value is converted from {unit} to {base}: the name must end with _{base}"
+                + ("_total" if kind == "counter" else ""),
             )
         if re.search(
             r"_(milli|micro|nano)?(ms|us|ns|millis|milliseconds|microseconds|nanoseconds|minutes|hours|kb|mb|kilobytes|megabytes|percent)$",
@@ -276,19 +295,21 @@ def rule_problems(rule: LogRule) -> list[tuple[Loc, str]]:  # noqa: PLR0912 (one
                 "name",
                 "use base units in the name (seconds, bytes, ratio) and `unit:` to convert the values",
             )
-    if rule.type in {"gauge", "histogram"} and rule.value is None:
-        add("value", f"a {rule.type} needs `value`: the field it reads")
-    if rule.type == "counter" and rule.value is None and rule.unit != "none":
-        add("unit", "a counter of lines has no unit; give `value` to add a field's values")
-    if rule.buckets and rule.type != "histogram":
-        add("buckets", "only a histogram has buckets")
-    if rule.type == "histogram":
-        bounds = rule.effective_buckets()
-        if any(not math.isfinite(b) for b in bounds) or any(a >= b for a, b in itertools.pairwise(bounds)):
+    if kind is not None and "value" in rule:
+        if kind in {"gauge", "histogram"} and rule["value"] is None:
+            add("value", f"a {kind} needs `value`: the field it reads")
+        if kind == "counter" and rule["value"] is None and unit is not None and unit != "none":
+            add("unit", "a counter of lines has no unit; give `value` to add a field's values")
+    if kind is not None and buckets is not None:
+        if buckets and kind != "histogram":
+            add("buckets", "only a histogram has buckets")
+        bounds = tuple(buckets) if buckets else DEFAULT_BUCKETS
+        unordered = any(a >= b for a, b in itertools.pairwise(bounds))
+        if kind == "histogram" and (any(not math.isfinite(b) for b in bounds) or unordered):
             add("buckets", "buckets are finite and strictly increasing (+Inf is added for you)")
-    if len(rule.labels) > MAX_LABELS:
+    if labels is not None and len(labels) > MAX_LABELS:
         add("labels", f"at most {MAX_LABELS} labels per rule")
-    for label in rule.labels:
+    for label in labels or {}:
         if not LABEL_NAME.match(label) or label.startswith("__"):
             problems.append((("labels", label), f"{label!r} is not a Prometheus label name"))
         elif label in {"le", "quantile"}:
@@ -308,14 +329,14 @@ def exposed_names(name: str, kind: str) -> set[str]:
     return {name}
 
 
-def rules_problems(rules: list[LogRule]) -> list[tuple[Loc, str]]:
+def rules_problems(rules: list[tuple[int, LogRule]]) -> list[tuple[Loc, str]]:
     """Problems between rules: rules may share a metric only when they agree on its type, help, labels
     and buckets (e.g. cache hits and misses as one counter with a constant ``result`` label); metrics
     of different names may not produce the same family or sample name (``app_x_total`` and ``app_x``)."""
     problems: list[tuple[Loc, str]] = []
     first: dict[str, tuple[int, tuple[object, ...]]] = {}
     owners: dict[str, str] = {}
-    for index, rule in enumerate(rules):
+    for index, rule in rules:  # the valid rules, each with its position in logs.rules
         clash = next(
             (owners[n] for n in exposed_names(rule.name, rule.type) if owners.get(n, rule.name) != rule.name),
             None,
@@ -337,8 +358,8 @@ def rules_problems(rules: list[LogRule]) -> list[tuple[Loc, str]]:
             problems.append(
                 (
                     ("rules", index, "name"),
-                    f"rules[{seen[0]}] also writes {rule.name!r} with another type, help, label names or "
-                    "buckets: rules sharing a metric must agree on them, or use another name",
+                    f"logs.rules[{seen[0]}] also writes {rule.name!r} with another type, help, label "
+                    "names or buckets: rules sharing a metric must agree on them, or use another name",
                 )
             )
     return problems

@@ -15,6 +15,8 @@ from sidecar.core.settings_model import (
     Meta,
     Model,
     ValidationError,
+    ValidationInfo,
+    check_each,
     field,
     field_validator,
     model_validator,
@@ -70,6 +72,13 @@ class HttpIngestSettings(Model):
     max_concurrent: Annotated[int, Meta(ge=1, le=256, description="ingest requests at once; 503 beyond")] = 4
 
 
+def _known_level(entry: tuple[str, str]) -> str:
+    name, level = entry
+    if level not in NORMAL_LEVELS:
+        raise ValueError(f"level {name!r} maps to {level!r}; use one of: {', '.join(NORMAL_LEVELS)}")
+    return level
+
+
 class FieldOverrides(Model):
     """Where to find each normalised field when the app's names are not the usual ones.
 
@@ -102,9 +111,7 @@ class FieldOverrides(Model):
     @field_validator("levels")
     @classmethod
     def _known_levels(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, level in value.items():
-            if level not in NORMAL_LEVELS:
-                raise ValueError(f"level {name!r} maps to {level!r}; use one of: {', '.join(NORMAL_LEVELS)}")
+        check_each(((name, (name, level)) for name, level in value.items()), _known_level)  # each at its name
         return value
 
     def is_empty(self) -> bool:
@@ -143,16 +150,17 @@ class LogSettings(Model):
         OtlpLogSettings, Meta(description="lines and access records as OTLP logs (see docs/logs.md)")
     ] = field(default_factory=OtlpLogSettings)
 
-    @model_validator(mode="after")
-    def _positive_intervals(self) -> LogSettings:
-        for name in ("poll_interval", "checkpoint_interval"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"logs.{name} must be greater than zero")
-        return self
+    @field_validator("poll_interval", "checkpoint_interval")
+    @classmethod
+    def _positive_interval(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
 
-    @model_validator(mode="after")
-    def _rules_agree(self) -> LogSettings:
-        problems = rules_problems(self.rules)
+    @model_validator(mode="fields")
+    @classmethod
+    def _rules_agree(cls, info: ValidationInfo) -> None:
+        # between the valid rules, in the same pass as an invalid rule's own problems
+        problems = rules_problems(info.items.get("rules", []))
         if problems:
             raise ValidationError(problems)
-        return self

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from collectors import load_collector
 from sidecar.core.durations import Duration
-from sidecar.core.settings_model import Meta, Model, field, field_validator, model_validator
+from sidecar.core.settings_model import Meta, Model, ValidationError, ValidationInfo, field, field_validator
 from sidecar.probing.settings import CHECK_NAME, CheckConfig
 
 
@@ -43,16 +44,30 @@ class OutlierSettings(Model):
     ] = 10.0
     max_ejection_time: Annotated[Duration, Meta(description="longest ejection")] = 300.0
 
-    @model_validator(mode="after")
-    def _positive_times(self) -> OutlierSettings:
-        for name in ("window", "base_ejection_time", "max_ejection_time"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be greater than zero")
-        if self.max_ejection_time < self.base_ejection_time:
+    # Checks across fields read the valid fields before them (``info.data``): one pass reports all.
+
+    @field_validator("window", "base_ejection_time")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        return _positive_duration(value)
+
+    @field_validator("max_ejection_time", always=True)
+    @classmethod
+    def _not_below_base(cls, value: float, info: ValidationInfo) -> float:
+        _positive_duration(value)
+        base = info.data.get("base_ejection_time")
+        if base is not None and value < base:
             raise ValueError(
-                "max_ejection_time is shorter than base_ejection_time: raise it or lower the base"
+                f"max_ejection_time ({value:g}s) is shorter than base_ejection_time ({base:g}s): "
+                "raise it or lower the base"
             )
-        return self
+        return value
+
+
+def _positive_duration(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
 
 
 class AppCheckSettings(Model):
@@ -90,6 +105,40 @@ class AppCheckSettings(Model):
     def _absolute_path(cls, value: str | None) -> str | None:
         if value is not None and (not value.startswith("/") or any(c.isspace() for c in value)):
             raise ValueError(f"{value!r} is not a path: write it from the root, e.g. /health")
+        return value
+
+    # What the generated check (``app_check_config``) would refuse is refused here, field by field, so
+    # it comes out with the file's other problems instead of after them.
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, value: list[int | str]) -> list[int | str]:
+        try:  # the http check's own rule for its expect_status option
+            load_collector("http").options_model.model_validate({"expect_status": value})
+        except ValidationError as exc:
+            raise ValueError("; ".join(message for _loc, message in exc.problems)) from None
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("interval must be greater than zero")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_within_interval(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is None:
+            return None
+        if value <= 0:
+            raise ValueError("timeout must be greater than zero")
+        interval = info.data.get("interval")
+        if interval is not None and value > interval:
+            raise ValueError(
+                f"timeout ({value:g}s) is longer than interval ({interval:g}s): "
+                "shorten the timeout so one probe ends before the next is due"
+            )
         return value
 
 

@@ -66,8 +66,10 @@ class OutlierDetector:
         self.ejections: Counter[str] = Counter(dict.fromkeys(REASONS, 0))
         self.multiplier = 0
         self.last_reason = ""
+        self.exposed = settings.enabled  # its metrics are shown once detection was ever on
         self._source: PassiveSource | None = None
         self._task: asyncio.Task[None] | None = None
+        self._started = False
 
     @property
     def ejected(self) -> bool:
@@ -77,20 +79,52 @@ class OutlierDetector:
     def attach(self, source: PassiveSource) -> None:
         """Start judging the traffic ``source`` counts (the gateway's counters)."""
         self._source = source
+        self._configure_source()
+
+    def _configure_source(self) -> None:
+        if self._source is None:
+            return
         s = self.settings
-        source.configure(s.consecutive_5xx, s.consecutive_connect_failures, self._tripped)
+        if s.enabled:
+            self._source.configure(s.consecutive_5xx, s.consecutive_connect_failures, self._tripped)
+        else:  # off: no inline rule trips (0 turns a rule off)
+            self._source.configure(0, 0, self._tripped)
 
     def start(self) -> None:
         """The error-ratio timer (inline rules need none)."""
-        if self._task is None and self.settings.error_ratio > 0:
+        self._started = True
+        if self._task is None and self.settings.enabled and self.settings.error_ratio > 0:
             self._task = asyncio.get_running_loop().create_task(self._windows(), name="outlier-windows")
 
     async def stop(self) -> None:
+        self._started = False
+        await self._stop_timer()
+
+    async def _stop_timer(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def reconfigure(self, settings: OutlierSettings, check: str) -> None:
+        """A reload (SIGHUP): the new rules, thresholds and times apply from now on.
+
+        The counters start afresh under the new thresholds; the error-ratio timer restarts with the new
+        window; an ejection in progress keeps the end it was given, later ones use the new times.
+        Turning detection off stops both rules (the app check's active probe still judges the app).
+        """
+        timer = (settings.enabled, settings.error_ratio, settings.window)
+        restart = timer != (self.settings.enabled, self.settings.error_ratio, self.settings.window)
+        self.settings = settings
+        self.check = check
+        self.exposed = self.exposed or settings.enabled
+        if not settings.enabled:
+            self.multiplier = 0
+        self._configure_source()
+        if restart and self._started:
+            await self._stop_timer()
+            self.start()
 
     async def _windows(self) -> None:
         while True:
@@ -154,6 +188,8 @@ class OutlierMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         detector = self._detector
+        if not detector.exposed:
+            return
         ejections = CounterMetricFamily(
             "sidecar_app_ejections",
             "Times live traffic ejected the app from readiness (outlier detection), by rule.",

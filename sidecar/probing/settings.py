@@ -47,11 +47,12 @@ class Threshold(FrozenModel, frozen=True):
             return {"limit": float(match[2]), "below": match[1] == "<"}
         return value
 
-    @model_validator(mode="after")
-    def _finite(self) -> Threshold:
-        if not math.isfinite(self.limit):
+    @field_validator("limit")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
             raise ValueError("a threshold must be a finite number")
-        return self
+        return value
 
     def crossed(self, value: float) -> bool:
         return value < self.limit if self.below else value > self.limit
@@ -135,25 +136,26 @@ class CheckConfig(Model, dict=True):
             )
         return value
 
-    @field_validator("warn", "fail")
+    @model_validator(mode="fields")
     @classmethod
-    def _measured_by_kind(cls, value: dict[str, Threshold], info: ValidationInfo) -> dict[str, Threshold]:
+    def _measured_by_kind(cls, info: ValidationInfo) -> None:
+        # the names under warn/fail are checked whatever their thresholds: a bad limit hides no typo
         collector = _collector_of(info)
         if collector is None:
-            return value
+            return
         known = collector.measurements
         problems = [
             (
-                (name,),
+                (section, name),
                 f"a {collector.kind} check measures no {name!r}{did_you_mean(name, known)}: "
                 f"use one of {', '.join(known)}",
             )
-            for name in value
+            for section in ("warn", "fail")
+            for name in info.keys.get(section, ())
             if name not in known
         ]
         if problems:
             raise ValidationError(problems)  # type: ignore[arg-type]
-        return value
 
     @field_validator("options", always=True)
     @classmethod

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from sidecar.core.durations import Duration
-from sidecar.core.settings_model import Meta, Model, SecretStr, field, field_validator, model_validator
+from sidecar.core.settings_model import Meta, Model, SecretStr, ValidationInfo, field, field_validator
 from sidecar.sentry.dsn import Dsn
 
 KIB = 1024
@@ -89,13 +89,24 @@ class SentrySettings(Model):
 
     _check_dsns = field_validator("dsn", "app_dsn")(_check_dsn)
 
-    @model_validator(mode="after")
-    def _sane_times(self) -> SentrySettings:
-        if self.send_timeout <= 0:
-            raise ValueError("sentry.send_timeout must be greater than zero")
-        if not 0 < self.backoff_initial <= self.backoff_max:
-            raise ValueError("sentry.backoff_initial must be > 0 and not above sentry.backoff_max")
-        return self
+    @field_validator("send_timeout", "backoff_initial")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    @field_validator("backoff_max", always=True)
+    @classmethod
+    def _not_below_initial(cls, value: float, info: ValidationInfo) -> float:
+        # across fields: reads backoff_initial when it is valid, in the same pass as every other problem
+        initial = info.data.get("backoff_initial")
+        if initial is not None and initial > value:
+            raise ValueError(
+                f"sentry.backoff_initial ({initial:g}s) is above sentry.backoff_max ({value:g}s): "
+                "lower the first or raise the second"
+            )
+        return value
 
     @property
     def app(self) -> Dsn | None:

@@ -18,7 +18,14 @@ from typing import Annotated
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from sidecar.core.settings_model import FrozenModel, Meta, SecretStr, model_validator
+from sidecar.core.settings_model import (
+    FrozenModel,
+    Meta,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/startupz"})
 """Paths that never ask for credentials (plus everything under ``/readyz/``): probes carry none."""
@@ -30,13 +37,19 @@ class BasicAuth(FrozenModel, frozen=True):
     username: Annotated[str, Meta(min_length=1)]
     password: SecretStr
 
-    @model_validator(mode="after")
-    def _no_colon(self) -> BasicAuth:
-        if ":" in self.username:
+    @field_validator("username")
+    @classmethod
+    def _no_colon(cls, value: str) -> str:
+        if ":" in value:
             raise ValueError("a basic-auth username cannot contain ':' (RFC 7617)")
-        if not self.password.get_secret_value():
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password_set(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
             raise ValueError("the basic-auth password is empty: set one")
-        return self
+        return value
 
 
 class MetricsAuth(FrozenModel, frozen=True):
@@ -48,13 +61,24 @@ class MetricsAuth(FrozenModel, frozen=True):
         bool, Meta(description="also require the credentials on /health (it shows observed values)")
     ] = True
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> MetricsAuth:
-        if (self.basic is None) == (self.bearer_token is None):
-            raise ValueError("set exactly one of metrics_auth.basic or metrics_auth.bearer_token")
-        if self.bearer_token is not None and not self.bearer_token.get_secret_value().strip():
+    @field_validator("bearer_token")
+    @classmethod
+    def _token_set(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
             raise ValueError("metrics_auth.bearer_token is empty: set one")
-        return self
+        return value
+
+    @model_validator(mode="fields")
+    @classmethod
+    def _exactly_one(cls, info: ValidationInfo) -> None:
+        data = info.data
+        # only when both are valid (or left out): an invalid one was given, and is reported already
+        if (
+            "basic" in data
+            and "bearer_token" in data
+            and (data["basic"] is None) == (data["bearer_token"] is None)
+        ):
+            raise ValueError("set exactly one of metrics_auth.basic or metrics_auth.bearer_token")
 
     def allows(self, authorization: str) -> bool:
         """Whether an ``Authorization`` header value carries these credentials."""

@@ -13,7 +13,14 @@ import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 
-from sidecar.core.settings_model import FrozenModel, Meta, model_validator
+from sidecar.core.settings_model import (
+    FrozenModel,
+    Meta,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 _MIN_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -27,23 +34,49 @@ class TLSConfig(FrozenModel, frozen=True):
         Literal["TLSv1.2", "TLSv1.3"], Meta(description="oldest protocol version accepted")
     ] = "TLSv1.2"
 
-    @model_validator(mode="after")
-    def _loadable(self) -> TLSConfig:
-        # Loading now turns "file missing" or "key does not match" into a named configuration error.
-        build_ssl_context(self)
-        return self
+    # Loading now turns "file missing" or "key does not match" into a named configuration error: each
+    # file on its own field, and the pair once both files are there, in the same pass as the rest.
+
+    @field_validator("cert_file")
+    @classmethod
+    def _cert_readable(cls, value: Path) -> Path:
+        return _readable("cert_file", value)
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_readable(cls, value: Path) -> Path:
+        return _readable("key_file", value)
+
+    @model_validator(mode="fields")
+    @classmethod
+    def _pair_loads(cls, info: ValidationInfo) -> None:
+        data = info.data
+        if "cert_file" in data and "key_file" in data:
+            try:
+                _context(data["cert_file"], data["key_file"], "TLSv1.2")
+            except ValueError as exc:
+                raise ValidationError([(("key_file",), str(exc))]) from None
+
+
+def _readable(label: str, path: Path) -> Path:
+    if not path.is_file():
+        raise ValueError(f"{label} {str(path)!r} is not a readable file: mount it or fix the path")
+    return path
 
 
 def build_ssl_context(config: TLSConfig) -> ssl.SSLContext:
     """A server-side context with the system's secure defaults and nothing older than TLS 1.2."""
-    for label, path in (("cert_file", config.cert_file), ("key_file", config.key_file)):
-        if not path.is_file():
-            raise ValueError(f"{label} {str(path)!r} is not a readable file: mount it or fix the path")
+    _readable("cert_file", config.cert_file)
+    _readable("key_file", config.key_file)
+    return _context(config.cert_file, config.key_file, config.min_version)
+
+
+def _context(cert_file: Path, key_file: Path, min_version: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = _MIN_VERSIONS[config.min_version]
+    context.minimum_version = _MIN_VERSIONS[min_version]
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     try:
-        context.load_cert_chain(certfile=str(config.cert_file), keyfile=str(config.key_file))
+        context.load_cert_chain(certfile=str(cert_file), keyfile=str(key_file))
     except ssl.SSLError as exc:
         raise ValueError(
             f"cannot load the certificate and key ({exc.reason or exc}): check that key_file is the "

@@ -20,13 +20,23 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from sidecar.core.durations import Duration
-from sidecar.core.settings_model import Meta, Model, SecretStr, field_validator, model_validator
+from sidecar.core.settings_model import Meta, Model, SecretStr, ValidationInfo, check_each, field_validator
 
 Protocol = Literal["http/protobuf", "grpc"]
 PROTOCOLS: tuple[Protocol, ...] = ("http/protobuf", "grpc")
 TRACES_PATH = "/v1/traces"
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _one_header(entry: tuple[str, SecretStr]) -> SecretStr:
+    """One ``headers`` entry; each bad one is reported at its name."""
+    name, secret = entry
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not an HTTP header name")
+    if any(c in secret.get_secret_value() for c in "\r\n\0"):
+        raise ValueError(f"the value of header {name!r} contains a line break or NUL")
+    return secret
 
 
 class TracingConfigError(ValueError):
@@ -131,11 +141,7 @@ class TracingSettings(Model):
     @field_validator("headers")
     @classmethod
     def _valid_headers(cls, value: dict[str, SecretStr] | None) -> dict[str, SecretStr] | None:
-        for name, secret in (value or {}).items():
-            if not _HEADER_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not an HTTP header name")
-            if any(c in secret.get_secret_value() for c in "\r\n\0"):
-                raise ValueError(f"the value of header {name!r} contains a line break or NUL")
+        check_each(((name, (name, secret)) for name, secret in (value or {}).items()), _one_header)
         return value
 
     @field_validator("protocol", mode="before")
@@ -143,20 +149,24 @@ class TracingSettings(Model):
     def _lower_protocol(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _batch_fits_queue(self) -> TracingSettings:
-        if (
-            self.max_queue_size is not None
-            and self.max_export_batch_size is not None
-            and self.max_export_batch_size > self.max_queue_size
-        ):
+    @field_validator("max_export_batch_size")
+    @classmethod
+    def _batch_fits_queue(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # across fields: reads max_queue_size when it is valid, in the same pass as every other problem
+        queue = info.data.get("max_queue_size")
+        if value is not None and queue is not None and value > queue:
             raise ValueError(
-                f"max_export_batch_size ({self.max_export_batch_size}) is larger than max_queue_size "
-                f"({self.max_queue_size}): a batch is taken from the queue, make it smaller"
+                f"max_export_batch_size ({value}) is larger than max_queue_size "
+                f"({queue}): a batch is taken from the queue, make it smaller"
             )
-        if self.timeout is not None and self.timeout <= 0:
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
             raise ValueError("timeout must be greater than zero")
-        return self
+        return value
 
 
 @dataclass(frozen=True, slots=True)

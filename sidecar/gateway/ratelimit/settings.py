@@ -15,12 +15,39 @@ from urllib.parse import unquote, urlsplit
 from sidecar.core.durations import Duration
 from sidecar.core.redaction import mask_url
 from sidecar.core.routes import RouteTemplate
-from sidecar.core.settings_model import Meta, Model, field, field_validator, model_validator
+from sidecar.core.settings_model import (
+    Meta,
+    Model,
+    ValidationInfo,
+    check_each,
+    field,
+    field_validator,
+    model_validator,
+)
 
 RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]+")
 MAX_WINDOW = 30 * 86400.0
+
+
+def _path_prefix(prefix: str) -> str:
+    if not prefix.startswith("/") or not prefix.isascii():
+        raise ValueError(f"path prefix {prefix!r} must be ASCII and start with '/'")
+    return prefix
+
+
+def _method(raw: str) -> str:
+    method = raw.strip().upper()
+    if not METHOD.fullmatch(method):
+        raise ValueError(f"{method!r} is not an HTTP method")
+    return method
+
+
+def _status(status: int) -> int:
+    if not 100 <= status <= 599:
+        raise ValueError(f"{status} is not an HTTP status")
+    return status
 
 
 class RateLimitMatch(Model):
@@ -33,26 +60,18 @@ class RateLimitMatch(Model):
     @field_validator("routes")
     @classmethod
     def _templates(cls, value: list[str]) -> list[str]:
-        for template in value:
-            RouteTemplate(template)  # raises ValueError naming the template
+        check_each(enumerate(value), RouteTemplate)  # raises ValueError naming the template, each at [i]
         return value
 
     @field_validator("path_prefixes")
     @classmethod
     def _prefixes(cls, value: list[str]) -> list[str]:
-        for prefix in value:
-            if not prefix.startswith("/") or not prefix.isascii():
-                raise ValueError(f"path prefix {prefix!r} must be ASCII and start with '/'")
-        return value
+        return check_each(enumerate(value), _path_prefix)
 
     @field_validator("methods")
     @classmethod
     def _methods(cls, value: list[str]) -> list[str]:
-        methods = [m.strip().upper() for m in value]
-        for method in methods:
-            if not METHOD.fullmatch(method):
-                raise ValueError(f"{method!r} is not an HTTP method")
-        return methods
+        return check_each(enumerate(value), _method)
 
 
 class RateLimitRule(Model, kw_only=True):
@@ -112,23 +131,37 @@ class RateLimitRule(Model, kw_only=True):
             return "header:" + header.strip().lower()
         raise ValueError(f"{value!r}: key is client_ip, route or header:<name> (e.g. header:X-API-Key)")
 
-    @field_validator("failed_statuses")
+    # Checks across fields read the valid fields before them (``info.data``): one pass reports all.
+
+    @field_validator("window")
     @classmethod
-    def _statuses(cls, value: list[int]) -> list[int]:
-        for status in value:
-            if not 100 <= status <= 599:
-                raise ValueError(f"{status} is not an HTTP status")
+    def _window(cls, value: float, info: ValidationInfo) -> float:
+        if not 1.0 <= value <= MAX_WINDOW:
+            raise ValueError(f"{_rule(info)}window must be between 1s and 30 days")
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> RateLimitRule:
-        if not 1.0 <= self.window <= MAX_WINDOW:
-            raise ValueError(f"rule {self.name!r}: window must be between 1s and 30 days")
-        if self.burst is not None and self.algorithm != "token_bucket":
-            raise ValueError(f"rule {self.name!r}: burst applies to algorithm: token_bucket only")
-        if self.failed_statuses and self.count != "failed":
-            raise ValueError(f"rule {self.name!r}: failed_statuses needs count: failed")
-        return self
+    @field_validator("burst")
+    @classmethod
+    def _burst_needs_bucket(cls, value: int | None, info: ValidationInfo) -> int | None:
+        algorithm = info.data.get("algorithm")
+        if value is not None and algorithm is not None and algorithm != "token_bucket":
+            raise ValueError(f"{_rule(info)}burst applies to algorithm: token_bucket only")
+        return value
+
+    @field_validator("failed_statuses")
+    @classmethod
+    def _statuses(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        check_each(enumerate(value), _status)
+        count = info.data.get("count")
+        if value and count is not None and count != "failed":
+            raise ValueError(f"{_rule(info)}failed_statuses needs count: failed")
+        return value
+
+
+def _rule(info: ValidationInfo) -> str:
+    """``rule 'api': `` when the rule's name is valid, to say which rule a problem is about."""
+    name = info.data.get("name")
+    return f"rule {name!r}: " if name is not None else ""
 
 
 class RateLimitRedis(Model):
@@ -156,15 +189,26 @@ class RateLimitRedis(Model):
         parse_redis_url(value)
         return value.strip()
 
-    @model_validator(mode="after")
-    def _bounds(self) -> RateLimitRedis:
-        if not 0.001 <= self.timeout <= 10.0:
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if not 0.001 <= value <= 10.0:
             raise ValueError("rate_limit_redis.timeout must be between 1ms and 10s (e.g. 50ms)")
-        if not 0.01 <= self.connect_timeout <= 60.0:
+        return value
+
+    @field_validator("connect_timeout")
+    @classmethod
+    def _connect_timeout(cls, value: float) -> float:
+        if not 0.01 <= value <= 60.0:
             raise ValueError("rate_limit_redis.connect_timeout must be between 10ms and 60s")
-        if not self.key_prefix.isascii() or any(c in self.key_prefix for c in " \r\n"):
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        if not value.isascii() or any(c in value for c in " \r\n"):
             raise ValueError("rate_limit_redis.key_prefix must be ASCII without spaces")
-        return self
+        return value
 
 
 class RedisAddress(Model):
@@ -203,16 +247,3 @@ def parse_redis_url(value: str) -> RedisAddress:
         password=unquote(parts.password) if parts.password is not None else None,
         tls=parts.scheme == "rediss",
     )
-
-
-def check_rules(rules: list[RateLimitRule], redis: RateLimitRedis | None) -> None:
-    """Rules that cannot work together: duplicate names, a Redis backend without a Redis URL."""
-    seen: set[str] = set()
-    for rule in rules:
-        if rule.name in seen:
-            raise ValueError(f"rate_limits: two rules are named {rule.name!r}; names must be unique")
-        seen.add(rule.name)
-        if rule.backend == "redis" and redis is None:
-            raise ValueError(
-                f"rate_limits: rule {rule.name!r} has backend: redis but gateway.rate_limit_redis is not set"
-            )

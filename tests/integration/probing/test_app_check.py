@@ -7,17 +7,19 @@ Passive detection must take the app out of readiness from live traffic well befo
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 from aiohttp import web
 
 from sidecar.config import load_settings
-from sidecar.server import Server
+from sidecar.server import Server, reload_checks
 from tests.servers import free_port
 
 HOST = "127.0.0.1"
@@ -202,3 +204,70 @@ async def test_an_app_on_a_unix_socket_is_probed_through_the_socket(tmp_path: Pa
                 await server.shutdown()
     finally:
         await runner.cleanup()
+
+
+async def reload_with(server: Server, **changes: dict[str, object]) -> None:
+    """Rewrite the running sidecar's file with ``changes`` merged into its sections, then SIGHUP's reload."""
+    assert server.config_path is not None
+    config = yaml.safe_load(server.config_path.read_text())
+    for section, values in changes.items():
+        config[section] = {**config.get(section, {}), **values}
+    server.config_path.write_text(yaml.safe_dump(config))
+    await reload_checks(server.app, server.config_path)
+
+
+async def test_a_reload_applies_changed_outlier_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in [n for n in os.environ if n.startswith(("SIDECAR_", "SENTRY_", "OTEL_"))]:
+        monkeypatch.delenv(name)
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    app = App()
+    await app.start()
+    off = {"enabled": False, "consecutive_5xx": 2, "base_ejection_time": 0.5}
+    async with sidecar(tmp_path, app, {"interval": 0.3, "rise": 1, "outlier": off}) as server:
+        async with aiohttp.ClientSession() as client:
+            health = f"http://{server.settings.listen}"
+            gateway = f"http://{server.settings.gateway.listen}"
+            await wait_for(client, f"{health}/readyz", 200, within=3)
+            app.status = 503
+            for _ in range(6):
+                assert (await get(client, f"{gateway}/x"))[0] == 503
+            assert await get(client, f"{health}/readyz") == (200, "ok"), "detection is off"
+            assert "sidecar_app_ejections_total" not in (await get(client, f"{health}/metrics"))[1]
+
+            # turned on by a reload, with a gateway setting changed too (that one needs a restart)
+            await reload_with(
+                server,
+                app_check={"outlier": {**off, "enabled": True, "consecutive_5xx": 3}},
+                gateway={"read_timeout": 30},
+            )
+            warned = [r for r in caplog.records if r.getMessage().startswith("reload: some changed settings")]
+            assert [getattr(r, "restart_required", None) for r in warned] == [["gateway.read_timeout"]]
+            for _ in range(3):
+                assert (await get(client, f"{gateway}/x"))[0] == 503
+            assert await get(client, f"{health}/readyz") == (503, "failing: app (outlier: 3 consecutive 5xx)")
+            _, metrics = await get(client, f"{health}/metrics")
+            assert 'sidecar_app_ejections_total{reason="consecutive_5xx"} 1.0' in metrics
+            app.status = 200
+            await wait_for(client, f"{health}/readyz", 200, within=3)
+
+            # a higher threshold from a reload: three 5xx in a row no longer eject, the fifth does
+            await reload_with(server, app_check={"outlier": {**off, "enabled": True, "consecutive_5xx": 5}})
+            app.status = 503
+            for _ in range(4):
+                assert (await get(client, f"{gateway}/x"))[0] == 503
+            assert (await get(client, f"{health}/readyz"))[0] == 200
+            assert (await get(client, f"{gateway}/x"))[0] == 503
+            assert await get(client, f"{health}/readyz") == (503, "failing: app (outlier: 5 consecutive 5xx)")
+            app.status = 200
+            await wait_for(client, f"{health}/readyz", 200, within=3)
+
+            # and off again: failures are the active probe's business only
+            await reload_with(server, app_check={"outlier": off})
+            app.status = 503
+            for _ in range(8):
+                assert (await get(client, f"{gateway}/x"))[0] == 503
+            assert (await get(client, f"{health}/readyz"))[0] == 200
+    await app.stop()

@@ -80,7 +80,9 @@ def test_header_keys_are_normalised_and_methods_upper_cased() -> None:
 
 
 def test_rule_names_are_unique_and_redis_rules_need_a_redis() -> None:
-    with pytest.raises(ValidationError, match="two rules are named 'api'"):
+    with pytest.raises(
+        ValidationError, match=r"rate_limits\[1\]\.name: 'api' is also the name of rate_limits\[0\]"
+    ):
         GatewaySettings(rate_limits=[RULE, RULE])
     with pytest.raises(ValidationError, match="rate_limit_redis is not set"):
         GatewaySettings(rate_limits=[{**RULE, "backend": "redis"}])

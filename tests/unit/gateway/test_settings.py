@@ -108,7 +108,7 @@ def test_upstream_forms() -> None:
 
 
 def test_timeouts_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="read_timeout must be greater than zero"):
+    with pytest.raises(ValueError, match="read_timeout: must be greater than zero"):
         GatewaySettings(upstream="http://127.0.0.1:1", read_timeout=0)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from collectors.base import Reason, Status
-from sidecar.gateway.outlier import PassiveCounters
+from sidecar.gateway.outlier import OFF, PassiveCounters
 from sidecar.probing.app_check import OutlierSettings
 from sidecar.probing.health import HealthModel
 from sidecar.probing.outlier import OutlierDetector, OutlierMetrics
@@ -172,3 +172,19 @@ def test_a_starting_app_is_not_ejected_by_traffic_before_its_first_pass() -> Non
     counters.observe(502, "upstream_refused")
     counters.observe(502, "upstream_refused")
     assert health.readiness.failing_text() == "app (outlier: 2 consecutive connect failures)"
+
+
+async def test_a_reload_swaps_rules_and_restarts_the_window_timer() -> None:
+    clock = Clock()
+    _store, _health, found, counters = detector(clock, error_ratio=0, consecutive_5xx=4)
+    found.start()
+    assert found._task is None, "no ratio rule, no timer"
+    settings = OutlierSettings.model_validate({"error_ratio": 0.5, "window": 0.05, "consecutive_5xx": 2})
+    await found.reconfigure(settings, "app")
+    assert found._task is not None and counters.max_5xx == 2
+    old_task = found._task
+    await found.reconfigure(OutlierSettings.model_validate({"error_ratio": 0.5, "window": 2}), "app")
+    assert found._task is not old_task and old_task.done(), "the timer restarted with the new window"
+    await found.reconfigure(OutlierSettings.model_validate({"enabled": False}), "app")
+    assert found._task is None and counters.max_5xx == counters.max_connect == OFF
+    await found.stop()
