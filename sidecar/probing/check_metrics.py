@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 CHECK_LABELS = ("check", "kind")
 _STATUSES = tuple((status, status.value) for status in Status)  # iterating the enum per check is slow
-_PAUSE_EVERY = 128  # checks between two points where a render may give the loop back
+_PAUSE_EVERY = 32  # rows built between two points where a render may give the loop back (some 10 us)
 
 
 class CheckMetrics(Collector):
@@ -48,7 +48,8 @@ class CheckMetrics(Collector):
 
         The snapshot (results, failure counts, hysteresis state, readiness) is taken in one step, so
         every family agrees with every other even when a probe finishes while a long render is paused;
-        building and encoding the rows then goes in steps (``_PAUSE_EVERY`` checks each).
+        building and encoding the rows then goes in steps (a pause point every ``_PAUSE_EVERY`` rows or
+        so: a check may carry thousands of samples, such as one per queue).
         """
         health = self._health
         snapshot = [
@@ -90,9 +91,12 @@ class CheckMetrics(Collector):
             "sidecar_check_failures", "counter", "Failed probes by reason.", [*CHECK_LABELS, "reason"]
         )
         families: dict[str, FamilyRows] = {}
-        for index, (check, kind, failed, state, result) in enumerate(snapshot, 1):
-            if index % _PAUSE_EVERY == 0:
+        built = 0  # rows since the last pause point
+        for check, kind, failed, state, result in snapshot:
+            if built >= _PAUSE_EVERY:
+                built = 0
                 yield None
+            built += 8  # the check's own rows (up, status, duration, ...), roughly
             for reason, count in failed:
                 failures.rows.append(((check, kind, reason), count))
             if state is not None:
@@ -117,6 +121,10 @@ class CheckMetrics(Collector):
                         spec.name, spec.type, spec.help, ["check", *spec.labels], nested=True
                     )
                 family.rows.append(((check, sample.label_values), sample.value))
+                built += 1
+                if built >= _PAUSE_EVERY:
+                    built = 0
+                    yield None
         ready_now = FamilyRows.new("sidecar_ready", "gauge", "1 if /readyz answers 200, else 0.")
         ready_now.rows.append(((), 1.0 if readiness else 0.0))
         draining_now = FamilyRows.new("sidecar_draining", "gauge", "1 while the sidecar is draining, else 0.")
