@@ -19,12 +19,14 @@ latency. The gateway's p99 at one connection is about 0.4 ms, so staying within 
 40 us; a yield (``asyncio.sleep(0)``, one loop turn) costs about 1 us on uvloop, so 25 us steps add a
 few per cent to the render's CPU time. A yield only when other work is waiting would save that, but
 neither loop offers a cheap public look at pending I/O (uvloop hides its poller), and a fixed step
-is already within the goal. So every piece of work between two clock reads is kept well below the
-step: a series (a histogram's buckets, count and sum are read together, about 10 us), a few samples
-of a custom family, a piece of a collector that hands over rows (``RowsCollector``; the process
-metrics read ``/proc`` piece by piece), the compression of one step's text (a small deflate block
-buffer, so no compress call emits a large block at once). Each custom collector's ``collect()`` still
-runs in one go: they are kept small (microseconds) or turned into row collectors.
+is already within the goal. (A busy loop lets the render take a share of its turns instead,
+``LOOP_SHARE``, so a scrape still ends in a few hundred milliseconds when the gateway saturates it.)
+Every piece of work between two clock reads is kept well below the step: a series (a histogram's
+buckets, count and sum are read together, about 10 us), a few samples of a custom family, a piece of a
+collector that hands over rows (``RowsCollector``; the process metrics read ``/proc`` piece by piece),
+the compression of one step's text (a small deflate block buffer, so no compress call emits a large
+block at once). Each custom collector's ``collect()`` still runs in one go: they are kept small
+(microseconds) or turned into row collectors.
 
 The output is byte for byte what client_python writes for the same registry and ``Accept`` header
 (the tests compare both on a real sidecar registry); what this module does not handle itself (native
@@ -58,6 +60,12 @@ from prometheus_client.validation import _is_valid_legacy_metric_name
 STEP_SECONDS: Final = 25e-6
 """Encoding between two yields to the loop: a proxied request that arrives during a render waits for
 the rest of one step at most (well under the 40 us that 10 % of the gateway's p99 leaves)."""
+LOOP_SHARE: Final = 1 / 32
+"""When the loop is busy, a step may take this share of the time the loop took to come back to the
+render (never more than ``MAX_STEP_SECONDS``): a saturated loop, whose turns already last a millisecond
+or more, then spends about 3 % of its time on a scrape rather than one 25 us step per turn, which
+would stretch a 10,000-line scrape to seconds; an idle or lightly loaded loop keeps 25 us steps."""
+MAX_STEP_SECONDS: Final = 250e-6
 _MAX_FAMILIES: Final = 10_000  # cached custom families (by format, name, type, help, unit)
 _CHECK_EVERY: Final = 16  # samples of a custom family (a few microseconds) between two clock reads
 # Deflate's memory level sets how many symbols it buffers before it writes a block: at the default
@@ -375,10 +383,16 @@ class _Render:
     def due(self) -> bool:
         return time.perf_counter() >= self.deadline
 
-    def restart(self) -> None:
+    def restart(self, waited: float = 0.0) -> None:
         """Start the next step: its deadline, then the compression of what the last step wrote, so
-        the step's budget covers the compression too (a third of the work when gzipped)."""
-        self.deadline = time.perf_counter() + STEP_SECONDS
+        the step's budget covers the compression too (a third of the work when gzipped). ``waited``:
+        how long the loop took to come back to the render (``LOOP_SHARE``)."""
+        budget = waited * LOOP_SHARE
+        if budget < STEP_SECONDS:
+            budget = STEP_SECONDS
+        elif budget > MAX_STEP_SECONDS:
+            budget = MAX_STEP_SECONDS
+        self.deadline = time.perf_counter() + budget
         self.flush()
 
     def body(self) -> bytes:
@@ -408,12 +422,13 @@ class ExpositionEncoder:
     async def render(self, fmt: Format, *, gzip: bool = False) -> bytes:
         """The exposition, yielding to the event loop after every step of at most ``STEP_SECONDS``."""
         render = _Render(gzip)
+        clock = time.perf_counter
         for _ in self._steps(fmt, render):
+            paused = clock()
             await asyncio.sleep(0)
-            render.restart()
-        await asyncio.sleep(
-            0
-        )  # the last step's compression, then deflate's last block, in steps of their own
+            render.restart(clock() - paused)
+        # the last step's compression, then deflate's last block and the join, in steps of their own
+        await asyncio.sleep(0)
         render.flush()
         await asyncio.sleep(0)
         return render.body()

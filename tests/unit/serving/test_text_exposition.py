@@ -35,7 +35,17 @@ from sidecar.probing.results import CheckResult
 from sidecar.probing.settings import CheckConfig
 from sidecar.server import Server
 from sidecar.serving.exposition import new_registry
-from sidecar.serving.text_exposition import ExpositionEncoder, FamilyRows, encoder_for, go_float, negotiate
+from sidecar.serving.text_exposition import (
+    LOOP_SHARE,
+    MAX_STEP_SECONDS,
+    STEP_SECONDS,
+    ExpositionEncoder,
+    FamilyRows,
+    _Render,
+    encoder_for,
+    go_float,
+    negotiate,
+)
 from tests.servers import require_binary
 
 ACCEPTS = (
@@ -380,3 +390,12 @@ async def test_many_checks_with_many_samples_render_as_client_python(accept: str
         assert mask(encoder.render_sync(fmt)) == expected
         assert mask(await encoder.render(fmt)) == expected
     assert b'fake_items{check="queues-4",queue="q-68"} 272.0' in encoder.render_sync(fmt)
+
+
+def test_a_busy_loop_gives_the_render_a_share_of_its_turns() -> None:
+    """25 us steps while the loop comes straight back; a share of the wait when it is busy, capped."""
+    render = _Render(compress=False)
+    for waited, budget in ((0.0, STEP_SECONDS), (0.002, 0.002 * LOOP_SHARE), (1.0, MAX_STEP_SECONDS)):
+        before = time.perf_counter()
+        render.restart(waited)
+        assert before + budget <= render.deadline <= time.perf_counter() + budget
