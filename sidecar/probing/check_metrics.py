@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from collectors.base import Status
+from collectors.base import Sample, Status
 from sidecar import __version__
 from sidecar.serving.text_exposition import FamilyRows
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 CHECK_LABELS = ("check", "kind")
 _STATUSES = tuple((status, status.value) for status in Status)  # iterating the enum per check is slow
-_PAUSE_EVERY = 128  # checks between two points where a render may give the loop back
+_PAUSE_EVERY = 32  # rows built between two points where a render may give the loop back (some 10 us)
 
 
 class CheckMetrics(Collector):
@@ -48,7 +48,8 @@ class CheckMetrics(Collector):
 
         The snapshot (results, failure counts, hysteresis state, readiness) is taken in one step, so
         every family agrees with every other even when a probe finishes while a long render is paused;
-        building and encoding the rows then goes in steps (``_PAUSE_EVERY`` checks each).
+        building and encoding the rows then goes in steps (a pause point every ``_PAUSE_EVERY`` rows or
+        so: a check may carry thousands of samples, such as one per queue).
         """
         health = self._health
         snapshot = [
@@ -90,9 +91,13 @@ class CheckMetrics(Collector):
             "sidecar_check_failures", "counter", "Failed probes by reason.", [*CHECK_LABELS, "reason"]
         )
         families: dict[str, FamilyRows] = {}
-        for index, (check, kind, failed, state, result) in enumerate(snapshot, 1):
-            if index % _PAUSE_EVERY == 0:
+        built = 0  # rows since the last pause point
+        groups: dict[str, list[Sample]] = {}  # one check's samples by family: the result's own objects
+        for check, kind, failed, state, result in snapshot:
+            if built >= _PAUSE_EVERY:
+                built = 0
                 yield None
+            built += 8  # the check's own rows (up, status, duration, ...), roughly
             for reason, count in failed:
                 failures.rows.append(((check, kind, reason), count))
             if state is not None:
@@ -106,17 +111,11 @@ class CheckMetrics(Collector):
                 status.rows.append(((check, kind, text), 1.0 if result.status is value else 0.0))
             duration.rows.append((labels, result.duration_seconds))
             last.rows.append((labels, result.finished_at))
-            for sample in result.samples:
-                family = families.get(sample.spec.name)
-                if family is None:
-                    spec = sample.spec
-                    # exporter families keep their exact names: a counter's ends in _total (the
-                    # catalogue test holds every collector to it); an exporter's counter without it
-                    # is declared untyped, which both formats carry under the exact name
-                    family = families[spec.name] = FamilyRows.exact(
-                        spec.name, spec.type, spec.help, ["check", *spec.labels], nested=True
-                    )
-                family.rows.append(((check, sample.label_values), sample.value))
+            filed = 0  # samples filed at the last pause
+            for count in self._samples(check, result.samples, families, groups, _PAUSE_EVERY - built):
+                filed, built = count, 0
+                yield None
+            built += len(result.samples) - filed
         ready_now = FamilyRows.new("sidecar_ready", "gauge", "1 if /readyz answers 200, else 0.")
         ready_now.rows.append(((), 1.0 if readiness else 0.0))
         draining_now = FamilyRows.new("sidecar_draining", "gauge", "1 while the sidecar is draining, else 0.")
@@ -133,6 +132,39 @@ class CheckMetrics(Collector):
             yield family  # the encoder may give the loop back after any family
         for family in families.values():
             yield family  # the encoder may give the loop back after any family
+
+    @staticmethod
+    def _samples(
+        check: str,
+        samples: tuple[Sample, ...],
+        families: dict[str, FamilyRows],
+        groups: dict[str, list[Sample]],
+        first_pause: int,
+    ) -> Iterator[int]:
+        """File one check's samples under their families, as the result's own objects (no tuple per
+        row); yields where a render may pause (after ``first_pause`` samples, then every
+        ``_PAUSE_EVERY``) the count of samples filed so far."""
+        groups.clear()
+        countdown = first_pause
+        for index, sample in enumerate(samples, 1):
+            items = groups.get(sample.spec.name)
+            if items is None:
+                family = families.get(sample.spec.name)
+                if family is None:
+                    spec = sample.spec
+                    # exporter families keep their exact names: a counter's ends in _total (the
+                    # catalogue test holds every collector to it); an exporter's counter without it
+                    # is declared untyped, which both formats carry under the exact name
+                    family = families[spec.name] = FamilyRows.exact(
+                        spec.name, spec.type, spec.help, ["check", *spec.labels]
+                    )
+                items = groups[sample.spec.name] = []
+                family.groups.append((check, items))
+            items.append(sample)
+            countdown -= 1
+            if countdown <= 0:
+                countdown = _PAUSE_EVERY
+                yield index
 
     def _ready(self, check: str) -> tuple[bool, bool] | None:
         """(ready, critical) after hysteresis, None while the check is still starting."""

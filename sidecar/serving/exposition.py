@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector
 from prometheus_client.metrics_core import Metric
 
+from sidecar.serving.process_metrics import ProcessMetrics
 from sidecar.serving.text_exposition import encoder_for, negotiate
 
 _WITH_CREATED = frozenset({"counter", "histogram", "summary"})
@@ -39,9 +40,12 @@ class AppRegistry(CollectorRegistry):
 
 
 def new_registry(created_series: bool = False) -> CollectorRegistry:
-    """A registry per app (never the global default), with the process and runtime collectors."""
+    """A registry per app (never the global default), with the process and runtime collectors.
+
+    The process families come from ``ProcessMetrics`` (client_python's families, read in pieces a
+    render can pause between) rather than client_python's ``ProcessCollector``."""
     registry = AppRegistry(created_series)
-    ProcessCollector(registry=registry)
+    ProcessMetrics(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
@@ -52,7 +56,7 @@ async def render(
 ) -> tuple[bytes, dict[str, str]]:
     """Exposition body and headers: OpenMetrics or Prometheus text by ``Accept``, gzip when asked.
 
-    Encoded in steps of at most half a millisecond with the loop free in between (``text_exposition``),
+    Encoded in steps of some 25 us with the loop free in between (``text_exposition``),
     so a scrape of any size never holds the requests the gateway proxies on the same loop.
     """
     fmt = negotiate(accept)

@@ -35,7 +35,17 @@ from sidecar.probing.results import CheckResult
 from sidecar.probing.settings import CheckConfig
 from sidecar.server import Server
 from sidecar.serving.exposition import new_registry
-from sidecar.serving.text_exposition import ExpositionEncoder, FamilyRows, encoder_for, go_float, negotiate
+from sidecar.serving.text_exposition import (
+    LOOP_SHARE,
+    MAX_STEP_SECONDS,
+    STEP_SECONDS,
+    ExpositionEncoder,
+    FamilyRows,
+    _Render,
+    encoder_for,
+    go_float,
+    negotiate,
+)
 from tests.servers import require_binary
 
 ACCEPTS = (
@@ -349,3 +359,43 @@ def test_created_series_follow_the_app_registry(created_series: bool, accept: st
     body = ExpositionEncoder(registry).render_sync(negotiate(accept))
     assert (b"fake_requests_created" in body) == created_series
     assert mask(body) == mask(choose_encoder(accept)[0](registry))
+
+
+@pytest.mark.parametrize("accept", ["", "application/openmetrics-text"])
+async def test_many_checks_with_many_samples_render_as_client_python(accept: str) -> None:
+    """Checks whose samples interleave families and outnumber a pause point: encoded in groups, with
+    pauses inside a check's samples, the output is still client_python's, sync and async alike."""
+    server, registry = sidecar_registry(routes=2)
+    store = server.app[STORE]
+    for check in range(5):
+        name = f"queues-{check}"
+        store.register(name, "bullmq")
+        samples = tuple(
+            Sample(SPEC if n % 3 else SPEC_UNTYPED, float(n * check), (f"q-{n}",)) for n in range(70)
+        )
+        store.record(
+            CheckResult(
+                check=name,
+                kind="bullmq",
+                status=Status.PASS,
+                duration_seconds=0.01,
+                finished_at=1_700_000_000.5,
+                samples=samples,
+            )
+        )
+    fmt = negotiate(accept)
+    encoder = ExpositionEncoder(registry)
+    expected = mask(choose_encoder(accept)[0](registry))
+    for _ in range(2):  # the second render reads the cached prefixes
+        assert mask(encoder.render_sync(fmt)) == expected
+        assert mask(await encoder.render(fmt)) == expected
+    assert b'fake_items{check="queues-4",queue="q-68"} 272.0' in encoder.render_sync(fmt)
+
+
+def test_a_busy_loop_gives_the_render_a_share_of_its_turns() -> None:
+    """25 us steps while the loop comes straight back; a share of the wait when it is busy, capped."""
+    render = _Render(compress=False)
+    for waited, budget in ((0.0, STEP_SECONDS), (0.002, 0.002 * LOOP_SHARE), (1.0, MAX_STEP_SECONDS)):
+        before = time.perf_counter()
+        render.restart(waited)
+        assert before + budget <= render.deadline <= time.perf_counter() + budget
