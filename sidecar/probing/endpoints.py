@@ -7,6 +7,7 @@ from aiohttp import web
 
 from sidecar.app_keys import HEALTH, REGISTRY, SCHEDULER
 from sidecar.probing.health import Readiness
+from sidecar.serving.errors import answering_client_errors
 from sidecar.serving.exposition import render
 
 HEALTH_JSON = "application/health+json"
@@ -110,9 +111,13 @@ def _verbose(request: web.Request, readiness: Readiness) -> str:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/livez", livez)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/readyz/{check}", readyz_check)
-    app.router.add_get("/startupz", startupz)
-    app.router.add_get("/health", health_document)
-    app.router.add_get("/metrics", metrics)
+    """Every route answers client errors itself (``answering_client_errors``): the app has no middleware."""
+    for path, handler in (
+        ("/livez", livez),
+        ("/readyz", readyz),
+        ("/readyz/{check}", readyz_check),
+        ("/startupz", startupz),
+        ("/health", health_document),
+        ("/metrics", metrics),
+    ):
+        app.router.add_get(path, answering_client_errors(handler))
