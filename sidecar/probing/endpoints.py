@@ -12,6 +12,7 @@ from sidecar.serving.exposition import render
 
 HEALTH_JSON = "application/health+json"
 _TEXT = "text/plain"
+_TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8"}  # what ``text=`` with ``_TEXT`` sets
 
 
 async def livez(request: web.Request) -> web.Response:
@@ -23,13 +24,14 @@ async def livez(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready or not, from the answer ``HealthModel`` encoded when readiness last changed."""
     health = request.app[HEALTH]
-    readiness = health.readiness
-    status = 200 if readiness.ready else 503
     # query_string first: ``request.query`` parses the query into a multidict, on every probe
     if request.query_string and "verbose" in request.query:
-        return web.Response(status=status, text=_verbose(request, readiness), content_type=_TEXT)
-    return web.Response(status=status, text=_summary(readiness), content_type=_TEXT)
+        readiness = health.readiness
+        return web.Response(status=readiness.status, text=_verbose(request, readiness), content_type=_TEXT)
+    status, body = health.answer
+    return web.Response(status=status, body=body, headers=_TEXT_HEADERS)
 
 
 async def startupz(request: web.Request) -> web.Response:
@@ -73,16 +75,6 @@ async def metrics(request: web.Request) -> web.Response:
         request.app[REGISTRY], request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
     )
     return web.Response(body=body, headers=headers)
-
-
-def _summary(readiness: Readiness) -> str:
-    if readiness.ready:
-        return "ok"
-    if readiness.reason == "failing":
-        return "failing: " + readiness.failing_text()
-    if readiness.reason == "starting":
-        return "starting: " + ", ".join(readiness.starting)
-    return readiness.reason
 
 
 def _verbose(request: web.Request, readiness: Readiness) -> str:
