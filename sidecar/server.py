@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from sidecar.app_keys import (
     CORRELATION,
@@ -61,8 +62,13 @@ MAX_HEADER_BYTES = 8190
 
 def create_app(settings: Settings) -> web.Application:
     """The health-and-metrics app, owning the shared state and the scheduler's lifetime."""
+    # No middleware unless /metrics needs credentials: every route answers client errors itself
+    # (``add_routes``), since any middleware puts aiohttp's chain on every probe's path.
+    middlewares: list[Middleware] = []
+    if settings.metrics_auth is not None:
+        middlewares = [client_errors, metrics_auth_middleware(settings.metrics_auth)]
     app = web.Application(
-        middlewares=[client_errors],
+        middlewares=middlewares,
         client_max_size=64 * 1024,
         handler_args={
             **HANDLER_ARGS,
@@ -70,8 +76,6 @@ def create_app(settings: Settings) -> web.Application:
             "max_field_size": MAX_HEADER_BYTES,
         },
     )
-    if settings.metrics_auth is not None:
-        app.middlewares.append(metrics_auth_middleware(settings.metrics_auth))
     store = ResultStore()
     health = HealthModel(store, service_name=settings.service_name)
     registry = new_registry(settings.metrics_created_series)

@@ -7,10 +7,12 @@ from aiohttp import web
 
 from sidecar.app_keys import HEALTH, REGISTRY, SCHEDULER
 from sidecar.probing.health import Readiness
+from sidecar.serving.errors import answering_client_errors
 from sidecar.serving.exposition import render
 
 HEALTH_JSON = "application/health+json"
 _TEXT = "text/plain"
+_TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8"}  # what ``text=`` with ``_TEXT`` sets
 
 
 async def livez(request: web.Request) -> web.Response:
@@ -22,13 +24,14 @@ async def livez(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready or not, from the answer ``HealthModel`` encoded when readiness last changed."""
     health = request.app[HEALTH]
-    readiness = health.readiness
-    status = 200 if readiness.ready else 503
     # query_string first: ``request.query`` parses the query into a multidict, on every probe
     if request.query_string and "verbose" in request.query:
-        return web.Response(status=status, text=_verbose(request, readiness), content_type=_TEXT)
-    return web.Response(status=status, text=_summary(readiness), content_type=_TEXT)
+        readiness = health.readiness
+        return web.Response(status=readiness.status, text=_verbose(request, readiness), content_type=_TEXT)
+    status, body = health.answer
+    return web.Response(status=status, body=body, headers=_TEXT_HEADERS)
 
 
 async def startupz(request: web.Request) -> web.Response:
@@ -74,16 +77,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers=headers)
 
 
-def _summary(readiness: Readiness) -> str:
-    if readiness.ready:
-        return "ok"
-    if readiness.reason == "failing":
-        return "failing: " + readiness.failing_text()
-    if readiness.reason == "starting":
-        return "starting: " + ", ".join(readiness.starting)
-    return readiness.reason
-
-
 def _verbose(request: web.Request, readiness: Readiness) -> str:
     """Kubernetes-style listing: ``[+]name ok`` / ``[-]name failed: reason``."""
     health = request.app[HEALTH]
@@ -110,9 +103,13 @@ def _verbose(request: web.Request, readiness: Readiness) -> str:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/livez", livez)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/readyz/{check}", readyz_check)
-    app.router.add_get("/startupz", startupz)
-    app.router.add_get("/health", health_document)
-    app.router.add_get("/metrics", metrics)
+    """Every route answers client errors itself (``answering_client_errors``): the app has no middleware."""
+    for path, handler in (
+        ("/livez", livez),
+        ("/readyz", readyz),
+        ("/readyz/{check}", readyz_check),
+        ("/startupz", startupz),
+        ("/health", health_document),
+        ("/metrics", metrics),
+    ):
+        app.router.add_get(path, answering_client_errors(handler))

@@ -92,6 +92,21 @@ class Readiness:
     starting: tuple[str, ...] = ()
     why: tuple[str, ...] = ()  # per failing check, what took it out ("outlier: ...") or ""
 
+    @property
+    def status(self) -> int:
+        """The HTTP status /readyz answers with."""
+        return 200 if self.ready else 503
+
+    def summary(self) -> str:
+        """/readyz's body: ``ok``, or why not (``failing: db``, ``starting: app``, ``draining``)."""
+        if self.ready:
+            return "ok"
+        if self.reason == "failing":
+            return "failing: " + self.failing_text()
+        if self.reason == "starting":
+            return "starting: " + ", ".join(self.starting)
+        return self.reason
+
     def failing_text(self) -> str:
         """``app (outlier: 5 consecutive 5xx), db``: the failing checks, with an ejection's reason."""
         why = self.why or ("",) * len(self.failing)
@@ -111,6 +126,9 @@ class HealthModel:
     readiness_changes: int = 0
     clock: Callable[[], float] = time.monotonic
     _readiness: Readiness = field(default_factory=lambda: Readiness(False, "starting"))
+    answer: tuple[int, bytes] = (503, b"starting: ")
+    """/readyz's status and body, encoded when readiness is recomputed (a result, an ejection, a drain)
+    rather than on every probe: load balancers poll far more often than results change."""
 
     def __post_init__(self) -> None:
         self.store.subscribe(self._on_result)
@@ -193,6 +211,7 @@ class HealthModel:
         if verdict.ready != self._readiness.ready and self._readiness.reason != "starting":
             self.readiness_changes += 1
         self._readiness = verdict
+        self.answer = (verdict.status, verdict.summary().encode())
 
     def health_document(self) -> dict[str, Any]:
         """``application/health+json`` per draft-inadarei-api-health-check."""

@@ -1,6 +1,7 @@
 """The guarantee every listener's app gives: a malformed request is a 4xx with a reason, never a 500.
 
-``client_errors`` is the outermost middleware of the health and admin apps. What the client caused
+``client_errors`` is the outermost middleware of the admin app; the health app wraps each of its
+handlers with ``answering_client_errors`` instead (the same mapping, see there why). What the client caused
 (a body that does not decode, a broken chunked framing, a body refused by ``core.bodies``, a client
 that went away mid-body) becomes 400/408/413/415 with a one-line JSON reason and no traceback. Anything else
 that escapes a handler is the sidecar's own bug: it is logged once with its traceback and answered
@@ -14,6 +15,7 @@ bodies itself (unbounded, and a decoding error there is a 500), so handlers read
 from __future__ import annotations
 
 import logging
+from functools import wraps
 from typing import Any, Final
 
 import orjson
@@ -45,22 +47,50 @@ async def client_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except web.HTTPException:
         raise
-    except BodyError as exc:
+    except Exception as exc:
+        return _mapped(request, exc)
+
+
+def answering_client_errors(handler: Handler) -> Handler:
+    """``client_errors`` for one handler, without aiohttp's middleware chain.
+
+    Any middleware on an app makes aiohttp run its chain for every request: a cache lookup for the
+    built chain, a frame per middleware and one more that sets ``current_app`` around the handler.
+    For ``/readyz``, polled by every load balancer, that is a good part of what it cost beyond an
+    aiohttp hello world (``bench/health_instructions.py``). An app whose routes are all wrapped here
+    gives the same answers with one frame. Requests no route matches (404, 405) raise
+    ``HTTPException``, which ``client_errors`` lets through as well.
+    """
+
+    @wraps(handler)
+    async def answering(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            return _mapped(request, exc)
+
+    return answering
+
+
+def _mapped(request: web.Request, exc: Exception) -> web.Response:
+    """The answer to what escaped a handler; called inside its ``except``, so a bug logs its traceback."""
+    if isinstance(exc, BodyError):
         return _answer(exc.status, exc.detail)
-    except web.RequestPayloadError as exc:
+    if isinstance(exc, web.RequestPayloadError):
         return _answer(400, f"the request body could not be read: {_first_line(exc)}")
-    except HttpProcessingError as exc:
+    if isinstance(exc, HttpProcessingError):
         return _answer(400, f"the request could not be read: {type(exc).__name__}")
-    except (ConnectionResetError, ClientConnectionResetError):
+    if isinstance(exc, ConnectionResetError | ClientConnectionResetError):
         # The client went away mid-body: nobody will read this answer, and aiohttp drops it quietly
         # (re-raised, aiohttp would log a traceback for the client's disconnection).
         return _answer(400, "the connection was lost while the request was read")
-    except Exception:
-        log.exception(
-            "unexpected error while handling a request",
-            extra={"method": request.method, "route": _route(request)},
-        )
-        return _answer(500, "internal error in the sidecar; it has been logged")
+    log.exception(
+        "unexpected error while handling a request",
+        extra={"method": request.method, "route": _route(request)},
+    )
+    return _answer(500, "internal error in the sidecar; it has been logged")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -106,3 +106,20 @@ def test_reconfigure_keeps_state_of_unchanged_checks() -> None:
     store.record(result("old", Status.PASS))
     health.configure([check("db")])
     assert health.readiness.ready and "old" not in health.states
+
+
+def test_readyz_answer_is_encoded_when_readiness_changes() -> None:
+    store, health = model(check("db", rise=1, fall=1), check("cache", rise=1, fall=1))
+    assert health.answer == (503, b"starting: db, cache")
+    store.record(result("db", Status.PASS))
+    assert health.answer == (503, b"starting: cache")
+    store.record(result("cache", Status.PASS))
+    assert health.answer == (200, b"ok")
+    store.record(result("cache", Status.FAIL))
+    assert health.answer == (503, b"failing: cache")
+    health.eject("db", "outlier: 5 consecutive 5xx", until=time.monotonic() + 60)
+    assert health.answer == (503, b"failing: db (outlier: 5 consecutive 5xx), cache")
+    health.drain()
+    assert health.answer == (503, b"draining")
+    health.undrain()
+    assert health.answer == (503, b"failing: db (outlier: 5 consecutive 5xx), cache")
