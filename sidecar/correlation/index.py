@@ -34,6 +34,9 @@ MAX_TRACE_ID = 255  # longer trace IDs are not kept with the entry (the W3C ones
 # and the trace ID itself.
 _KIND_LETTERS: Final = {"log": b"l", "sentry": b"s", "span": b"p", "access": b"a"}
 _KIND_OF_BYTE: Final = {letter[0]: kind for kind, letter in _KIND_LETTERS.items()}
+_NO_TRACE_LOG: Final = b"l\x00"  # a log entry's kind letter and an empty trace ID
+# What the log flow hands to ``add_logs`` per line: request ID, time, trace ID, the record's JSON.
+LogEntry = tuple[str, float | None, str | None, bytes]
 
 
 def pack(at: float, kind: str, encoded: bytes, trace_id: str | None = None) -> bytes:
@@ -98,6 +101,26 @@ class CorrelationIndex:
         if not request_id:
             return
         packed = pack(time.time() if at is None else at, kind, orjson.dumps(record, default=str), trace_id)
+        self._add_packed(request_id, packed, trace_id)
+
+    def add_logs(self, entries: list[LogEntry]) -> None:
+        """A batch of log lines' entries, each (request ID, time or ``None``, trace ID, encoded record).
+
+        The log flow hands over one list per batch of lines instead of calling ``add`` per line: the
+        record arrives already encoded (``orjson.dumps`` of the dict ``add`` would take, assembled
+        from cached pieces), and the loop runs here, compiled, once per batch.
+        """
+        now = time.time()
+        for request_id, at, trace_id, encoded in entries:
+            if not request_id:
+                continue
+            if trace_id:
+                packed = pack(now if at is None else at, "log", encoded, trace_id)
+            else:
+                packed = _AT.pack(now if at is None else at) + _NO_TRACE_LOG + encoded
+            self._add_packed(request_id, packed, trace_id)
+
+    def _add_packed(self, request_id: str, packed: bytes, trace_id: str | None) -> None:
         timelines = self._timelines
         if request_id not in timelines:  # the common case: the request's first entry, kept alone
             timelines[request_id] = packed

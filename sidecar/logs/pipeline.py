@@ -14,16 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
 from sidecar.core.http_metrics import HttpMetrics
 from sidecar.core.redaction import mask_url, redact_text
-from sidecar.correlation.index import CorrelationIndex
+from sidecar.correlation.index import CorrelationIndex, LogEntry
 from sidecar.logs.access import AccessRecorder
 from sidecar.logs.metrics import LogMetrics
-from sidecar.logs.parse import TOO_LONG, LogParser, LogRecord, rejection_of_bad_json
+from sidecar.logs.parse import TOO_LONG, LogParser, LogRecord, parse_time, rejection_of_bad_json
 from sidecar.logs.reemit import Reemitter
 from sidecar.logs.rules import RuleSet
 from sidecar.logs.sources.channel import Batch
@@ -31,6 +30,10 @@ from sidecar.logs.sources.channel import Batch
 MAX_INDEXED_TEXT = 512
 _ERROR_LEVELS = frozenset({"error", "fatal"})
 _REDACTION_CACHE = 4096
+# Epoch milliseconds as ``parse_time`` tells them from seconds, microseconds and nanoseconds (pino,
+# winston and bunyan write them): converted inline, the common case of the index's time.
+_MS_ABOVE = 100_000_000_000
+_MS_UP_TO = 100_000_000_000_000
 
 
 @dataclass(slots=True)
@@ -64,7 +67,8 @@ class LogPipeline:
         self.error_sinks: list[Callable[[LogRecord], object]] = []  # e.g. the Sentry forwarder
         self.rules: RuleSet | None = None  # logs.rules, when any are configured
         self.record_sinks: list[Callable[[LogRecord], object]] = []  # every record, e.g. OTLP logs
-        self._redactions: dict[str, str] = {}
+        # (level, message, source) -> the index entry's JSON before and after its time (see _entry)
+        self._entry_heads: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
 
     def consume(self, source: str, batch: Batch) -> None:
         """A source channel's sink: feed the batch and count what its reader already skipped."""
@@ -72,7 +76,7 @@ class LogPipeline:
             self.metrics.reject(source, TOO_LONG, batch.too_long)
         self.feed(source, batch.lines)
 
-    def feed(self, source: str, lines: list[bytes]) -> FeedResult:  # noqa: PLR0912 (the hot loop, one frame)
+    def feed(self, source: str, lines: list[bytes]) -> FeedResult:  # noqa: PLR0912, PLR0915 (the hot loop, one frame)
         """Parse and sink every line; empty lines are ignored, bad ones counted by reason.
 
         JSON lines (the common case) are decoded here rather than through ``LogParser.parse`` to
@@ -89,6 +93,8 @@ class LogPipeline:
         rules = self.rules
         record_sinks = self.record_sinks
         emitted: list[LogRecord] | None = [] if self.reemit is not None else None
+        indexed: list[LogEntry] = []
+        entry_of = self._entry
         levels: dict[str, int] = {}
         rejected: dict[str, int] = {}
         for line in lines:
@@ -113,7 +119,7 @@ class LogPipeline:
             if seen is not None and access is not None:
                 access.record(seen, record.request_id, record.trace_id)
             if index is not None and record.request_id is not None:
-                self._index(index, record)
+                indexed.append(entry_of(record))
             if rules is not None:
                 rules.apply(record)
             if emitted is not None:
@@ -122,45 +128,63 @@ class LogPipeline:
                 for each in record_sinks:
                     each(record)
             if error_sinks and level in _ERROR_LEVELS:
+                if indexed and index is not None:  # a sink reads the request's timeline (Sentry)
+                    index.add_logs(indexed)
+                    indexed.clear()
                 for sink in error_sinks:
                     sink(record)
         if access is not None:
             access.flush()
+        if indexed and index is not None:
+            index.add_logs(indexed)
         self.metrics.count(source, levels, rejected)
         if emitted and self.reemit is not None:
             self.reemit.emit(source, emitted)
         accepted = sum(levels.values())
         return FeedResult(accepted, rejected)
 
-    def _redacted(self, text: str) -> str:
-        """``redact_text`` of a message, remembered: most messages repeat ("request completed")."""
-        done = self._redactions.get(text)
-        if done is None:
-            if len(self._redactions) >= _REDACTION_CACHE:
-                self._redactions.clear()
-            done = self._redactions[text] = redact_text(text)
-        return done
+    def _entry(self, record: LogRecord) -> LogEntry:
+        """The request's index entry for a line: compact, redacted (no raw fields, no stack).
 
-    def _index(self, index: CorrelationIndex, record: LogRecord) -> None:
-        """A compact, redacted entry on the request's timeline (no raw fields, no stack)."""
-        moment = record.time
-        entry: dict[str, Any] = {
-            "level": record.level,
-            "message": self._redacted(record.message[:MAX_INDEXED_TEXT]),
-            "time": moment,
-            "source": record.source,
-        }
+        Its record is the JSON of ``{"level", "message", "time", "source"}`` plus ``error_type`` and
+        ``error_value`` for an error and ``http`` for an access line, byte for byte what
+        ``orjson.dumps`` makes of that dict. Level, message and source repeat from line to line, so
+        their encoding (and the message's redaction) is cached; only the time and the access fields
+        are encoded per line.
+        """
+        raw = record.raw_time
+        moment = raw / 1000 if type(raw) is int and _MS_ABOVE < raw <= _MS_UP_TO else parse_time(raw)
+        key = (record.level, record.message[:MAX_INDEXED_TEXT], record.source)
+        head = self._entry_heads.get(key)
+        if head is None:
+            head = self._entry_head(key)
+        dumps = orjson.dumps
         error = record.error
+        error_part = b""
         if error is not None:
-            entry["error_type"] = error.type
-            entry["error_value"] = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
+            value = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
+            error_part = b"".join((b',"error_type":', dumps(error.type), b',"error_value":', dumps(value)))
         access = record.access
-        if access is not None:
+        if access is None:
+            encoded = b"".join((head[0], dumps(moment), head[1], error_part, b"}"))
+        else:
             url = access.url
-            entry["http"] = {
+            http = {
                 "method": access.method,
                 "url": mask_url(url[:MAX_INDEXED_TEXT]) if url and "?" in url else url,
                 "status_code": access.status,
                 "duration_seconds": access.duration_seconds,
             }
-        index.add(record.request_id or "", "log", entry, trace_id=record.trace_id, at=moment)
+            encoded = b"".join((head[0], dumps(moment), head[1], error_part, b',"http":', dumps(http), b"}"))
+        return record.request_id or "", moment, record.trace_id, encoded
+
+    def _entry_head(self, key: tuple[str, str, str]) -> tuple[bytes, bytes]:
+        """The encoded ``{"level":..,"message":..,"time":`` and ``,"source":..`` of a (level, message,
+        source), remembered with the message's redaction: most messages repeat ("request completed")."""
+        heads = self._entry_heads
+        if len(heads) >= _REDACTION_CACHE:
+            heads.clear()
+        level, message, source = key
+        encoded = orjson.dumps({"level": level, "message": redact_text(message), "time": None})
+        head = heads[key] = (encoded[: -len(b"null}")], b',"source":%b' % orjson.dumps(source))
+        return head

@@ -73,3 +73,30 @@ def test_byte_bound_evicts_oldest_compact_lines() -> None:
     assert len(index) == 3
     assert index.bytes == one * 3
     assert [index.get(f"r{i:02d}") is not None for i in (6, 7, 8, 9)] == [False, True, True, True]
+
+
+def test_a_batch_of_log_entries_is_held_as_adding_them_one_by_one() -> None:
+    """``add_logs`` (the log flow's batch) keeps what ``add`` keeps: same timelines, bytes, evictions."""
+    records = [
+        ("r1", 1000.5, None, {"message": "first"}),
+        ("r2", None, "a" * 32, {"message": "second"}),
+        ("r1", 1000.75, "b" * 32, {"message": "third"}),
+        ("", 1001.0, None, {"message": "no request ID"}),
+        ("r3", 1001.0, "c" * 300, {"message": "trace ID too long to keep"}),
+        ("r4", 1002.0, None, {"message": "evicts r2, the least recently touched"}),
+    ]
+    one_by_one, batched = CorrelationIndex(max_requests=3), CorrelationIndex(max_requests=3)
+    for request_id, at, trace_id, record in records:
+        one_by_one.add(request_id, "log", record, trace_id=trace_id, at=at)
+    batched.add_logs([(rid, at, trace, orjson.dumps(record)) for rid, at, trace, record in records])
+    assert (len(batched), batched.bytes, batched.evicted) == (3, one_by_one.bytes, 1)
+    assert batched.newest(10) == one_by_one.newest(10) == ["r4", "r3", "r1"]
+    for request_id in ("r1", "r3", "r4"):
+        assert batched.get(request_id) == one_by_one.get(request_id)
+    r1 = batched.get("r1")
+    assert r1 is not None
+    assert (r1["trace_id"], [e["record"]["message"] for e in r1["timeline"]]) == (
+        "b" * 32,
+        ["first", "third"],
+    )
+    assert batched.get("r2") is None
