@@ -114,6 +114,22 @@ class AccessInfo:
     duration_seconds: float | None
     bytes: int | None = None
 
+    def __init__(  # written out: compiled, the generated one sets each field through the generic path
+        self,
+        method: str,
+        url: str | None,
+        route: str | None,
+        status: int,
+        duration_seconds: float | None,
+        bytes: int | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.route = route
+        self.status = status
+        self.duration_seconds = duration_seconds
+        self.bytes = bytes
+
 
 @dataclass(slots=True)
 class LogRecord:
@@ -128,6 +144,28 @@ class LogRecord:
     access: AccessInfo | None
     source: str
     fields: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(  # written out: compiled, the generated one sets each field through the generic path
+        self,
+        level: str,
+        message: str,
+        raw_time: Any,
+        request_id: str | None,
+        trace_id: str | None,
+        error: LogError | None,
+        access: AccessInfo | None,
+        source: str,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.level = level
+        self.message = message
+        self.raw_time = raw_time
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.error = error
+        self.access = access
+        self.source = source
+        self.fields = {} if fields is None else fields
 
     @property
     def time(self) -> float | None:
