@@ -68,8 +68,7 @@ class LogPipeline:
         self.error_sinks: list[Callable[[LogRecord], object]] = []  # e.g. the Sentry forwarder
         self.rules: RuleSet | None = None  # logs.rules, when any are configured
         self.record_sinks: list[Callable[[LogRecord], object]] = []  # every record, e.g. OTLP logs
-        # (level, message, source) -> the index entry's JSON before and after its time (see _entry)
-        self._entry_heads: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
+        self._redactions: dict[str, str] = {}  # message -> its redaction (see _entry)
 
     def consume(self, source: str, batch: Batch) -> None:
         """A source channel's sink: feed the batch and count what its reader already skipped."""
@@ -145,45 +144,33 @@ class LogPipeline:
     def _entry(self, record: LogRecord) -> LogEntry:
         """The request's index entry for a line: compact, redacted (no raw fields, no stack).
 
-        Its record is the JSON of ``{"level", "message", "time", "source"}`` plus ``error_type`` and
-        ``error_value`` for an error and ``http`` for an access line, byte for byte what
-        ``orjson.dumps`` makes of that dict. Level, message and source repeat from line to line, so
-        their encoding (and the message's redaction) is cached; only the time and the access fields
-        are encoded per line.
+        Its record is ``{"level", "message", "time", "source"}`` plus ``error_type`` and
+        ``error_value`` for an error and ``http`` for an access line, handed over as the JSON array
+        of those values (``CorrelationIndex.add_logs``): one ``orjson.dumps`` of a tuple per line.
         """
         raw = record.raw_time
         moment = raw / 1000 if type(raw) is int and _MS_ABOVE < raw <= _MS_UP_TO else parse_time(raw)
-        key = (record.level, record.message[:MAX_INDEXED_TEXT], record.source)
-        head = self._entry_heads.get(key)
-        if head is None:
-            head = self._entry_head(key)
-        dumps = orjson.dumps
+        text = record.message[:MAX_INDEXED_TEXT]
+        message = self._redactions.get(text)
+        if message is None:
+            message = self._redacted(text)
         error = record.error
-        error_part = b""
+        access = record.access
+        values: tuple[object, ...] = (record.level, message, moment, record.source)
         if error is not None:
             value = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
-            error_part = b"".join((b',"error_type":', dumps(error.type), b',"error_value":', dumps(value)))
-        access = record.access
-        if access is None:
-            encoded = b"".join((head[0], dumps(moment), head[1], error_part, b"}"))
-        else:
+            values = (*values, error.type, value)
+        if access is not None:
             url = access.url
-            http = {
-                "method": access.method,
-                "url": mask_url(url[:MAX_INDEXED_TEXT]) if url and "?" in url else url,
-                "status_code": access.status,
-                "duration_seconds": access.duration_seconds,
-            }
-            encoded = b"".join((head[0], dumps(moment), head[1], error_part, b',"http":', dumps(http), b"}"))
-        return record.request_id or "", moment, record.trace_id, encoded
+            if url and "?" in url:
+                url = mask_url(url[:MAX_INDEXED_TEXT])
+            values = (*values, access.method, url, access.status, access.duration_seconds)
+        return record.request_id or "", moment, record.trace_id, orjson.dumps(values)
 
-    def _entry_head(self, key: tuple[str, str, str]) -> tuple[bytes, bytes]:
-        """The encoded ``{"level":..,"message":..,"time":`` and ``,"source":..`` of a (level, message,
-        source), remembered with the message's redaction: most messages repeat ("request completed")."""
-        heads = self._entry_heads
-        if len(heads) >= _REDACTION_CACHE:
-            heads.clear()
-        level, message, source = key
-        encoded = orjson.dumps({"level": level, "message": redact_text(message), "time": None})
-        head = heads[key] = (encoded[: -len(b"null}")], b',"source":%b' % orjson.dumps(source))
-        return head
+    def _redacted(self, text: str) -> str:
+        """``redact_text`` of a message, remembered: most messages repeat ("request completed")."""
+        redactions = self._redactions
+        if len(redactions) >= _REDACTION_CACHE:
+            redactions.clear()
+        done = redactions[text] = redact_text(text)
+        return done

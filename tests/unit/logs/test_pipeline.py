@@ -153,7 +153,7 @@ def test_lines_with_request_ids_go_to_the_correlation_index(
 
 
 def _entry_as_dict(record: LogRecord) -> bytes:
-    """The index entry's record as the dict the pipeline once built and ``orjson.dumps`` encoded."""
+    """The index entry's record: the dict the pipeline once built and ``orjson.dumps`` encoded."""
     entry: dict[str, object] = {
         "level": record.level,
         "message": redact_text(record.message[:MAX_INDEXED_TEXT]),
@@ -193,14 +193,20 @@ def _entry_as_dict(record: LogRecord) -> bytes:
         b'{"level":30,"time":1700000000000,"reqId":"i","method":"GET","path":"/x","status":200}',
     ],
 )
-def test_index_entries_are_the_json_of_the_entry_dict(line: bytes) -> None:
-    """The pipeline assembles an entry's JSON from cached pieces: the bytes are the dict's encoding."""
+def test_index_entries_hold_the_entry_dict(line: bytes) -> None:
+    """The pipeline hands the index each line's values, not a dict: it reads back as the dict."""
     record = LogParser().from_mapping(orjson.loads(line), "api")
-    pipeline = LogPipeline(LogParser(), LogMetrics(CollectorRegistry()), None, CorrelationIndex())
-    for _ in range(2):  # the first call fills the cache of encoded heads, the second reads it
-        request_id, at, trace_id, encoded = pipeline._entry(record)
-        assert encoded == _entry_as_dict(record)
-        assert (request_id, at, trace_id) == (record.request_id, record.time, record.trace_id)
+    index = CorrelationIndex()
+    pipeline = LogPipeline(LogParser(), LogMetrics(CollectorRegistry()), None, index)
+    pipeline.feed("api", [line, line])  # the second time from the cache of redacted messages
+    assert record.request_id is not None
+    timeline = index.get(record.request_id)
+    assert timeline is not None
+    assert timeline["trace_id"] == record.trace_id
+    expected = orjson.loads(_entry_as_dict(record))
+    assert [e["record"] for e in timeline["timeline"]] == [expected, expected]
+    if record.time is not None:
+        assert [e["at"] for e in timeline["timeline"]] == [record.time, record.time]
 
 
 def test_error_sinks_see_the_line_in_its_timeline(
