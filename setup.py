@@ -43,10 +43,11 @@ COMPILED = [
 # query_mask are also imported by the settings, so they stay interpreted: the hot path reads their
 # caches, and their Final constants are inlined where it compares them.
 
-# What every sidecar loads and the gateway calls per request (request ID sightings, the correlation
-# index): a second, small library, so a sidecar without the gateway maps only this one.
+# What every sidecar loads and the gateway calls per request (request ID sightings, route templates, the
+# correlation index): a second, small library, so a sidecar without the gateway maps only this one.
 COMPILED_CORE = [
     "sidecar/core/http_metrics.py",
+    "sidecar/core/routes.py",
     "sidecar/correlation/index.py",
 ]
 
