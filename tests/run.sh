@@ -67,9 +67,9 @@ set -e
 if [ "$status" = 5 ]; then echo "no tests were collected"; exit 1; fi
 if [ "$status" != 0 ] || [ $# -gt 0 ]; then exit "$status"; fi
 
-# The gateway also runs interpreted (a build without a compiler, or SIDECAR_COMPILE=0): its tests
-# again on a copy of the sources without the compiled modules.
-echo "== pytest (gateway interpreted)"
+# The compiled modules (gateway, correlation index, log flow) also run interpreted (a build without
+# a compiler, or SIDECAR_COMPILE=0): their tests again on a copy of the sources without the .so files.
+echo "== pytest (compiled modules interpreted)"
 pure="$(mktemp -d)"
 trap 'rm -rf "$pure"' EXIT
 tar --exclude='*.so' --exclude='__pycache__' --exclude='node_modules' -cf - sidecar collectors tests pyproject.toml \
@@ -80,4 +80,5 @@ if "$root/.venv/bin/python" -c 'import sys, sidecar.gateway as g; sys.exit(not g
   echo "error: the copy without .so files still runs compiled modules"; exit 1
 fi
 "$root/.venv/bin/python" -m pytest -q -p no:cacheprovider \
-  tests/unit/gateway tests/integration/gateway
+  tests/unit/gateway tests/integration/gateway \
+  tests/unit/logs tests/unit/correlation tests/integration/logs

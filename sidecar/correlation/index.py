@@ -33,7 +33,19 @@ MAX_TRACE_ID = 255  # longer trace IDs are not kept with the entry (the W3C ones
 # holds its trace ID), else a kind letter, the length of the trace ID seen with the entry (0: none)
 # and the trace ID itself.
 _KIND_LETTERS: Final = {"log": b"l", "sentry": b"s", "span": b"p", "access": b"a"}
-_KIND_OF_BYTE: Final = {letter[0]: kind for kind, letter in _KIND_LETTERS.items()}
+# A log line from the log flow (``add_logs``) is kept as a JSON array rather than an object: the
+# values of its record in a fixed order, ``LOG_FIELDS`` and then ``LOG_ERROR_FIELDS`` and/or
+# ``LOG_HTTP_FIELDS`` (told apart by the array's length), decoded into the same record as ``add``
+# would hold. One ``orjson.dumps`` of a tuple per line, and no key names stored per entry.
+_COMPACT_LOG: Final = b"L"
+LOG_FIELDS: Final = ("level", "message", "time", "source")
+LOG_ERROR_FIELDS: Final = ("error_type", "error_value")
+LOG_HTTP_FIELDS: Final = ("method", "url", "status_code", "duration_seconds")
+_KIND_OF_BYTE: Final = {letter[0]: kind for kind, letter in (*_KIND_LETTERS.items(), ("log", _COMPACT_LOG))}
+_NO_TRACE_COMPACT_LOG: Final = _COMPACT_LOG + b"\x00"  # the kind letter and an empty trace ID
+# What the log flow hands to ``add_logs`` per line: request ID, time, trace ID, the record's values
+# as a JSON array (see ``LOG_FIELDS``).
+LogEntry = tuple[str, float | None, str | None, bytes]
 
 
 def pack(at: float, kind: str, encoded: bytes, trace_id: str | None = None) -> bytes:
@@ -58,7 +70,22 @@ def unpack(packed: bytes) -> tuple[float, str, str | None, Any]:
     length = packed[_AT_SIZE + 1]
     start = _AT_SIZE + 2
     trace = packed[start : start + length].decode("utf-8", "replace") if length else None
-    return at, kind, trace, orjson.loads(packed[start + length :])
+    record = orjson.loads(packed[start + length :])
+    if packed[_AT_SIZE] == _COMPACT_LOG[0]:
+        record = _log_record(record)
+    return at, kind, trace, record
+
+
+def _log_record(values: list[Any]) -> dict[str, Any]:
+    """The record of a compact log entry (see ``LOG_FIELDS``), keys in the order ``add`` keeps them."""
+    record = dict(zip(LOG_FIELDS, values, strict=False))
+    rest = len(LOG_FIELDS)
+    if len(values) in (rest + len(LOG_ERROR_FIELDS), rest + len(LOG_ERROR_FIELDS) + len(LOG_HTTP_FIELDS)):
+        record.update(zip(LOG_ERROR_FIELDS, values[rest:], strict=False))
+        rest += len(LOG_ERROR_FIELDS)
+    if len(values) > rest:
+        record["http"] = dict(zip(LOG_HTTP_FIELDS, values[rest:], strict=False))
+    return record
 
 
 @dataclass(slots=True)
@@ -98,6 +125,28 @@ class CorrelationIndex:
         if not request_id:
             return
         packed = pack(time.time() if at is None else at, kind, orjson.dumps(record, default=str), trace_id)
+        self._add_packed(request_id, packed, trace_id)
+
+    def add_logs(self, entries: list[LogEntry]) -> None:
+        """A batch of log lines' entries, each (request ID, time or ``None``, trace ID, values).
+
+        The log flow hands over one list per batch of lines instead of calling ``add`` per line, each
+        record already encoded as the JSON array of its values (see ``LOG_FIELDS``); the loop runs
+        here, compiled, once per batch.
+        """
+        now = time.time()
+        for request_id, at, trace_id, encoded in entries:
+            if not request_id:
+                continue
+            moment = _AT.pack(now if at is None else at)
+            trace = trace_id.encode("utf-8", "replace") if trace_id else b""
+            if not trace or len(trace) > MAX_TRACE_ID:
+                packed = moment + _NO_TRACE_COMPACT_LOG + encoded
+            else:
+                packed = b"".join((moment, _COMPACT_LOG, bytes((len(trace),)), trace, encoded))
+            self._add_packed(request_id, packed, trace_id)
+
+    def _add_packed(self, request_id: str, packed: bytes, trace_id: str | None) -> None:
         timelines = self._timelines
         if request_id not in timelines:  # the common case: the request's first entry, kept alone
             timelines[request_id] = packed

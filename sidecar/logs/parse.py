@@ -31,7 +31,7 @@ REJECT_REASONS: Final = (INVALID_UTF8, INVALID_JSON, TOO_LONG, BINARY)
 
 UNKNOWN_LEVEL: Final = "unknown"
 LEVELS: Final = ("trace", "debug", "info", "warn", "error", "fatal", UNKNOWN_LEVEL)
-MAX_ID_CHARS = 128
+MAX_ID_CHARS: Final = 128
 
 _LEVEL_ALIASES = {
     "trace": "trace",
@@ -114,6 +114,22 @@ class AccessInfo:
     duration_seconds: float | None
     bytes: int | None = None
 
+    def __init__(  # written out: compiled, the generated one sets each field through the generic path
+        self,
+        method: str,
+        url: str | None,
+        route: str | None,
+        status: int,
+        duration_seconds: float | None,
+        bytes: int | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.route = route
+        self.status = status
+        self.duration_seconds = duration_seconds
+        self.bytes = bytes
+
 
 @dataclass(slots=True)
 class LogRecord:
@@ -128,6 +144,28 @@ class LogRecord:
     access: AccessInfo | None
     source: str
     fields: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(  # written out: compiled, the generated one sets each field through the generic path
+        self,
+        level: str,
+        message: str,
+        raw_time: Any,
+        request_id: str | None,
+        trace_id: str | None,
+        error: LogError | None,
+        access: AccessInfo | None,
+        source: str,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.level = level
+        self.message = message
+        self.raw_time = raw_time
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.error = error
+        self.access = access
+        self.source = source
+        self.fields = {} if fields is None else fields
 
     @property
     def time(self) -> float | None:
@@ -488,43 +526,48 @@ class LogParser:
         Lines carrying none of the less common keys (trace IDs, errors, flat or nested access fields,
         Docker's wrapper) are recognised with one set operation and skip those lookups entirely.
         """
-        get = d.get
         rare = not _RARE_KEYS.isdisjoint(d)
-        if rare and "stream" in d and type(get("log")) is str:  # Docker's json-file wrapper
+        if rare and "stream" in d and type(d.get("log")) is str:  # Docker's json-file wrapper
             return self._unwrap_docker(d, source)
-        lv = get("level")
+        lv = d.get("level")
         if lv is None:
-            lv = get("levelname") or get("severity") or get("lvl") or get("log.level") or get("loglevel")
+            lv = (
+                d.get("levelname")
+                or d.get("severity")
+                or d.get("lvl")
+                or d.get("log.level")
+                or d.get("loglevel")
+            )
         try:
             level = self._levels[lv]
         except (KeyError, TypeError):
             level = self.level_of(lv)
-        message = get("msg")
+        message = d.get("msg")
         if type(message) is not str:
-            message = get("message")
+            message = d.get("message")
             if type(message) is not str:
-                message = get("event")  # structlog
+                message = d.get("event")  # structlog
                 if type(message) is not str:
                     message = ""
-        raw_time = get("time")
+        raw_time = d.get("time")
         if raw_time is None:
-            raw_time = get("timestamp") or get("@timestamp") or get("asctime") or get("ts")
+            raw_time = d.get("timestamp") or d.get("@timestamp") or d.get("asctime") or d.get("ts")
 
-        rid = get("reqId")
+        rid = d.get("reqId")
         if rid is None:
             rid = (
-                get("request_id")
-                or get("requestId")
-                or get("req_id")
-                or get("x-request-id")
-                or get("requestID")
+                d.get("request_id")
+                or d.get("requestId")
+                or d.get("req_id")
+                or d.get("x-request-id")
+                or d.get("requestID")
             )
         # The common cases are tested inline; the helpers handle everything else.
         if type(rid) is str and 0 < len(rid) <= MAX_ID_CHARS:
             request_id: str | None = rid
         else:
             request_id = _ident(rid) if rid is not None else None
-        req = get("req")
+        req = d.get("req")
         access: AccessInfo | None = None
         if type(req) is dict:
             if request_id is None:
@@ -533,13 +576,13 @@ class LogParser:
                     headers = req.get("headers")
                     if type(headers) is dict:
                         request_id = _ident(headers.get("x-request-id"))
-            res = get("res")
+            res = d.get("res")
             method = req.get("method")
             url = req.get("url") or req.get("originalUrl") or req.get("path")
-            code = res.get("statusCode") if type(res) is dict else get("statusCode")
+            code = res.get("statusCode") if type(res) is dict else d.get("statusCode")
             status = code if type(code) is int and 100 <= code <= 599 else _status(code)
             if type(method) is str and status is not None and type(url) is str:
-                elapsed = get("responseTime")  # pino-http, in milliseconds
+                elapsed = d.get("responseTime")  # pino-http, in milliseconds
                 if type(elapsed) is int and 0 <= elapsed < 86_400_000:
                     duration: float | None = elapsed / 1000
                 else:
@@ -551,29 +594,29 @@ class LogParser:
         error = None
         if rare:
             trace = (
-                get("trace_id")
-                or get("traceId")
-                or get("otelTraceID")
-                or get("trace.id")
-                or get("dd.trace_id")
-                or get("traceparent")
-                or get("logging.googleapis.com/trace")
+                d.get("trace_id")
+                or d.get("traceId")
+                or d.get("otelTraceID")
+                or d.get("trace.id")
+                or d.get("dd.trace_id")
+                or d.get("traceparent")
+                or d.get("logging.googleapis.com/trace")
             )
             if trace is None:
-                nested = get("trace") or get("dd")
+                nested = d.get("trace") or d.get("dd")
                 if type(nested) is dict:
                     trace = nested.get("id") or nested.get("trace_id")
             trace_id = _trace_id(trace) if trace is not None else None
-            err = get("err")
+            err = d.get("err")
             if err is None:
-                err = get("error") or get("exc_info") or get("exception") or get("stack_trace")
-            stack = get("stack")
+                err = d.get("error") or d.get("exc_info") or d.get("exception") or d.get("stack_trace")
+            stack = d.get("stack")
             if err is not None or stack is not None:
                 error = _error_of(err, stack)
             if access is None and req is None:
-                method = get("method") or get("http_method") or get("request_method")
+                method = d.get("method") or d.get("http_method") or d.get("request_method")
                 access = _flat_access(d, method) if method is not None else _nested_access(d)
-            if request_id is None and type(http := get("http")) is dict:  # ECS http.request.id
+            if request_id is None and type(http := d.get("http")) is dict:  # ECS http.request.id
                 request = http.get("request")
                 if type(request) is dict:
                     request_id = _ident(request.get("id"))
@@ -711,10 +754,11 @@ class LogParser:
 
 def _flat_access(d: dict[str, Any], method: Any) -> AccessInfo | None:
     """morgan-json, python and nginx JSON access lines: method, path, status and duration side by side."""
-    get = d.get
-    status = _status(get("status") or get("status_code") or get("statusCode") or get("response_status"))
-    url = get("url") or get("path") or get("request_path") or get("uri") or get("originalUrl")
-    route = get("route") or get("http.route")
+    status = _status(
+        d.get("status") or d.get("status_code") or d.get("statusCode") or d.get("response_status")
+    )
+    url = d.get("url") or d.get("path") or d.get("request_path") or d.get("uri") or d.get("originalUrl")
+    route = d.get("route") or d.get("http.route")
     if type(method) is not str or status is None or not (type(url) is str or type(route) is str):
         return None
     return AccessInfo(

@@ -14,23 +14,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Final
 
 import orjson
 
 from sidecar.core.http_metrics import HttpMetrics
 from sidecar.core.redaction import mask_url, redact_text
-from sidecar.correlation.index import CorrelationIndex
+from sidecar.correlation.index import CorrelationIndex, LogEntry
 from sidecar.logs.access import AccessRecorder
 from sidecar.logs.metrics import LogMetrics
-from sidecar.logs.parse import TOO_LONG, LogParser, LogRecord, rejection_of_bad_json
+from sidecar.logs.parse import TOO_LONG, LogParser, LogRecord, parse_time, rejection_of_bad_json
 from sidecar.logs.reemit import Reemitter
 from sidecar.logs.rules import RuleSet
 from sidecar.logs.sources.channel import Batch
 
-MAX_INDEXED_TEXT = 512
-_ERROR_LEVELS = frozenset({"error", "fatal"})
-_REDACTION_CACHE = 4096
+MAX_INDEXED_TEXT: Final = 512
+_ERROR_LEVELS: Final = frozenset({"error", "fatal"})
+_REDACTION_CACHE: Final = 4096
+# Epoch milliseconds as ``parse_time`` tells them from seconds, microseconds and nanoseconds (pino,
+# winston and bunyan write them): converted inline, the common case of the index's time.
+_MS_ABOVE: Final = 100_000_000_000
+_MS_UP_TO: Final = 100_000_000_000_000
 
 
 @dataclass(slots=True)
@@ -64,7 +68,7 @@ class LogPipeline:
         self.error_sinks: list[Callable[[LogRecord], object]] = []  # e.g. the Sentry forwarder
         self.rules: RuleSet | None = None  # logs.rules, when any are configured
         self.record_sinks: list[Callable[[LogRecord], object]] = []  # every record, e.g. OTLP logs
-        self._redactions: dict[str, str] = {}
+        self._redactions: dict[str, str] = {}  # message -> its redaction (see _entry)
 
     def consume(self, source: str, batch: Batch) -> None:
         """A source channel's sink: feed the batch and count what its reader already skipped."""
@@ -72,15 +76,14 @@ class LogPipeline:
             self.metrics.reject(source, TOO_LONG, batch.too_long)
         self.feed(source, batch.lines)
 
-    def feed(self, source: str, lines: list[bytes]) -> FeedResult:  # noqa: PLR0912 (the hot loop, one frame)
+    def feed(self, source: str, lines: list[bytes]) -> FeedResult:  # noqa: PLR0912, PLR0915 (the hot loop, one frame)
         """Parse and sink every line; empty lines are ignored, bad ones counted by reason.
 
         JSON lines (the common case) are decoded here rather than through ``LogParser.parse`` to
-        save a call per line; everything else goes through ``parse``.
+        save a call per line; everything else goes through ``parse``. Methods are called on their
+        object, not through a local alias: compiled, that is a direct call instead of a generic one.
         """
         parser = self.parser
-        from_mapping = parser.from_mapping
-        parse = parser.parse
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
         access = self.access
@@ -89,12 +92,13 @@ class LogPipeline:
         rules = self.rules
         record_sinks = self.record_sinks
         emitted: list[LogRecord] | None = [] if self.reemit is not None else None
+        indexed: list[LogEntry] = []
         levels: dict[str, int] = {}
         rejected: dict[str, int] = {}
         for line in lines:
             if line[:1] == b"{":  # sources cap line length before this (the splitter, the HTTP ingest)
                 try:
-                    record = from_mapping(loads(line), source)
+                    record = parser.from_mapping(loads(line), source)
                 except decode_error:
                     reason = rejection_of_bad_json(line)
                     rejected[reason] = rejected.get(reason, 0) + 1
@@ -102,7 +106,7 @@ class LogPipeline:
             else:
                 if not line or line.isspace():
                     continue
-                parsed = parse(line, source)
+                parsed = parser.parse(line, source)
                 if isinstance(parsed, str):
                     rejected[parsed] = rejected.get(parsed, 0) + 1
                     continue
@@ -113,7 +117,7 @@ class LogPipeline:
             if seen is not None and access is not None:
                 access.record(seen, record.request_id, record.trace_id)
             if index is not None and record.request_id is not None:
-                self._index(index, record)
+                indexed.append(self._entry(record))
             if rules is not None:
                 rules.apply(record)
             if emitted is not None:
@@ -122,45 +126,51 @@ class LogPipeline:
                 for each in record_sinks:
                     each(record)
             if error_sinks and level in _ERROR_LEVELS:
+                if indexed and index is not None:  # a sink reads the request's timeline (Sentry)
+                    index.add_logs(indexed)
+                    indexed.clear()
                 for sink in error_sinks:
                     sink(record)
         if access is not None:
             access.flush()
+        if indexed and index is not None:
+            index.add_logs(indexed)
         self.metrics.count(source, levels, rejected)
         if emitted and self.reemit is not None:
             self.reemit.emit(source, emitted)
         accepted = sum(levels.values())
         return FeedResult(accepted, rejected)
 
-    def _redacted(self, text: str) -> str:
-        """``redact_text`` of a message, remembered: most messages repeat ("request completed")."""
-        done = self._redactions.get(text)
-        if done is None:
-            if len(self._redactions) >= _REDACTION_CACHE:
-                self._redactions.clear()
-            done = self._redactions[text] = redact_text(text)
-        return done
+    def _entry(self, record: LogRecord) -> LogEntry:
+        """The request's index entry for a line: compact, redacted (no raw fields, no stack).
 
-    def _index(self, index: CorrelationIndex, record: LogRecord) -> None:
-        """A compact, redacted entry on the request's timeline (no raw fields, no stack)."""
-        moment = record.time
-        entry: dict[str, Any] = {
-            "level": record.level,
-            "message": self._redacted(record.message[:MAX_INDEXED_TEXT]),
-            "time": moment,
-            "source": record.source,
-        }
+        Its record is ``{"level", "message", "time", "source"}`` plus ``error_type`` and
+        ``error_value`` for an error and ``http`` for an access line, handed over as the JSON array
+        of those values (``CorrelationIndex.add_logs``): one ``orjson.dumps`` of a tuple per line.
+        """
+        raw = record.raw_time
+        moment = raw / 1000 if type(raw) is int and _MS_ABOVE < raw <= _MS_UP_TO else parse_time(raw)
+        text = record.message[:MAX_INDEXED_TEXT]
+        message = self._redactions.get(text)
+        if message is None:
+            message = self._redacted(text)
         error = record.error
-        if error is not None:
-            entry["error_type"] = error.type
-            entry["error_value"] = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
         access = record.access
+        values: tuple[object, ...] = (record.level, message, moment, record.source)
+        if error is not None:
+            value = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
+            values = (*values, error.type, value)
         if access is not None:
             url = access.url
-            entry["http"] = {
-                "method": access.method,
-                "url": mask_url(url[:MAX_INDEXED_TEXT]) if url and "?" in url else url,
-                "status_code": access.status,
-                "duration_seconds": access.duration_seconds,
-            }
-        index.add(record.request_id or "", "log", entry, trace_id=record.trace_id, at=moment)
+            if url and "?" in url:
+                url = mask_url(url[:MAX_INDEXED_TEXT])
+            values = (*values, access.method, url, access.status, access.duration_seconds)
+        return record.request_id or "", moment, record.trace_id, orjson.dumps(values)
+
+    def _redacted(self, text: str) -> str:
+        """``redact_text`` of a message, remembered: most messages repeat ("request completed")."""
+        redactions = self._redactions
+        if len(redactions) >= _REDACTION_CACHE:
+            redactions.clear()
+        done = redactions[text] = redact_text(text)
+        return done

@@ -24,6 +24,7 @@ from sidecar.correlation.index import CorrelationIndex
 from sidecar.logs.runtime import LogRuntime
 from sidecar.logs.settings import LogSettings
 from sidecar.logs.sources import tail
+from sidecar.logs.sources.channel import Batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -51,15 +52,16 @@ class Harness:
         self.registry = CollectorRegistry()
         http = HttpMetrics(self.registry, RouteNormaliser())
         runtime = LogRuntime(self.settings, self.registry, http, CorrelationIndex())
-        feed = runtime.pipeline.feed
+        consume = runtime.pipeline.consume
 
-        def recording_feed(source: str, lines: list[bytes]) -> Any:
-            self.delivered.extend(line for line in lines if line)
+        def recording_consume(source: str, batch: Batch) -> None:
+            self.delivered.extend(line for line in batch.lines if line)
             if self.batch_delay:
                 time.sleep(self.batch_delay)  # a slow consumer, to stop mid-stream
-            return feed(source, lines)
+            consume(source, batch)
 
-        runtime.pipeline.feed = recording_feed  # type: ignore[method-assign]
+        for channel in runtime.file_channels:  # the pipeline may be compiled: wrap what calls it
+            channel._sink = recording_consume
         await runtime.start()
         self.runtime = runtime
         return runtime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from sidecar.correlation.index import CorrelationIndex
+from sidecar.correlation.index import LOG_ERROR_FIELDS, LOG_FIELDS, LOG_HTTP_FIELDS, CorrelationIndex
 
 
 def line(request_id: str, **fields: object) -> bytes:
@@ -73,3 +73,94 @@ def test_byte_bound_evicts_oldest_compact_lines() -> None:
     assert len(index) == 3
     assert index.bytes == one * 3
     assert [index.get(f"r{i:02d}") is not None for i in (6, 7, 8, 9)] == [False, True, True, True]
+
+
+def test_a_batch_of_log_entries_is_held_as_adding_them_one_by_one() -> None:
+    """``add_logs`` (the log flow's batch, each record as its values) keeps what ``add`` keeps."""
+    http = {"method": "GET", "url": "/a", "status_code": 200, "duration_seconds": 0.25}
+    records: list[tuple[str, float | None, str | None, dict[str, object]]] = [
+        ("r1", 1000.5, None, {"level": "info", "message": "first", "time": 1000.5, "source": "api"}),
+        ("r2", None, "a" * 32, {"level": "info", "message": "second", "time": None, "source": "api"}),
+        (
+            "r1",
+            1000.75,
+            "b" * 32,
+            {"level": "info", "message": "third", "time": 1000.75, "source": "api", "http": http},
+        ),
+        ("", 1001.0, None, {"level": "info", "message": "no request ID", "time": 1001.0, "source": "api"}),
+        (
+            "r3",
+            1001.0,
+            "c" * 300,
+            {
+                "level": "error",
+                "message": "long trace ID",
+                "time": 1001.0,
+                "source": "api",
+                "error_type": "E",
+                "error_value": None,
+            },
+        ),
+        (
+            "r4",
+            1002.0,
+            None,
+            {
+                "level": "error",
+                "message": "evicts r2",
+                "time": 1002.0,
+                "source": "api",
+                "error_type": None,
+                "error_value": "x",
+                "http": http,
+            },
+        ),
+    ]
+    one_by_one, batched = CorrelationIndex(max_requests=3), CorrelationIndex(max_requests=3)
+    for request_id, at, trace_id, record in records:
+        one_by_one.add(request_id, "log", record, trace_id=trace_id, at=at)
+    batched.add_logs([(rid, at, trace, orjson.dumps(_values(record))) for rid, at, trace, record in records])
+    assert (len(batched), batched.evicted) == (3, 1)
+    assert batched.bytes < one_by_one.bytes  # no key names held per entry
+    assert batched.newest(10) == one_by_one.newest(10) == ["r4", "r3", "r1"]
+    for request_id in ("r1", "r3", "r4"):
+        assert batched.get(request_id) == one_by_one.get(request_id)
+    r1 = batched.get("r1")
+    assert r1 is not None
+    assert (r1["trace_id"], [e["record"]["message"] for e in r1["timeline"]]) == (
+        "b" * 32,
+        ["first", "third"],
+    )
+    assert batched.get("r2") is None
+    r4 = batched.newest_entries(1)[0][1]
+    assert isinstance(r4, bytes)
+    assert batched.access_of(r4) is None and not batched.carries_trace(r4, "a" * 32)
+    traced = CorrelationIndex()
+    traced.add_logs([("r9", 1.0, "d" * 32, orjson.dumps(("info", "m", 1.0, "api")))])
+    held = traced.newest_entries(1)[0][1]
+    assert isinstance(held, bytes)
+    assert traced.carries_trace(held, "d" * 32) and not traced.carries_trace(held, "e" * 32)
+    assert traced.get("r9") == {
+        "request_id": "r9",
+        "trace_id": "d" * 32,
+        "dropped_entries": 0,
+        "timeline": [
+            {
+                "at": 1.0,
+                "kind": "log",
+                "record": {"level": "info", "message": "m", "time": 1.0, "source": "api"},
+            }
+        ],
+    }
+
+
+def _values(record: dict[str, object]) -> tuple[object, ...]:
+    """A log record as the log flow hands it to ``add_logs``: its values in the index's order."""
+    names = [*LOG_FIELDS]
+    if "error_type" in record:
+        names += LOG_ERROR_FIELDS
+    values = tuple(record[name] for name in names)
+    http = record.get("http")
+    if isinstance(http, dict):
+        values += tuple(http[name] for name in LOG_HTTP_FIELDS)
+    return values

@@ -12,13 +12,14 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from sidecar.core.http_metrics import HttpMetrics
+from sidecar.core.redaction import mask_url, redact_text
 from sidecar.core.routes import RouteNormaliser
 from sidecar.correlation.endpoint import CorrelationMetrics
 from sidecar.correlation.index import CorrelationIndex
 from sidecar.logs.access import Tally, path_of
 from sidecar.logs.metrics import LogMetrics
-from sidecar.logs.parse import LogParser
-from sidecar.logs.pipeline import LogPipeline
+from sidecar.logs.parse import LogParser, LogRecord
+from sidecar.logs.pipeline import MAX_INDEXED_TEXT, LogPipeline
 from sidecar.logs.reemit import Reemitter, scrub
 from sidecar.logs.settings import LogSettings
 from sidecar.logs.sources.channel import Batch
@@ -149,6 +150,89 @@ def test_lines_with_request_ids_go_to_the_correlation_index(
     assert (last["error_type"], last["error_value"], last["source"]) == ("TypeError", "x is undefined", "api")
     assert "stack" not in last
     assert len(index) == 1
+
+
+def _entry_as_dict(record: LogRecord) -> bytes:
+    """The index entry's record: the dict the pipeline once built and ``orjson.dumps`` encoded."""
+    entry: dict[str, object] = {
+        "level": record.level,
+        "message": redact_text(record.message[:MAX_INDEXED_TEXT]),
+        "time": record.time,
+        "source": record.source,
+    }
+    if record.error is not None:
+        value = record.error.value
+        entry["error_type"] = record.error.type
+        entry["error_value"] = redact_text(value[:MAX_INDEXED_TEXT]) if value else None
+    if record.access is not None:
+        url = record.access.url
+        entry["http"] = {
+            "method": record.access.method,
+            "url": mask_url(url[:MAX_INDEXED_TEXT]) if url and "?" in url else url,
+            "status_code": record.access.status,
+            "duration_seconds": record.access.duration_seconds,
+        }
+    return orjson.dumps(entry)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pino_access("r1"),
+        pino_access("r2", url="/login?token=s3cret&next=%2F", status=503, ms=0.25),
+        b'{"level":30,"time":1700000000123,"reqId":"a","msg":"caf\\u00e9 \\"quoted\\" password=x1y2z3"}',
+        b'{"level":"warn","time":"2024-01-02T03:04:05.678Z","reqId":"b","message":"iso time"}',
+        b'{"level":30,"time":1700000000.5,"reqId":"c","msg":"seconds"}',
+        b'{"level":30,"time":1700000000000000,"reqId":"d","msg":"microseconds"}',
+        b'{"level":30,"reqId":"e","msg":"no time","trace_id":"4BF92F3577B34DA6A3CE929D0E0E4736"}',
+        b'{"level":50,"time":1700000000000,"reqId":"f","msg":"failed","err":{"type":"TypeError",'
+        b'"message":"token=abc123 leaked","stack":"TypeError: x\\n at y"}}',
+        b'{"level":50,"time":true,"reqId":"g","msg":"bad time","error":"plain text"}',
+        b'{"level":30,"time":1700000000000,"reqId":"h","method":"POST","url":"http://u:pw@h/x?a=1",'
+        b'"status":201,"duration":"12ms","msg":"flat access"}',
+        b'{"level":30,"time":1700000000000,"reqId":"i","method":"GET","path":"/x","status":200}',
+    ],
+)
+def test_index_entries_hold_the_entry_dict(line: bytes) -> None:
+    """The pipeline hands the index each line's values, not a dict: it reads back as the dict."""
+    record = LogParser().from_mapping(orjson.loads(line), "api")
+    index = CorrelationIndex()
+    pipeline = LogPipeline(LogParser(), LogMetrics(CollectorRegistry()), None, index)
+    pipeline.feed("api", [line, line])  # the second time from the cache of redacted messages
+    assert record.request_id is not None
+    timeline = index.get(record.request_id)
+    assert timeline is not None
+    assert timeline["trace_id"] == record.trace_id
+    expected = orjson.loads(_entry_as_dict(record))
+    assert [e["record"] for e in timeline["timeline"]] == [expected, expected]
+    if record.time is not None:
+        assert [e["at"] for e in timeline["timeline"]] == [record.time, record.time]
+
+
+def test_error_sinks_see_the_line_in_its_timeline(
+    setup: tuple[CollectorRegistry, HttpMetrics, CorrelationIndex, LogPipeline],
+) -> None:
+    """Entries go to the index once per batch, but before an error sink (Sentry) reads the timeline."""
+    _, _, index, pipeline = setup
+    seen: list[list[str]] = []
+
+    def sink(record: LogRecord) -> None:
+        timeline = index.get(record.request_id or "")
+        seen.append([e["record"]["message"] for e in timeline["timeline"]] if timeline else [])
+
+    pipeline.error_sinks.append(sink)
+    pipeline.feed(
+        "api",
+        [
+            b'{"level":30,"time":1700000000000,"reqId":"abc","msg":"started"}',
+            b'{"level":50,"time":1700000001000,"reqId":"abc","msg":"failed"}',
+            b'{"level":30,"time":1700000002000,"reqId":"abc","msg":"after"}',
+        ],
+    )
+    assert seen == [["started", "failed"]]
+    timeline = index.get("abc")
+    assert timeline is not None
+    assert [e["record"]["message"] for e in timeline["timeline"]] == ["started", "failed", "after"]
 
 
 def test_correlation_metrics() -> None:
