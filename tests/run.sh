@@ -72,9 +72,13 @@ if [ "$status" != 0 ] || [ $# -gt 0 ]; then exit "$status"; fi
 echo "== pytest (compiled modules interpreted)"
 pure="$(mktemp -d)"
 trap 'rm -rf "$pure"' EXIT
-tar --exclude='*.so' --exclude='__pycache__' --exclude='node_modules' -cf - sidecar collectors tests pyproject.toml \
+tar --exclude='*.so' --exclude='__pycache__' --exclude='node_modules' -cf - sidecar collectors tests docs pyproject.toml \
   | tar -xf - -C "$pure"
 root="$PWD"
+# The Node libraries are not copied (they hold no compiled module of ours): the copy links to them.
+for node_dir in tests/integration/node tests/integration/node_logs; do
+  if [ -d "$node_dir/node_modules" ]; then ln -s "$root/$node_dir/node_modules" "$pure/$node_dir/node_modules"; fi
+done
 cd "$pure"
 if "$root/.venv/bin/python" -c 'import sys, sidecar.gateway as g; sys.exit(not g.compiled())'; then
   echo "error: the copy without .so files still runs compiled modules"; exit 1
