@@ -107,6 +107,8 @@ def gateway_phase(tmp: Path, requests: int) -> dict[str, float]:
                 check=True,
                 timeout=60,
             ).stdout
+            if "Non-2xx" in out or "Socket errors" in out:  # only answered requests count
+                raise RuntimeError(f"the gateway did not answer every request with 2xx:\n{out}")
             done += int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
         elapsed = time.monotonic() - started
         after = settle_rss(sidecar.pid)
