@@ -25,7 +25,7 @@ from typing import Any, Final
 import orjson
 
 MAX_ENTRIES_PER_REQUEST = 200
-ENTRY_OVERHEAD = 64  # bytes counted per entry on top of its packed JSON, for the byte bound
+ENTRY_OVERHEAD: Final = 64  # bytes counted per entry on top of its packed JSON, for the byte bound
 _AT: Final = struct.Struct("d")  # the wall-clock time in front of every packed entry
 _AT_SIZE: Final = 8
 MAX_TRACE_ID = 255  # longer trace IDs are not kept with the entry (the W3C ones have 32 characters)
@@ -43,6 +43,7 @@ LOG_ERROR_FIELDS: Final = ("error_type", "error_value")
 LOG_HTTP_FIELDS: Final = ("method", "url", "status_code", "duration_seconds")
 _KIND_OF_BYTE: Final = {letter[0]: kind for kind, letter in (*_KIND_LETTERS.items(), ("log", _COMPACT_LOG))}
 _NO_TRACE_COMPACT_LOG: Final = _COMPACT_LOG + b"\x00"  # the kind letter and an empty trace ID
+_NO_TRACE_LOG_HEAD: Final = struct.Struct("d2s")  # the time and ``_NO_TRACE_COMPACT_LOG``, in one call
 # What the log flow hands to ``add_logs`` per line: request ID, trace ID, and the entry as the index
 # holds it (``pack_log``).
 LogEntry = tuple[str, str | None, bytes]
@@ -72,7 +73,7 @@ def pack_log(at: float, trace_id: str | None, encoded: bytes) -> bytes:
     """
     trace = trace_id.encode("utf-8", "replace") if trace_id else b""
     if not trace or len(trace) > MAX_TRACE_ID:
-        return b"".join((_AT.pack(at), _NO_TRACE_COMPACT_LOG, encoded))
+        return _NO_TRACE_LOG_HEAD.pack(at, _NO_TRACE_COMPACT_LOG) + encoded
     return b"".join((_AT.pack(at), _COMPACT_LOG, bytes((len(trace),)), trace, encoded))
 
 

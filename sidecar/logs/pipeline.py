@@ -24,7 +24,7 @@ from sidecar.core.redaction import mask_url, redact_text
 from sidecar.correlation.index import CorrelationIndex, LogEntry, pack_log
 from sidecar.logs.access import AccessRecorder
 from sidecar.logs.metrics import LogMetrics
-from sidecar.logs.parse import TOO_LONG, LogParser, LogRecord, parse_time, rejection_of_bad_json
+from sidecar.logs.parse import TOO_LONG, LogError, LogParser, LogRecord, parse_time, rejection_of_bad_json
 from sidecar.logs.reemit import Reemitter
 from sidecar.logs.rules import RuleSet
 from sidecar.logs.sources.channel import Batch
@@ -70,6 +70,7 @@ class LogPipeline:
         self.rules: RuleSet | None = None  # logs.rules, when any are configured
         self.record_sinks: list[Callable[[LogRecord], object]] = []  # every record, e.g. OTLP logs
         self._redactions: dict[str, str] = {}  # message -> its redaction (see _entry)
+        self._dumps: Callable[[object], bytes] = orjson.dumps  # an attribute: no module lookup per line
 
     def consume(self, source: str, batch: Batch) -> None:
         """A source channel's sink: feed the batch and count what its reader already skipped."""
@@ -159,20 +160,38 @@ class LogPipeline:
             message = self._redacted(text)
         error = record.error
         access = record.access
-        values: tuple[object, ...] = (record.level, message, moment, record.source)
-        if error is not None:
-            value = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
-            values = (*values, error.type, value)
-        if access is not None:
+        level, source = record.level, record.source
+        values: tuple[object, ...]
+        if access is None:  # tuples written out: unpacking one into the next costs a list per line
+            if error is None:
+                values = (level, message, moment, source)
+            else:
+                values = (level, message, moment, source, error.type, _error_value(error))
+        else:
             url = access.url
             if url and "?" in url:
                 url = mask_url(url[:MAX_INDEXED_TEXT])
-            values = (*values, access.method, url, access.status, access.duration_seconds)
+            method, status, seconds = access.method, access.status, access.duration_seconds
+            if error is None:
+                values = (level, message, moment, source, method, url, status, seconds)
+            else:
+                values = (
+                    level,
+                    message,
+                    moment,
+                    source,
+                    error.type,
+                    _error_value(error),
+                    method,
+                    url,
+                    status,
+                    seconds,
+                )
         trace_id = record.trace_id
         return (
             record.request_id or "",
             trace_id,
-            pack_log(now if moment is None else moment, trace_id, orjson.dumps(values)),
+            pack_log(now if moment is None else moment, trace_id, self._dumps(values)),
         )
 
     def _redacted(self, text: str) -> str:
@@ -182,3 +201,8 @@ class LogPipeline:
             redactions.clear()
         done = redactions[text] = redact_text(text)
         return done
+
+
+def _error_value(error: LogError) -> str | None:
+    """An error's value as the index keeps it: cut and redacted."""
+    return redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
