@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+import tracemalloc
 from pathlib import Path
 
 import orjson
@@ -212,6 +213,24 @@ def test_index_entries_hold_the_entry_dict(line: bytes) -> None:
         assert [e["at"] for e in timeline["timeline"]] == [record.time, record.time]
     else:  # the time of the batch that carried it
         assert all(abs(e["at"] - time.time()) < 60 for e in timeline["timeline"])
+
+
+def test_a_batch_holds_its_index_entries_at_their_own_size() -> None:
+    """``orjson.dumps`` returns its whole 4 KiB encoder buffer: a batch that kept those until the index
+    packed them spread over 4 MB (a thousand lines), which cost more CPU than the index itself."""
+    lines = [pino_access(f"r{i}") for i in range(1000)]
+    index = CorrelationIndex()
+    pipeline = LogPipeline(LogParser(), LogMetrics(CollectorRegistry()), None, index)
+    pipeline.feed("api", lines[:10])  # caches and first allocations out of the way
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        pipeline.feed("api", lines)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(index) == 1000
+    assert (peak - before) / len(lines) < 1024
 
 
 def test_an_access_line_with_an_error_keeps_both_in_its_index_entry() -> None:
