@@ -264,6 +264,6 @@ class CorrelationIndex:
     def _evict(self) -> None:
         timelines = self._timelines
         while timelines and (len(timelines) > self.max_requests or self.bytes > self.max_bytes):
-            _, oldest = timelines.popitem(last=False)
+            _, oldest = timelines.popitem(False)  # positional: no keyword parsing per evicted request
             self.bytes -= oldest.size if isinstance(oldest, RequestTimeline) else len(oldest) + ENTRY_OVERHEAD
             self.evicted += 1
