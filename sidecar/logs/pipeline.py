@@ -12,6 +12,7 @@ tallies counts in local dicts and touches the Prometheus families once per batch
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -20,10 +21,10 @@ import orjson
 
 from sidecar.core.http_metrics import HttpMetrics
 from sidecar.core.redaction import mask_url, redact_text
-from sidecar.correlation.index import CorrelationIndex, LogEntry
+from sidecar.correlation.index import CorrelationIndex, LogEntry, pack_log
 from sidecar.logs.access import AccessRecorder
 from sidecar.logs.metrics import LogMetrics
-from sidecar.logs.parse import TOO_LONG, LogParser, LogRecord, parse_time, rejection_of_bad_json
+from sidecar.logs.parse import TOO_LONG, LogError, LogParser, LogRecord, parse_time, rejection_of_bad_json
 from sidecar.logs.reemit import Reemitter
 from sidecar.logs.rules import RuleSet
 from sidecar.logs.sources.channel import Batch
@@ -69,6 +70,7 @@ class LogPipeline:
         self.rules: RuleSet | None = None  # logs.rules, when any are configured
         self.record_sinks: list[Callable[[LogRecord], object]] = []  # every record, e.g. OTLP logs
         self._redactions: dict[str, str] = {}  # message -> its redaction (see _entry)
+        self._dumps: Callable[[object], bytes] = orjson.dumps  # an attribute: no module lookup per line
 
     def consume(self, source: str, batch: Batch) -> None:
         """A source channel's sink: feed the batch and count what its reader already skipped."""
@@ -93,6 +95,7 @@ class LogPipeline:
         record_sinks = self.record_sinks
         emitted: list[LogRecord] | None = [] if self.reemit is not None else None
         indexed: list[LogEntry] = []
+        now = time.time() if index is not None else 0.0  # the index's time of lines that carry none
         levels: dict[str, int] = {}
         rejected: dict[str, int] = {}
         for line in lines:
@@ -117,7 +120,7 @@ class LogPipeline:
             if seen is not None and access is not None:
                 access.record(seen, record.request_id, record.trace_id)
             if index is not None and record.request_id is not None:
-                indexed.append(self._entry(record))
+                indexed.append(self._entry(record, now))
             if rules is not None:
                 rules.apply(record)
             if emitted is not None:
@@ -141,12 +144,13 @@ class LogPipeline:
         accepted = sum(levels.values())
         return FeedResult(accepted, rejected)
 
-    def _entry(self, record: LogRecord) -> LogEntry:
+    def _entry(self, record: LogRecord, now: float) -> LogEntry:
         """The request's index entry for a line: compact, redacted (no raw fields, no stack).
 
         Its record is ``{"level", "message", "time", "source"}`` plus ``error_type`` and
         ``error_value`` for an error and ``http`` for an access line, handed over as the JSON array
-        of those values (``CorrelationIndex.add_logs``): one ``orjson.dumps`` of a tuple per line.
+        of those values (``CorrelationIndex.add_logs``): one ``orjson.dumps`` of a tuple per line,
+        packed at once (``pack_log`` says why). ``now`` is the entry's time when the line has none.
         """
         raw = record.raw_time
         moment = raw / 1000 if type(raw) is int and _MS_ABOVE < raw <= _MS_UP_TO else parse_time(raw)
@@ -156,16 +160,39 @@ class LogPipeline:
             message = self._redacted(text)
         error = record.error
         access = record.access
-        values: tuple[object, ...] = (record.level, message, moment, record.source)
-        if error is not None:
-            value = redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None
-            values = (*values, error.type, value)
-        if access is not None:
+        level, source = record.level, record.source
+        values: tuple[object, ...]
+        if access is None:  # tuples written out: unpacking one into the next costs a list per line
+            if error is None:
+                values = (level, message, moment, source)
+            else:
+                values = (level, message, moment, source, error.type, _error_value(error))
+        else:
             url = access.url
             if url and "?" in url:
                 url = mask_url(url[:MAX_INDEXED_TEXT])
-            values = (*values, access.method, url, access.status, access.duration_seconds)
-        return record.request_id or "", moment, record.trace_id, orjson.dumps(values)
+            method, status, seconds = access.method, access.status, access.duration_seconds
+            if error is None:
+                values = (level, message, moment, source, method, url, status, seconds)
+            else:
+                values = (
+                    level,
+                    message,
+                    moment,
+                    source,
+                    error.type,
+                    _error_value(error),
+                    method,
+                    url,
+                    status,
+                    seconds,
+                )
+        trace_id = record.trace_id
+        return (
+            record.request_id or "",
+            trace_id,
+            pack_log(now if moment is None else moment, trace_id, self._dumps(values)),
+        )
 
     def _redacted(self, text: str) -> str:
         """``redact_text`` of a message, remembered: most messages repeat ("request completed")."""
@@ -174,3 +201,8 @@ class LogPipeline:
             redactions.clear()
         done = redactions[text] = redact_text(text)
         return done
+
+
+def _error_value(error: LogError) -> str | None:
+    """An error's value as the index keeps it: cut and redacted."""
+    return redact_text(error.value[:MAX_INDEXED_TEXT]) if error.value else None

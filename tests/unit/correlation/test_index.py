@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 
-from sidecar.correlation.index import LOG_ERROR_FIELDS, LOG_FIELDS, LOG_HTTP_FIELDS, CorrelationIndex
+from sidecar.correlation.index import (
+    LOG_ERROR_FIELDS,
+    LOG_FIELDS,
+    LOG_HTTP_FIELDS,
+    CorrelationIndex,
+    pack_log,
+)
 
 
 def line(request_id: str, **fields: object) -> bytes:
@@ -119,7 +127,12 @@ def test_a_batch_of_log_entries_is_held_as_adding_them_one_by_one() -> None:
     one_by_one, batched = CorrelationIndex(max_requests=3), CorrelationIndex(max_requests=3)
     for request_id, at, trace_id, record in records:
         one_by_one.add(request_id, "log", record, trace_id=trace_id, at=at)
-    batched.add_logs([(rid, at, trace, orjson.dumps(_values(record))) for rid, at, trace, record in records])
+    batched.add_logs(
+        [
+            (rid, trace, pack_log(time.time() if at is None else at, trace, orjson.dumps(_values(record))))
+            for rid, at, trace, record in records
+        ]
+    )
     assert (len(batched), batched.evicted) == (3, 1)
     assert batched.bytes < one_by_one.bytes  # no key names held per entry
     assert batched.newest(10) == one_by_one.newest(10) == ["r4", "r3", "r1"]
@@ -136,7 +149,7 @@ def test_a_batch_of_log_entries_is_held_as_adding_them_one_by_one() -> None:
     assert isinstance(r4, bytes)
     assert batched.access_of(r4) is None and not batched.carries_trace(r4, "a" * 32)
     traced = CorrelationIndex()
-    traced.add_logs([("r9", 1.0, "d" * 32, orjson.dumps(("info", "m", 1.0, "api")))])
+    traced.add_logs([("r9", "d" * 32, pack_log(1.0, "d" * 32, orjson.dumps(("info", "m", 1.0, "api"))))])
     held = traced.newest_entries(1)[0][1]
     assert isinstance(held, bytes)
     assert traced.carries_trace(held, "d" * 32) and not traced.carries_trace(held, "e" * 32)

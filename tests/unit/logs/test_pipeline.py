@@ -5,6 +5,8 @@ checkpoint store and settings the sources rely on."""
 from __future__ import annotations
 
 import os
+import time
+import tracemalloc
 from pathlib import Path
 
 import orjson
@@ -191,6 +193,8 @@ def _entry_as_dict(record: LogRecord) -> bytes:
         b'{"level":30,"time":1700000000000,"reqId":"h","method":"POST","url":"http://u:pw@h/x?a=1",'
         b'"status":201,"duration":"12ms","msg":"flat access"}',
         b'{"level":30,"time":1700000000000,"reqId":"i","method":"GET","path":"/x","status":200}',
+        b'{"level":50,"time":1700000000000,"reqId":"j","req":{"method":"GET","url":"/y?token=s3cret"},'
+        b'"res":{"statusCode":500},"responseTime":3,"err":{"type":"E","message":"boom"},"msg":"request errored"}',
     ],
 )
 def test_index_entries_hold_the_entry_dict(line: bytes) -> None:
@@ -207,6 +211,41 @@ def test_index_entries_hold_the_entry_dict(line: bytes) -> None:
     assert [e["record"] for e in timeline["timeline"]] == [expected, expected]
     if record.time is not None:
         assert [e["at"] for e in timeline["timeline"]] == [record.time, record.time]
+    else:  # the time of the batch that carried it
+        assert all(abs(e["at"] - time.time()) < 60 for e in timeline["timeline"])
+
+
+def test_a_batch_holds_its_index_entries_at_their_own_size() -> None:
+    """``orjson.dumps`` returns its whole 4 KiB encoder buffer: a batch that kept those until the index
+    packed them spread over 4 MB (a thousand lines), which cost more CPU than the index itself."""
+    lines = [pino_access(f"r{i}") for i in range(1000)]
+    index = CorrelationIndex()
+    pipeline = LogPipeline(LogParser(), LogMetrics(CollectorRegistry()), None, index)
+    pipeline.feed("api", lines[:10])  # caches and first allocations out of the way
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        pipeline.feed("api", lines)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(index) == 1000
+    assert (peak - before) / len(lines) < 1024
+
+
+def test_an_access_line_with_an_error_keeps_both_in_its_index_entry() -> None:
+    """The entry's values are written out per case (error, access, both): both read back."""
+    line = (
+        b'{"level":50,"time":1700000000000,"reqId":"j","req":{"method":"GET","url":"/y?token=s3cret"},'
+        b'"res":{"statusCode":500},"responseTime":3,"err":{"type":"E","message":"boom"},"msg":"request errored"}'
+    )
+    index = CorrelationIndex()
+    LogPipeline(LogParser(), LogMetrics(CollectorRegistry()), None, index).feed("api", [line])
+    timeline = index.get("j")
+    assert timeline is not None
+    record = timeline["timeline"][0]["record"]
+    assert (record["error_type"], record["error_value"]) == ("E", "boom")
+    assert record["http"]["status_code"] == 500 and "s3cret" not in record["http"]["url"]
 
 
 def test_error_sinks_see_the_line_in_its_timeline(
