@@ -123,14 +123,43 @@ class AccessLineEncoder:
             agent_json = self._agents.get(user_agent) or self._cached(
                 self._agents, user_agent, json_string(user_agent.decode("latin-1"))
             )
-        # A literal format of %b and %d only: compiled, it is one size sum and one copy per piece.
+        error_json = b',"error":' + json_string(error) if error else b""
+        # Literal formats of %b and %d only: compiled, each is one size sum and one copy per piece.
+        if trace_id is not None and duration is not None and upstream is not None:
+            # A proxied request (the usual line): both times and the trace ID written in place, no
+            # intermediate bytes for them; the same text as the general format below.
+            total = _micros(duration)
+            waited = _micros(upstream)
+            return (
+                b'{"time":"%b","request_id":"%b","trace_id":"%b","method":%b,"route":%b,"path":%b,'
+                b'"status":%d,"duration_ms":%d.%b,"upstream_ms":%d.%b,"bytes_in":%d,"bytes_out":%d,'
+                b'"client":%b,"user_agent":%b%b}\n'
+                % (
+                    time_iso,
+                    _id_inner(request_id),
+                    trace_id.encode("ascii"),  # 32 hex digits
+                    method_json,
+                    route,
+                    path,
+                    status,
+                    total // 1000,
+                    _THOUSANDTHS[total % 1000],
+                    waited // 1000,
+                    _THOUSANDTHS[waited % 1000],
+                    bytes_in,
+                    bytes_out,
+                    client_json,
+                    agent_json,
+                    error_json,
+                )
+            )
         return (
-            b'{"time":"%b","request_id":%b,"trace_id":%b,"method":%b,"route":%b,"path":%b,"status":%d,'
+            b'{"time":"%b","request_id":"%b","trace_id":%b,"method":%b,"route":%b,"path":%b,"status":%d,'
             b'"duration_ms":%b,"upstream_ms":%b,"bytes_in":%d,"bytes_out":%d,"client":%b,"user_agent":%b%b}\n'
             % (
                 time_iso,
-                _id_json(request_id),
-                _NULL if trace_id is None else b'"%b"' % trace_id.encode("ascii"),  # 32 hex digits
+                _id_inner(request_id),
+                _NULL if trace_id is None else b'"%b"' % trace_id.encode("ascii"),
                 method_json,
                 route,
                 path,
@@ -141,7 +170,7 @@ class AccessLineEncoder:
                 bytes_out,
                 client_json,
                 agent_json,
-                b',"error":' + json_string(error) if error else b"",
+                error_json,
             )
         )
 
@@ -153,19 +182,25 @@ class AccessLineEncoder:
         return value
 
 
+def _micros(seconds: float) -> int:
+    """Seconds as whole microseconds, rounded half up, never negative (the access line's resolution)."""
+    return max(0, int(seconds * 1_000_000.0 + 0.5))
+
+
 def _milliseconds(seconds: float | None) -> bytes:
     """Seconds as a JSON number of milliseconds with three decimals; ``null`` when not measured."""
     if seconds is None:
         return _NULL
-    micros = max(0, int(seconds * 1_000_000.0 + 0.5))
+    micros = _micros(seconds)
     return b"%d.%b" % (micros // 1000, _THOUSANDTHS[micros % 1000])
 
 
-def _id_json(value: str) -> bytes:
-    """Request and trace IDs are printable ASCII; only a quote or backslash needs orjson's escaping."""
+def _id_inner(value: str) -> bytes:
+    """A request ID as the inside of a JSON string: IDs are printable ASCII (``valid_request_id``), so
+    only a quote or backslash needs orjson's escaping."""
     if '"' in value or "\\" in value:
-        return json_string(value)
-    return b'"%b"' % value.encode("ascii")
+        return json_string(value)[1:-1]
+    return value.encode("ascii")
 
 
 class LineWriter:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from sidecar.gateway import hop_by_hop as hbh
-from sidecar.gateway.correlation_ids import fresh_ids, request_id_of
+from sidecar.gateway.correlation_ids import fresh_fields, request_id_of
 from sidecar.gateway.forwarded import real_ip
 from sidecar.gateway.framing import FramingError, decide
 from sidecar.gateway.traceparent import next_hop
@@ -133,9 +133,10 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
         if host is not None:
             parts.append(b"X-Forwarded-Host: %b\r\n" % host)
         ex.client = peer.address
-    request_id, trace_id, span_id = fresh_ids()
+    request_id, trace_id, request_id_bytes, trace_span = fresh_fields()  # what the usual request needs
     if request_ids:
         request_id, _ = request_id_of(request_ids)
+        request_id_bytes = request_id.encode("ascii")
     ex.request_id = request_id
     if traceparents:
         trace_id, traceparent, tracestate = next_hop(traceparents, tracestates, ctx.new_trace_sampled)
@@ -143,7 +144,7 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
         parts.append(
             b"X-Request-ID: %b\r\ntraceparent: %b%b\r\n\r\n"
             % (
-                request_id.encode("ascii"),
+                request_id_bytes,
                 traceparent,
                 b"" if tracestate is None else b"\r\ntracestate: %b" % tracestate,
             )
@@ -151,13 +152,8 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     else:
         sample = ctx.sample_new_trace  # set by tracing when its sampler decides per trace ID
         parts.append(
-            b"X-Request-ID: %b\r\ntraceparent: 00-%b-%b%b\r\n\r\n"
-            % (
-                request_id.encode("ascii"),
-                trace_id.encode("ascii"),
-                span_id.encode("ascii"),
-                ctx.new_trace_flags if sample is None else sample(trace_id),
-            )
+            b"X-Request-ID: %b\r\ntraceparent: 00-%b%b\r\n\r\n"
+            % (request_id_bytes, trace_span, ctx.new_trace_flags if sample is None else sample(trace_id))
         )
     ex.trace_id = trace_id
     ex.retriable = not ex.has_body and not ex.upgrade and ex.method in _IDEMPOTENT
