@@ -15,7 +15,6 @@ collision (about one in 2^64 per pair) would count one request fewer.
 
 from __future__ import annotations
 
-from array import array
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -39,7 +38,9 @@ class _Hashes:
     __slots__ = ("count", "slots")
 
     def __init__(self) -> None:
-        self.slots = array("q", bytes(8 * _SLOTS))
+        # memoryview of machine words: its item access converts with PyLong_AsLongLong, where
+        # array("q") parses an argument format per store (about 250 instructions per request more)
+        self.slots = memoryview(bytearray(8 * _SLOTS)).cast("q")
         self.count = 0
 
     def add(self, key: int) -> bool:

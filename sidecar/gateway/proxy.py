@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from sidecar.core import own_logs
+from sidecar.core.http_metrics import GATEWAY_SOURCE
 from sidecar.gateway.exchange import INF, ClientSide, Exchange, UpstreamSide
 from sidecar.gateway.forwarded import Peer
 from sidecar.gateway.framing import FramingError
@@ -270,7 +271,7 @@ class ClientConnection(ClientSide):
             raise _Stop from None
         if ex.upgrade:
             self.upgrading = ex
-        ctx.first_sighting(ex.request_id, "gateway")
+        ctx.http.first_sighting(ex.request_id, GATEWAY_SOURCE)  # a native call, no bound method
         _request_context.set(ex)  # the logging context (see bind_log_context)
         if ctx.edge is not None:  # rate limits decide now (or ask Redis); _begin waits for the answer
             ctx.edge.inspect(ex, headers)
