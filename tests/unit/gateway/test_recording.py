@@ -85,6 +85,15 @@ def test_access_line_fields_and_units() -> None:
     }
 
 
+def test_access_line_numbers_either_side_of_the_small_number_table() -> None:
+    """Integers below 1,000 come from a table, larger ones are formatted: the text is the same."""
+    for n in (0, 7, 999, 1000, 1001, 123_456_789):
+        line = encode_line(status=n, bytes_in=n, bytes_out=n, duration=n / 1000 + 0.000_25, upstream=n / 1000)
+        assert (line["status"], line["bytes_in"], line["bytes_out"]) == (n, n, n)
+        assert (line["duration_ms"], line["upstream_ms"]) == (n + 0.25, float(n))
+    assert encode_line(duration=-1.0)["duration_ms"] == 0.0  # a clock step never writes a negative time
+
+
 def test_access_line_escapes_what_clients_control() -> None:
     hostile = encode_line(
         request_id='a"b\\c',  # printable ASCII, so a valid X-Request-ID, but JSON-special
