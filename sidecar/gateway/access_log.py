@@ -86,12 +86,32 @@ class AccessLineEncoder:
     numbers, or IDs that only need escaping when a client sent an unusual one.
     """
 
-    __slots__ = ("_agents", "_clients", "_methods")
+    __slots__ = (
+        "_agents",
+        "_clients",
+        "_last_agent",
+        "_last_agent_json",
+        "_last_client",
+        "_last_client_json",
+        "_last_method",
+        "_last_method_json",
+        "_methods",
+    )
 
     def __init__(self) -> None:
         self._methods: dict[bytes, bytes] = {}
         self._clients: dict[str, bytes] = {}
         self._agents: dict[bytes, bytes] = {}
+        # The previous line's method, client and user agent with their JSON: consecutive requests
+        # (a keep-alive connection, most traffic) usually repeat them, and each value is a fresh
+        # object, so a comparison costs a fifth of a dict lookup (which hashes it first).
+        # (start values: the empty ones, with the JSON they have)
+        self._last_method = b""
+        self._last_method_json = _NULL
+        self._last_client = ""
+        self._last_client_json = b'""'
+        self._last_agent = b""
+        self._last_agent_json = b'""'
 
     def encode(
         self,
@@ -111,19 +131,32 @@ class AccessLineEncoder:
         error: str,
     ) -> bytes:
         """One line; ``route``/``path`` are already JSON (``GatewayContext._describe``), times in seconds."""
-        method_json = self._methods.get(method)
-        if method_json is None:
-            text = json_string(method.decode("latin-1")) if method else _NULL
-            method_json = self._cached(self._methods, method, text)
-        client_json = self._clients.get(client)
-        if client_json is None:
-            client_json = self._cached(self._clients, client, json_string(client))
+        if method == self._last_method:
+            method_json = self._last_method_json
+        else:
+            method_json = self._methods.get(method) or self._cached(
+                self._methods, method, json_string(method.decode("latin-1")) if method else _NULL
+            )
+            self._last_method = method
+            self._last_method_json = method_json
+        if client == self._last_client:
+            client_json = self._last_client_json
+        else:
+            client_json = self._clients.get(client) or self._cached(
+                self._clients, client, json_string(client)
+            )
+            self._last_client = client
+            self._last_client_json = client_json
         if user_agent is None:
             agent_json = _NULL
+        elif user_agent == self._last_agent:
+            agent_json = self._last_agent_json
         else:
             agent_json = self._agents.get(user_agent) or self._cached(
                 self._agents, user_agent, json_string(user_agent.decode("latin-1"))
             )
+            self._last_agent = user_agent
+            self._last_agent_json = agent_json
         error_json = b',"error":' + json_string(error) if error else b""
         # Literal formats of %b and %d only: compiled, each is one size sum and one copy per piece.
         if trace_id is not None and duration is not None and upstream is not None:
