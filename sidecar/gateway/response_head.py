@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 _CRLF: Final = b"\r\n"
 _KINDS: Final = hbh.RESPONSE_KINDS  # the classification cache, held where compiled code reads it fast
+# By name length, the last response field name of that length and its kind (see request_head): the
+# app sends the same spellings on every response.
+_RECENT_SIZES: Final = 32
+_RECENT: Final = [(b"", hbh.KEEP)] * _RECENT_SIZES  # b"" is KEEP, as response_kind would say
 _PLAIN: Final = frozenset({b"keep-alive", b"close"})  # the usual Connection values: nothing else to remove
 
 
@@ -41,8 +45,15 @@ def _end_to_end(
     content_length = transfer_encoding = upgrade = None
     connection: list[bytes] | None = None
     for name, value in headers:
+        size = len(name)
         if short_keep(name):  # Date, Server, ETag, Vary, ...: kept, without hashing the name
             kind = 0
+        elif size < _RECENT_SIZES:  # the last name of this length seen: a comparison, not a hash
+            recent, kind = _RECENT[size]
+            if name != recent:
+                known = _KINDS.get(name)
+                kind = hbh.response_kind(name) if known is None else known
+                _RECENT[size] = (name, kind)
         else:
             known = _KINDS.get(name)
             kind = hbh.response_kind(name) if known is None else known
