@@ -114,16 +114,29 @@ class RedRecorder:
         self._dirty: list[_Series] = []
         self._timer: asyncio.TimerHandle | None = None
         self._active: dict[bytes, list[int]] = {}
+        self._last_active_method: bytes | None = None  # None: the first request looks its counter up
+        self._last_active: list[int] = []
         self._fast: bool | None = None  # decided on the first series: can counts be folded in?
 
     def started(self, method: bytes) -> None:
-        counter = self._active.get(method)
-        if counter is None:
-            counter = self._active_counter(method)
+        counter = self._counter(method)
         counter[0] += 1
 
     def ended(self, method: bytes) -> None:
-        self._active[method][0] -= 1
+        self._counter(method)[0] -= 1
+
+    def _counter(self, method: bytes) -> list[int]:
+        """The active-requests counter of ``method``; the previous request's when the method repeats
+        (a comparison, where a lookup hashes the fresh method bytes first)."""
+        last = self._last_active_method
+        if last is not None and method == last:
+            return self._last_active
+        counter = self._active.get(method)
+        if counter is None:
+            counter = self._active_counter(method)
+        self._last_active_method = method
+        self._last_active = counter
+        return counter
 
     def _active_counter(self, method: bytes) -> list[int]:
         label = method_label(method)

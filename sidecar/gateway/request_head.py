@@ -169,5 +169,8 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
             % (request_id_bytes, trace_span, ctx.new_trace_flags if sample is None else sample(trace_id))
         )
     ex.trace_id = trace_id
-    ex.retriable = not ex.has_body and not ex.upgrade and ex.method in _IDEMPOTENT
+    # GET compared first: a set lookup would hash the fresh method bytes, which nothing else needs
+    # (the RED recorder and the access line compare it with the previous request's)
+    method = ex.method
+    ex.retriable = not ex.has_body and not ex.upgrade and (method == b"GET" or method in _IDEMPOTENT)
     return b"".join(parts)
