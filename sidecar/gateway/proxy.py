@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.gateway")
 _clock: Final = time.perf_counter  # Final: compiled code calls it without a globals lookup
 _request_context: Final = own_logs.request_context
+# bound once: compiled, ``_request_context.set(ex)`` looked the method up on every call
+_set_request_context: Final = _request_context.set
+_get_request_context: Final = _request_context.get
 
 # Connection phases, for the sweeper: what the deadline means.
 IDLE: Final = 0  # waiting for the first byte of a request: close quietly
@@ -64,7 +67,7 @@ class _Stop(Exception):
 
 def bind_log_context(ex: Exchange | None) -> None:
     """Put the request's IDs in the sidecar's own logging context (``own_logs``) for this callback chain."""
-    _request_context.set(ex)
+    _set_request_context(ex)
 
 
 class ClientConnection(ClientSide):
@@ -238,7 +241,8 @@ class ClientConnection(ClientSide):
             self._reject(431, "header_too_large")
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
+        # usually the whole target in one piece: kept as it is, not copied onto b""
+        self.url = url if not self.url else self.url + url
         if len(self.url) > self.ctx.max_header_bytes:
             self._reject(414, "uri_too_long")
             raise _Stop
@@ -272,7 +276,7 @@ class ClientConnection(ClientSide):
         if ex.upgrade:
             self.upgrading = ex
         ctx.http.first_sighting(ex.request_id, GATEWAY_SOURCE)  # a native call, no bound method
-        _request_context.set(ex)  # the logging context (see bind_log_context)
+        _set_request_context(ex)  # the logging context (see bind_log_context)
         if ctx.edge is not None:  # rate limits decide now (or ask Redis); _begin waits for the answer
             ctx.edge.inspect(ex, headers)
         if ex.has_body:
@@ -496,8 +500,8 @@ class ClientConnection(ClientSide):
         if ex.close_after:
             self._close()
             return
-        if _request_context.get() is not None:  # usually None already here: a get is a fifth of a set
-            _request_context.set(None)
+        if _get_request_context() is not None:  # usually None already here: a get is a fifth of a set
+            _set_request_context(None)
         queue = self.queue
         if queue:
             self._next(queue)
