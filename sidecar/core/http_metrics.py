@@ -27,7 +27,7 @@ SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_0
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 REQUEST_LABELS = ("http_request_method", "http_route", "http_response_status_code", "error_type")
 _SEEN_GENERATION: Final = 50_000  # request IDs per generation; two generations are remembered
-GATEWAY_SOURCE = "gateway"  # the ``source`` the gateway passes to ``first_sighting``
+GATEWAY_SOURCE: Final = "gateway"  # the ``source`` the gateway passes to ``first_sighting`` (Final: inlined)
 _SLOTS: Final = 1 << 17  # table slots per generation: 50,000 hashes fill it to 38 %
 _MASK: Final = _SLOTS - 1
 

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
@@ -85,9 +86,12 @@ class ClientConnection(ClientSide):
         "ctx",
         "current",
         "early",
+        "feed",
+        "get_method",
         "head_bytes",
         "headers",
         "in_head",
+        "keep_alive_asked",
         "parser",
         "parsing",
         "paused",
@@ -108,6 +112,11 @@ class ClientConnection(ClientSide):
         self.writes = ctx.writes
         self.transport: Any = None
         self.parser = HttpRequestParser(self)
+        # the parser's methods bound once: compiled, a call through self.parser looked the method up
+        # (three per request)
+        self.feed: Callable[[bytes], None] = self.parser.feed_data
+        self.get_method: Callable[[], bytes] = self.parser.get_method
+        self.keep_alive_asked: Callable[[], bool] = self.parser.should_keep_alive
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.current: Exchange | None = None  # being proxied
@@ -217,7 +226,7 @@ class ClientConnection(ClientSide):
         if self.in_head:
             self.head_bytes += len(data)
         try:
-            self.parser.feed_data(data)
+            self.feed(data)
         except HttpParserUpgrade as exc:
             ex = self.upgrading
             if ex is not None:
@@ -261,13 +270,13 @@ class ClientConnection(ClientSide):
         if self.head_bytes > ctx.max_header_bytes and _head_size(url, headers) > ctx.max_header_bytes:
             self._reject(431, "header_too_large")
             raise _Stop
-        method = parser.get_method()
+        method = self.get_method()
         if method == b"CONNECT":
             self._reject(405, "method", method, url)
             raise _Stop
         now = _clock()
         ex = Exchange(self, method, url, now)
-        ex.keep_alive = parser.should_keep_alive()
+        ex.keep_alive = self.keep_alive_asked()
         try:
             ex.head = build_request_head(ctx, self.peer, ex, headers, parser)
         except FramingError as exc:  # ambiguous framing: refuse and close (docs/gateway.md)
