@@ -32,6 +32,8 @@ _KINDS: Final = hbh.REQUEST_KINDS  # the classification cache, held where compil
 # same length costs a fifth of that. Names of one length that alternate just fall back to the cache.
 _RECENT_SIZES: Final = 32
 _RECENT: Final = [(b"", hbh.KEEP)] * _RECENT_SIZES  # b"" is KEEP, as request_kind would say
+# The last Host value and its X-Forwarded-Host line (the usual client sends one Host throughout).
+_FORWARDED_HOST: Final = [b"", b"X-Forwarded-Host: \r\n"]
 _PLAIN: Final = frozenset({b"keep-alive", b"close", b"upgrade"})  # usual Connection values: nothing to remove
 _IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -144,7 +146,10 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     else:  # the common case: what this connection's peer is was worked out once
         parts.append(peer.forwarded)
         if host is not None:
-            parts.append(b"X-Forwarded-Host: %b\r\n" % host)
+            if host != _FORWARDED_HOST[0]:  # the same Host as the previous request: the same line
+                _FORWARDED_HOST[0] = host
+                _FORWARDED_HOST[1] = b"X-Forwarded-Host: %b\r\n" % host
+            parts.append(_FORWARDED_HOST[1])
         ex.client = peer.address
     request_id, trace_id, request_id_bytes, trace_span = fresh_fields()  # what the usual request needs
     if request_ids:

@@ -69,3 +69,16 @@ def test_response_fields_alternating_within_a_length_keep_their_own_kind() -> No
             for name, value in fields:
                 kept = b"\r\n%b: %b\r\n" % (name, value) in head
                 assert kept == (hbh.response_kind(name) == hbh.KEEP), (order, name)
+
+
+def test_x_forwarded_host_follows_each_request_host() -> None:
+    """The line for the previous Host is reused only for the same Host."""
+    conn = _connection()
+    for host in (b"a.test", b"a.test", b"b.test", b"a.test", b""):
+        parser = HttpRequestParser(_Heads())
+        parser.feed_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        ex = _exchange(method=b"GET")
+        ex.keep_alive = True
+        head = build_request_head(conn.ctx, conn.peer, ex, [(b"Host", host)], parser)
+        assert head.count(b"X-Forwarded-Host:") == 1
+        assert b"\r\nX-Forwarded-Host: %b\r\n" % host in head
