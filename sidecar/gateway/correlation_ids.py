@@ -85,6 +85,16 @@ class _IdBlock:
 _BLOCK: Final = _IdBlock()
 
 
+def _forget_draw() -> None:
+    """In a forked child: the parent hands out the rest of its draw, so the child draws its own."""
+    _BLOCK.fields = b""
+    _BLOCK.text = ""
+    _BLOCK.at = 0
+
+
+os.register_at_fork(after_in_child=_forget_draw)  # as the random module reseeds itself in a child
+
+
 def fresh_fields() -> tuple[str, str, bytes, bytes]:
     """(request ID as a v4 UUID, trace ID, the request ID as bytes, ``<trace ID>-<span ID>`` as bytes).
 

@@ -188,3 +188,21 @@ def test_a_draw_with_an_all_zero_trace_or_span_id_is_drawn_again(monkeypatch: py
     assert len(draws) == 2
     for _, trace_id, span_id in ids:
         assert trace_id != "0" * 32 and span_id != "0" * 16
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    """The rest of a draw belongs to the process that drew it; a forked child draws anew."""
+    fresh_ids()  # the parent holds a draw with IDs left in it
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next request ID, then leave without pytest's teardown
+        try:
+            os.write(write_end, fresh_ids()[0].encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child_id = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert UUID4.fullmatch(child_id)
+    assert child_id != fresh_ids()[0]  # the parent's next one, from the same draw
