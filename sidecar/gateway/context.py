@@ -69,7 +69,6 @@ class GatewayContext(ListenerState):
         )
         self.active = 0
         self.idle_event = asyncio.Event()
-        self.first_sighting = http_metrics.first_sighting
         self.upstream_failed = self.metrics.upstream_errors.labels
         self.now = time.time
         # target -> (route, route JSON, masked path JSON, folded into the overflow route); two

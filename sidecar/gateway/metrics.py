@@ -104,19 +104,39 @@ class RedRecorder:
     def __init__(self, http: HttpMetrics) -> None:
         self.http = http
         self._series: dict[tuple[bytes, str, int, str], _Series] = {}
+        # The previous request's labels and series: consecutive requests usually share them, and
+        # comparing four values costs a fifth of building and hashing the key tuple for a lookup.
+        self._last_series: _Series | None = None
+        self._last_method = b""
+        self._last_route = ""
+        self._last_status = 0
+        self._last_error = ""
         self._dirty: list[_Series] = []
         self._timer: asyncio.TimerHandle | None = None
         self._active: dict[bytes, list[int]] = {}
+        self._last_active_method: bytes | None = None  # None: the first request looks its counter up
+        self._last_active: list[int] = []
         self._fast: bool | None = None  # decided on the first series: can counts be folded in?
 
     def started(self, method: bytes) -> None:
-        counter = self._active.get(method)
-        if counter is None:
-            counter = self._active_counter(method)
+        counter = self._counter(method)
         counter[0] += 1
 
     def ended(self, method: bytes) -> None:
-        self._active[method][0] -= 1
+        self._counter(method)[0] -= 1
+
+    def _counter(self, method: bytes) -> list[int]:
+        """The active-requests counter of ``method``; the previous request's when the method repeats
+        (a comparison, where a lookup hashes the fresh method bytes first)."""
+        last = self._last_active_method
+        if last is not None and method == last:
+            return self._last_active
+        counter = self._active.get(method)
+        if counter is None:
+            counter = self._active_counter(method)
+        self._last_active_method = method
+        self._last_active = counter
+        return counter
 
     def _active_counter(self, method: bytes) -> list[int]:
         label = method_label(method)
@@ -142,15 +162,15 @@ class RedRecorder:
         response_bytes: int,
         trace_id: str,
     ) -> None:
-        key = (method, route, status, error_type)
-        series = self._series.get(key)
-        if series is None:
-            if len(self._series) >= _MAX_SERIES:
-                self.flush()
-                self._series.clear()
-            series = self._series[key] = _Series(self.http, method_label(method), route, status, error_type)
-            if self._fast is None:
-                self._fast = _has_private_api(series.duration)
+        series = self._last_series
+        if (
+            series is None
+            or status != self._last_status
+            or method != self._last_method
+            or route != self._last_route
+            or error_type != self._last_error
+        ):
+            series = self._series_of(method, route, status, error_type)
         if not self._fast:
             series.observe_now(seconds, request_bytes, response_bytes, trace_id)
             return
@@ -168,6 +188,24 @@ class RedRecorder:
             self._dirty.append(series)
             if self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
+
+    def _series_of(self, method: bytes, route: str, status: int, error_type: str) -> _Series:
+        """The series of a label set other than the previous request's; it becomes the previous one."""
+        key = (method, route, status, error_type)
+        series = self._series.get(key)
+        if series is None:
+            if len(self._series) >= _MAX_SERIES:
+                self.flush()
+                self._series.clear()
+            series = self._series[key] = _Series(self.http, method_label(method), route, status, error_type)
+            if self._fast is None:
+                self._fast = _has_private_api(series.duration)
+        self._last_series = series
+        self._last_method = method
+        self._last_route = route
+        self._last_status = status
+        self._last_error = error_type
+        return series
 
     def flush(self) -> None:
         """Fold pending counts into the histogram children (also called on close)."""

@@ -22,11 +22,13 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from sidecar.core import own_logs
+from sidecar.core.http_metrics import GATEWAY_SOURCE
 from sidecar.gateway.exchange import INF, ClientSide, Exchange, UpstreamSide
 from sidecar.gateway.forwarded import Peer
 from sidecar.gateway.framing import FramingError
@@ -40,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.gateway")
 _clock: Final = time.perf_counter  # Final: compiled code calls it without a globals lookup
 _request_context: Final = own_logs.request_context
+# bound once: compiled, ``_request_context.set(ex)`` looked the method up on every call
+_set_request_context: Final = _request_context.set
+_get_request_context: Final = _request_context.get
 
 # Connection phases, for the sweeper: what the deadline means.
 IDLE: Final = 0  # waiting for the first byte of a request: close quietly
@@ -63,7 +68,7 @@ class _Stop(Exception):
 
 def bind_log_context(ex: Exchange | None) -> None:
     """Put the request's IDs in the sidecar's own logging context (``own_logs``) for this callback chain."""
-    _request_context.set(ex)
+    _set_request_context(ex)
 
 
 class ClientConnection(ClientSide):
@@ -81,9 +86,12 @@ class ClientConnection(ClientSide):
         "ctx",
         "current",
         "early",
+        "feed",
+        "get_method",
         "head_bytes",
         "headers",
         "in_head",
+        "keep_alive_asked",
         "parser",
         "parsing",
         "paused",
@@ -104,6 +112,11 @@ class ClientConnection(ClientSide):
         self.writes = ctx.writes
         self.transport: Any = None
         self.parser = HttpRequestParser(self)
+        # the parser's methods bound once: compiled, a call through self.parser looked the method up
+        # (three per request)
+        self.feed: Callable[[bytes], None] = self.parser.feed_data
+        self.get_method: Callable[[], bytes] = self.parser.get_method
+        self.keep_alive_asked: Callable[[], bool] = self.parser.should_keep_alive
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.current: Exchange | None = None  # being proxied
@@ -213,7 +226,7 @@ class ClientConnection(ClientSide):
         if self.in_head:
             self.head_bytes += len(data)
         try:
-            self.parser.feed_data(data)
+            self.feed(data)
         except HttpParserUpgrade as exc:
             ex = self.upgrading
             if ex is not None:
@@ -237,7 +250,8 @@ class ClientConnection(ClientSide):
             self._reject(431, "header_too_large")
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
+        # usually the whole target in one piece: kept as it is, not copied onto b""
+        self.url = url if not self.url else self.url + url
         if len(self.url) > self.ctx.max_header_bytes:
             self._reject(414, "uri_too_long")
             raise _Stop
@@ -256,13 +270,13 @@ class ClientConnection(ClientSide):
         if self.head_bytes > ctx.max_header_bytes and _head_size(url, headers) > ctx.max_header_bytes:
             self._reject(431, "header_too_large")
             raise _Stop
-        method = parser.get_method()
+        method = self.get_method()
         if method == b"CONNECT":
             self._reject(405, "method", method, url)
             raise _Stop
         now = _clock()
         ex = Exchange(self, method, url, now)
-        ex.keep_alive = parser.should_keep_alive()
+        ex.keep_alive = self.keep_alive_asked()
         try:
             ex.head = build_request_head(ctx, self.peer, ex, headers, parser)
         except FramingError as exc:  # ambiguous framing: refuse and close (docs/gateway.md)
@@ -270,8 +284,8 @@ class ClientConnection(ClientSide):
             raise _Stop from None
         if ex.upgrade:
             self.upgrading = ex
-        ctx.first_sighting(ex.request_id, "gateway")
-        _request_context.set(ex)  # the logging context (see bind_log_context)
+        ctx.http.first_sighting(ex.request_id, GATEWAY_SOURCE)  # a native call, no bound method
+        _set_request_context(ex)  # the logging context (see bind_log_context)
         if ctx.edge is not None:  # rate limits decide now (or ask Redis); _begin waits for the answer
             ctx.edge.inspect(ex, headers)
         if ex.has_body:
@@ -495,8 +509,8 @@ class ClientConnection(ClientSide):
         if ex.close_after:
             self._close()
             return
-        if _request_context.get() is not None:  # usually None already here: a get is a fifth of a set
-            _request_context.set(None)
+        if _get_request_context() is not None:  # usually None already here: a get is a fifth of a set
+            _set_request_context(None)
         queue = self.queue
         if queue:
             self._next(queue)

@@ -19,7 +19,23 @@ if TYPE_CHECKING:
 
 _CRLF: Final = b"\r\n"
 _KINDS: Final = hbh.RESPONSE_KINDS  # the classification cache, held where compiled code reads it fast
+# By name length, the last response field name of that length and its kind (see request_head): the
+# app sends the same spellings on every response.
+_RECENT_SIZES: Final = 32
+_RECENT: Final = [(b"", hbh.KEEP)] * _RECENT_SIZES  # b"" is KEEP, as response_kind would say
 _PLAIN: Final = frozenset({b"keep-alive", b"close"})  # the usual Connection values: nothing else to remove
+
+
+def short_keep(name: bytes) -> bool:
+    """True for a response field name so short it cannot be hop-by-hop or one the gateway handles.
+
+    The names that are not KEEP (``hop_by_hop.response_kind``) are at least 7 characters long,
+    except ``TE`` (2) and the ``Proxy-*`` family (``Proxy-`` itself is 6, and starts with a ``p``).
+    A dict lookup hashes each fresh name: about 400 instructions for ``Date`` or ``Server`` on every
+    response.
+    """
+    size = len(name)
+    return size < 7 and size != 2 and (size != 6 or (name[0] != 0x70 and name[0] != 0x50))
 
 
 def _end_to_end(
@@ -29,9 +45,18 @@ def _end_to_end(
     content_length = transfer_encoding = upgrade = None
     connection: list[bytes] | None = None
     for name, value in headers:
-        kind = _KINDS.get(name)
-        if kind is None:
-            kind = hbh.response_kind(name)
+        size = len(name)
+        if short_keep(name):  # Date, Server, ETag, Vary, ...: kept, without hashing the name
+            kind = 0
+        elif size < _RECENT_SIZES:  # the last name of this length seen: a comparison, not a hash
+            recent, kind = _RECENT[size]
+            if name != recent:
+                known = _KINDS.get(name)
+                kind = hbh.response_kind(name) if known is None else known
+                _RECENT[size] = (name, kind)
+        else:
+            known = _KINDS.get(name)
+            kind = hbh.response_kind(name) if known is None else known
         if kind == 0:
             parts.append(b"%b: %b\r\n" % (name, value))
         elif kind == hbh.CONTENT_LENGTH:
@@ -54,7 +79,10 @@ def build_response_head(  # noqa: PLR0912 (one decision table for framing and co
     """
     parts = [status_line(status)]
     content_length, transfer_encoding, upgrade, connection = _end_to_end(headers, parts)
-    if connection is not None and not (len(connection) == 1 and connection[0].lower() in _PLAIN):
+    # ``Connection: keep-alive`` as most apps spell it is compared before lower-casing a copy
+    if connection is not None and not (
+        len(connection) == 1 and (connection[0] == b"keep-alive" or connection[0].lower() in _PLAIN)
+    ):
         nominated = hbh.extra_nominated(hbh.connection_tokens(connection))
         if nominated:
             parts = [status_line(status)]

@@ -7,6 +7,7 @@ screenshot of an error page is enough to find the request in the logs.
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Final
 
 STATUS_LINES: dict[int, bytes] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("ascii") for s in HTTPStatus
@@ -37,7 +38,13 @@ MESSAGES: dict[str, bytes] = {
 }
 
 
+_OK: Final = STATUS_LINES[200]
+
+
 def status_line(status: int) -> bytes:
+    """``HTTP/1.1 <status> <phrase>``; 200, most responses, without a dict lookup."""
+    if status == 200:
+        return _OK
     line = STATUS_LINES.get(status)
     return line if line is not None else b"HTTP/1.1 %d \r\n" % status
 

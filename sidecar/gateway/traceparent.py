@@ -9,9 +9,10 @@ What the gateway sends on is always version ``00``. ``tracestate`` is passed on 
 
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass
+
+from sidecar.gateway.correlation_ids import new_span_id, new_trace_id
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -72,20 +73,6 @@ def valid_tracestate(value: str) -> bool:
             return False
         keys.add(key)
     return len(keys) <= MAX_TRACESTATE_MEMBERS
-
-
-def new_span_id() -> str:
-    span = random.getrandbits(64)
-    while not span:
-        span = random.getrandbits(64)
-    return f"{span:016x}"
-
-
-def new_trace_id() -> str:
-    trace = random.getrandbits(128)
-    while not trace:
-        trace = random.getrandbits(128)
-    return f"{trace:032x}"
 
 
 def next_hop(

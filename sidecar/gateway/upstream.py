@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -40,14 +41,17 @@ class UpstreamConnection(UpstreamSide):
         "closed",
         "ctx",
         "exchange",
+        "feed",
         "got_bytes",
         "headers",
         "interim",
         "keep_alive",
+        "keep_alive_said",
         "parser",
         "pool",
         "read_paused",
         "reused",
+        "status_code",
         "switching",
         "transport",
         "tunnel",
@@ -59,6 +63,10 @@ class UpstreamConnection(UpstreamSide):
         self.writes = pool.ctx.writes
         self.transport: Any = None
         self.parser = HttpResponseParser(self)
+        # the parser's methods bound once (see _new_parser)
+        self.feed: Callable[[bytes], None] = self.parser.feed_data
+        self.status_code: Callable[[], int] = self.parser.get_status_code
+        self.keep_alive_said: Callable[[], bool] = self.parser.should_keep_alive
         self.headers: list[tuple[bytes, bytes]] = []
         self.exchange: Exchange | None = None
         self.closed = False
@@ -191,7 +199,7 @@ class UpstreamConnection(UpstreamSide):
         self.got_bytes = True
         self.deadline = _clock() + self.ctx.read_timeout
         try:
-            self.parser.feed_data(data)
+            self.feed(data)
         except HttpParserUpgrade as exc:
             self._switch(ex, data[exc.args[0] :])
         except HttpParserError as exc:
@@ -202,9 +210,17 @@ class UpstreamConnection(UpstreamSide):
         else:
             if self.bodiless:  # HEAD: llhttp cannot be told, so the message ends with the head
                 self.bodiless = False
-                self.parser = HttpResponseParser(self)
+                self._new_parser()
                 if self.exchange is ex and not ex.finished:
                     self._complete(ex)
+
+    def _new_parser(self) -> None:
+        """A fresh parser, its methods bound once: compiled, a call through ``self.parser`` looked the
+        method up (three per response)."""
+        parser = self.parser = HttpResponseParser(self)
+        self.feed = parser.feed_data
+        self.status_code = parser.get_status_code
+        self.keep_alive_said = parser.should_keep_alive
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -215,7 +231,7 @@ class UpstreamConnection(UpstreamSide):
         self.headers = []
         if ex is None or ex.finished:
             return
-        status = self.parser.get_status_code()
+        status = self.status_code()
         if status < 200 and status != 101:
             self.interim = True
             ex.conn.interim_response(ex, status, headers)
@@ -224,7 +240,7 @@ class UpstreamConnection(UpstreamSide):
             if not ex.upgrade:
                 raise _BadResponse("101 to a request that did not ask to switch protocols")
             self.switching = True
-        self.keep_alive = self.parser.should_keep_alive()
+        self.keep_alive = self.keep_alive_said()
         if ex.is_head:
             self.bodiless = True
         ex.conn.response_head(ex, status, headers)

@@ -39,7 +39,10 @@ class WriteBatch:
         dirty = self._dirty
         self._dirty = []
         for conn in dirty:
-            conn.flush()
+            if isinstance(conn, BatchedWriter):  # the gateway's connections: a native call
+                conn.flush()
+            else:  # anything else that batches its writes (the rate limiter's Redis connection)
+                conn.flush()
 
 
 class BatchedWriter:

@@ -231,3 +231,17 @@ def test_keep_alive_without_a_connection_field_means_http_1_1(connection: bytes)
     assert accepted == {"0.9", "1.0", "1.1", "2.0"}
     if not connection:
         assert kept_alive == {"1.1"}
+
+
+def test_alternating_hosts_are_each_checked_against_the_target() -> None:
+    """The last Host is remembered (a comparison instead of a lookup): alternating values still get
+    their own authority, so an absolute-form target must agree with the Host of its own request."""
+    for _ in range(3):
+        for host, ok in ((b"a.test", True), (b"b.test", False), (b"A.test:80", True), (b"", False)):
+            ex = _exchange(b"http://a.test/x", b"GET")
+            if ok:
+                assert decide(ex, "1.1", 1, host, 0, None, None) == host
+                assert ex.target == b"/x"
+            else:
+                with pytest.raises(FramingError):
+                    decide(ex, "1.1", 1, host, 0, None, None)

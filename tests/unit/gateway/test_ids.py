@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
-from sidecar.gateway.correlation_ids import fresh_ids, new_request_id, request_id_of, valid_request_id
+from sidecar.gateway import correlation_ids
+from sidecar.gateway.correlation_ids import (
+    fresh_fields,
+    fresh_ids,
+    new_request_id,
+    request_id_of,
+    valid_request_id,
+)
 from sidecar.gateway.traceparent import next_hop, parse_traceparent, valid_tracestate
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -150,3 +158,51 @@ def test_valid_tracestate(value: str) -> None:
 def test_invalid_tracestate_is_dropped(value: str) -> None:
     assert not valid_tracestate(value)
     assert next_hop([VALID.encode()], [value.encode()])[2] is None
+
+
+def test_fresh_fields_bytes_are_the_same_ids_as_the_strings() -> None:
+    """The bytes the request head carries hold the request and trace IDs returned as strings."""
+    seen = set()
+    for _ in range(128 * 3 + 7):
+        request_id, trace_id, request_id_bytes, trace_span = fresh_fields()
+        assert UUID4.fullmatch(request_id) and request_id_bytes.decode() == request_id
+        match = re.fullmatch(rb"([0-9a-f]{32})-([0-9a-f]{16})", trace_span)
+        assert match is not None, trace_span
+        assert match[1].decode() == trace_id and match[2] != b"0" * 16
+        seen.add(request_id)
+    assert len(seen) == 128 * 3 + 7
+
+
+def test_a_draw_with_an_all_zero_trace_or_span_id_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """W3C forbids all-zero IDs: a random block that would hold one is replaced, not handed out."""
+    real = os.urandom
+    draws: list[int] = []
+
+    def zeros_first(size: int) -> bytes:
+        draws.append(size)
+        return bytes(size) if len(draws) == 1 else real(size)
+
+    monkeypatch.setattr(os, "urandom", zeros_first)
+    monkeypatch.setattr(correlation_ids._BLOCK, "at", len(correlation_ids._BLOCK.fields))  # next take draws
+    ids = [fresh_ids() for _ in range(3)]
+    assert len(draws) == 2
+    for _, trace_id, span_id in ids:
+        assert trace_id != "0" * 32 and span_id != "0" * 16
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    """The rest of a draw belongs to the process that drew it; a forked child draws anew."""
+    fresh_ids()  # the parent holds a draw with IDs left in it
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next request ID, then leave without pytest's teardown
+        try:
+            os.write(write_end, fresh_ids()[0].encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child_id = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert UUID4.fullmatch(child_id)
+    assert child_id != fresh_ids()[0]  # the parent's next one, from the same draw

@@ -27,6 +27,7 @@ from sidecar.gateway.hop_by_hop import (
     without_nominated,
 )
 from sidecar.gateway.query_mask import MASK, mask_query
+from sidecar.gateway.response_head import short_keep
 from sidecar.gateway.settings import parse_upstream
 from sidecar.gateway.traceparent import next_hop, parse_traceparent, valid_tracestate
 
@@ -153,6 +154,20 @@ def test_header_kind_ignores_case(name: bytes, spelling: object) -> None:
     variant = spelling(name)  # type: ignore[operator]
     assert request_kind(variant) == request_kind(name.lower())
     assert response_kind(variant) == response_kind(name.lower())
+
+
+@FAST
+@given(names | st.sampled_from([b"te", b"Te", b"proxy-", b"Proxy-", b"PROXY-", b"p", b"Date", b"Server"]))
+@example(b"Proxy-")
+def test_short_names_kept_without_lookup_are_the_ones_classified_keep(name: bytes) -> None:
+    """``short_keep`` skips the classification of short response fields: it may only skip KEEP ones."""
+    if short_keep(name):
+        assert response_kind(name) == KEEP
+
+
+def test_short_keep_covers_the_usual_short_fields() -> None:
+    assert all(short_keep(n) for n in (b"Date", b"Server", b"ETag", b"Vary", b"Age", b"Link"))
+    assert not any(short_keep(n) for n in (b"TE", b"te", b"Proxy-", b"proxy-", b"Trailer", b"Upgrade"))
 
 
 @FAST

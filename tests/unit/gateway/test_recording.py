@@ -85,6 +85,15 @@ def test_access_line_fields_and_units() -> None:
     }
 
 
+def test_access_line_numbers_either_side_of_the_small_number_table() -> None:
+    """Integers below 1,000 come from a table, larger ones are formatted: the text is the same."""
+    for n in (0, 7, 999, 1000, 1001, 123_456_789):
+        line = encode_line(status=n, bytes_in=n, bytes_out=n, duration=n / 1000 + 0.000_25, upstream=n / 1000)
+        assert (line["status"], line["bytes_in"], line["bytes_out"]) == (n, n, n)
+        assert (line["duration_ms"], line["upstream_ms"]) == (n + 0.25, float(n))
+    assert encode_line(duration=-1.0)["duration_ms"] == 0.0  # a clock step never writes a negative time
+
+
 def test_access_line_escapes_what_clients_control() -> None:
     hostile = encode_line(
         request_id='a"b\\c',  # printable ASCII, so a valid X-Request-ID, but JSON-special
@@ -105,6 +114,25 @@ def test_access_line_nulls_for_requests_refused_before_routing() -> None:
     for key in ("trace_id", "method", "route", "path", "duration_ms", "upstream_ms", "user_agent"):
         assert refused[key] is None, key
     assert "error" not in encode_line()
+
+
+def test_access_line_values_repeated_or_alternating_keep_their_own_json() -> None:
+    """The previous line's method, client and agent are reused only when they are the same value."""
+    encoder = AccessLineEncoder()
+    values = [
+        (b"GET", "10.0.0.1", b"curl"),
+        (b"GET", "10.0.0.1", b"curl"),
+        (b"POST", "10.0.0.2", b'a "b"'),
+        (b"", "", b""),
+        (b"GET", "10.0.0.1", None),
+        (b"POST", "10.0.0.2", b"curl"),
+    ]
+    for method, client, agent in values:
+        line = json.loads(
+            encoder.encode(b"t", "r", "t", method, b"null", b"null", 200, 0.0, 0.0, 0, 0, client, agent, "")
+        )
+        assert line["method"] == (method.decode() or None)
+        assert (line["client"], line["user_agent"]) == (client, None if agent is None else agent.decode())
 
 
 def test_access_line_caches_stay_bounded() -> None:
@@ -225,6 +253,33 @@ async def test_red_recorder_folds_counts_into_the_shared_histograms() -> None:
     text = generate_openmetrics(registry).decode()
     assert '# {trace_id="0af7651916cd43dd8448eb211c80319c"} 0.001' in text
     assert "error_type" in generate_latest(registry).decode()
+
+
+async def test_red_recorder_counts_each_label_set_apart_when_they_alternate() -> None:
+    """The previous request's series is reused only for the same four labels; each differing one counts."""
+    registry = CollectorRegistry()
+    red = RedRecorder(HttpMetrics(registry, RouteNormaliser()))
+    label_sets = [
+        (b"GET", "/a", 200, ""),
+        (b"GET", "/a", 200, ""),
+        (b"POST", "/a", 200, ""),
+        (b"GET", "/b", 200, ""),
+        (b"GET", "/a", 404, ""),
+        (b"GET", "/a", 200, "client_disconnect"),
+        (b"GET", "/a", 200, ""),
+    ]
+    for method, route, status, error in label_sets:
+        red.observe(method, route, status, error, 0.001, 0, 0, "a" * 32)
+    red.flush()
+    for method, route, status, error in set(label_sets):
+        labels = {
+            "http_request_method": method.decode(),
+            "http_route": route,
+            "http_response_status_code": str(status),
+            "error_type": error,
+        }
+        count = registry.get_sample_value("http_server_request_duration_seconds_count", labels)
+        assert count == label_sets.count((method, route, status, error)), labels
 
 
 async def test_red_recorder_throttles_exemplars_per_bucket() -> None:
