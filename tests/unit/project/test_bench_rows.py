@@ -1,8 +1,10 @@
-"""bench/run_all.py reads bench/logs.py's report: lines/s against mtail and, with --callgrind, instructions."""
+"""bench/run_all.py reads the benchmarks' reports: logs (lines/s, instructions), logs_memory (flatness)."""
 
 from __future__ import annotations
 
-from bench.run_all import logs_rows
+import pytest
+
+from bench.run_all import logs_memory_rows, logs_rows
 
 REPORT = """\
 mtail --one_shot (regex program)                     100,000         120,000            1.00            1.00
@@ -27,3 +29,23 @@ def test_instruction_rows_appear_only_when_the_report_has_them() -> None:
     ]
     without = REPORT.rsplit("callgrind", 1)[0]
     assert len(logs_rows("logs.py", without)) == 2
+
+
+MEMORY_REPORT = """\
+before any line: RSS 52.1 MiB
+  250,000 lines  RSS   107.6 MiB  series    192  export queue  5,540
+2,000,000 lines  RSS   {last} MiB  series    192  export queue  8,712
+"""
+
+
+def test_log_memory_is_judged_by_growth_after_the_first_step() -> None:
+    rise, flat = logs_memory_rows("logs_memory.py", MEMORY_REPORT.format(last="111.5"))
+    assert (rise.value, rise.anchor, rise.met) == ("107.6", "52.1", None)
+    assert (flat.value, flat.met) == ("+3.9 MiB", True)
+    _, growing = logs_memory_rows("logs_memory.py", MEMORY_REPORT.format(last="130.0"))
+    assert (growing.value, growing.met) == ("+22.4 MiB", False)
+
+
+def test_log_memory_needs_two_steps() -> None:
+    with pytest.raises(LookupError):
+        logs_memory_rows("logs_memory.py", MEMORY_REPORT.format(last="1").rsplit("2,000,000", 1)[0])
