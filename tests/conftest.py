@@ -26,7 +26,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     stale = [
         str(source.relative_to(ROOT))
         for native in (ROOT / "sidecar").rglob("*.so")
-        if (source := native.with_name(native.name.split(".", 1)[0] + ".py")).exists()
+        for suffix in (".py", ".c")  # mypyc's modules, and the one written in C (head_scan)
+        if (source := native.with_name(native.name.split(".", 1)[0] + suffix)).exists()
         and source.stat().st_mtime > native.stat().st_mtime
     ]
     if stale:

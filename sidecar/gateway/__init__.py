@@ -15,6 +15,8 @@ interpreted where no compiler was available.
 - ``proxy``: the client side (HTTP/1.1 server protocol); ``upstream``: the app side (client protocol,
   keep-alive pool); ``write_batch``: one write per socket per loop iteration.
 - ``framing``: where a request's body ends, decided once from the parsed message (and what is refused).
+- ``head_scan`` (C, ``head_scan.c``): the app's usual response head read and restated in one native
+  call; whatever it does not recognise in full is llhttp's, as before.
 - ``request_head``/``response_head``: the heads each side receives; ``hop_by_hop``, ``forwarded``,
   ``correlation_ids``, ``traceparent``, ``query_mask``: the rules they apply; ``responses``: the
   gateway's own answers.

@@ -25,7 +25,7 @@ from sidecar.gateway.metrics import GatewayMetrics, RedRecorder
 from sidecar.gateway.outlier import PassiveCounters
 from sidecar.gateway.query_mask import mask_query, path_of
 from sidecar.gateway.settings import GatewaySettings
-from sidecar.gateway.upstream import UpstreamPool
+from sidecar.gateway.upstream import UpstreamPool, response_scanner
 from sidecar.probing.health import HealthModel
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ class GatewayContext(ListenerState):
         self.sample_new_trace: Callable[[str], bytes] | None = None  # traceparent flags per new trace
         # rate limiting and security headers (docs/edge-protections.md); None when neither is configured
         self.edge = build_edge(settings, registry, http_metrics.routes, self.writes)
+        # the security headers read the app's fields one by one: with edge protections, llhttp's reading
+        self.scan_response = response_scanner() if self.edge is None else None
         self.passive = PassiveCounters()  # the app's passive health (probing.outlier arms it)
 
     def record(self, ex: Exchange, ended: float) -> None:

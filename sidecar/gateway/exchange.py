@@ -46,6 +46,10 @@ class ClientSide(BatchedWriter):
         """The app's final response head."""
 
     @abstractmethod
+    def response_scanned(self, ex: Exchange, status: int, kept: bytes, content_length: bytes | None) -> None:
+        """The app's final response head as ``head_scan`` read it: the kept fields in one piece."""
+
+    @abstractmethod
     def response_body(self, ex: Exchange, body: bytes) -> None:
         """A piece of the app's response body."""
 

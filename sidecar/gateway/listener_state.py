@@ -12,6 +12,7 @@ into attributes once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sidecar.gateway.forwarded import ForwardedPolicy
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     from sidecar.gateway.metrics import GatewayMetrics
     from sidecar.gateway.settings import GatewaySettings
     from sidecar.probing.health import HealthModel
+
+# The native response-head reader's answer (upstream.response_scanner): (status, kept fields,
+# Content-Length value, body length, keep-alive, head size), or None to let llhttp read the head.
+ScannedHead = tuple[int, bytes, bytes | None, int, bool, int]
+ResponseScan = Callable[[bytes, bool], ScannedHead | None]
 
 
 class ListenerState:
@@ -51,6 +57,9 @@ class ListenerState:
         self.writes = WriteBatch()
         self.stopping = False
         self.app_refused = asyncio.Event()  # the pool saw the app refuse a connection (see app_watch)
+        # the native reader of usual response heads, set by the context when nothing else reads the
+        # app's fields (upstream.response_scanner); None: llhttp reads every response
+        self.scan_response: ResponseScan | None = None
 
     @property
     def closing(self) -> bool:

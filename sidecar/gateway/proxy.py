@@ -33,7 +33,7 @@ from sidecar.gateway.exchange import INF, ClientSide, Exchange, UpstreamSide
 from sidecar.gateway.forwarded import Peer
 from sidecar.gateway.framing import FramingError
 from sidecar.gateway.request_head import build_request_head
-from sidecar.gateway.response_head import build_interim_head, build_response_head
+from sidecar.gateway.response_head import build_interim_head, build_response_head, build_scanned_head
 from sidecar.gateway.responses import error_response
 
 if TYPE_CHECKING:
@@ -393,6 +393,11 @@ class ClientConnection(ClientSide):
         edge = self.ctx.edge
         extra = edge.response_fields(ex, status, headers) if edge is not None else b""
         self.send(build_response_head(ex, status, headers, self.ctx.closing, extra))
+
+    def response_scanned(self, ex: Exchange, status: int, kept: bytes, content_length: bytes | None) -> None:
+        ex.status = status
+        ex.response_started = True
+        self.send(build_scanned_head(ex, status, kept, content_length, self.ctx.closing))
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         size = len(body)

@@ -70,7 +70,7 @@ def _end_to_end(
     return content_length, transfer_encoding, upgrade, connection
 
 
-def build_response_head(  # noqa: PLR0912 (one decision table for framing and connection)
+def build_response_head(
     ex: Exchange, status: int, headers: list[tuple[bytes, bytes]], closing: bool, extra: bytes = b""
 ) -> bytes:
     """Set ``ex`` framing flags (``rechunk``, ``until_close``, ``close_after``) and return the head.
@@ -108,16 +108,39 @@ def build_response_head(  # noqa: PLR0912 (one decision table for framing and co
                 parts.append(b"Transfer-Encoding: " + inner + b", chunked\r\n")
     if extra:
         parts.append(extra)
-    connection_field = b""
-    if status != 101:
-        if ex.upgrade or closing or not ex.keep_alive or ex.close_after or not ex.request_complete:
-            ex.close_after = True
-            connection_field = b"Connection: close\r\n"
-        elif ex.http10:
-            connection_field = b"Connection: keep-alive\r\n"
+    connection_field = b"" if status == 101 else _connection_field(ex, closing)
     # a literal format of %b only: compiled, one size sum and one copy per piece
     parts.append(b"X-Request-ID: %b\r\n%b\r\n" % (ex.request_id.encode("ascii"), connection_field))
     return b"".join(parts)
+
+
+def _connection_field(ex: Exchange, closing: bool) -> bytes:
+    """``Connection: close`` when the client connection ends after this response (sets ``close_after``)."""
+    if ex.upgrade or closing or not ex.keep_alive or ex.close_after or not ex.request_complete:
+        ex.close_after = True
+        return b"Connection: close\r\n"
+    return b"Connection: keep-alive\r\n" if ex.http10 else b""
+
+
+def build_scanned_head(
+    ex: Exchange, status: int, kept: bytes, content_length: bytes | None, closing: bool
+) -> bytes:
+    """The head for a response ``head_scan`` read: the same as ``build_response_head`` would write.
+
+    What the scanner accepts makes most of the decisions above moot: its kept fields arrive as one
+    piece, the status is 200 to 599, the body is ``Content-Length`` bytes or none, and ``Connection``
+    said no more than ``close`` or ``keep-alive``; the edge protections are off (they read the fields).
+    """
+    length_field = b""
+    if content_length is not None and status != 204:
+        length_field = b"Content-Length: %b\r\n" % content_length
+    return b"%b%b%bX-Request-ID: %b\r\n%b\r\n" % (
+        status_line(status),
+        kept,
+        length_field,
+        ex.request_id.encode("ascii"),
+        _connection_field(ex, closing),
+    )
 
 
 def build_interim_head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -21,10 +21,20 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from sidecar.gateway.exchange import INF, Exchange, UpstreamSide
 
 if TYPE_CHECKING:
-    from sidecar.gateway.listener_state import ListenerState
+    from sidecar.gateway.listener_state import ListenerState, ResponseScan, ScannedHead
 
 log = logging.getLogger(__name__)
 _clock: Final = time.perf_counter  # Final: compiled code calls it without a globals lookup
+NOT_SCANNED: Final = -1  # ``body_left`` while llhttp reads the response (or none is being read)
+
+
+def response_scanner() -> ResponseScan | None:
+    """The native reader of the app's usual response heads (``head_scan.c``); None where not compiled."""
+    try:
+        from sidecar.gateway.head_scan import scan_response  # noqa: PLC0415 (optional native module)
+    except ImportError:
+        return None
+    return scan_response
 
 
 class UpstreamConnection(UpstreamSide):
@@ -37,7 +47,9 @@ class UpstreamConnection(UpstreamSide):
     ctx: ListenerState
 
     __slots__ = (
+        "at_start",
         "bodiless",
+        "body_left",
         "closed",
         "ctx",
         "exchange",
@@ -80,6 +92,8 @@ class UpstreamConnection(UpstreamSide):
         self.read_paused = False
         self.deadline = INF
         self.out: list[bytes] | None = None
+        self.at_start = False  # the next byte starts a response and llhttp holds nothing of it
+        self.body_left = NOT_SCANNED  # the bytes still to come of a scanned response's body
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -91,6 +105,7 @@ class UpstreamConnection(UpstreamSide):
         """Send ``ex``'s request head and any body already received."""
         self.exchange = ex
         self.got_bytes = False
+        self.at_start = True
         ex.upstream = self
         now = _clock()
         ex.upstream_started = now
@@ -198,6 +213,18 @@ class UpstreamConnection(UpstreamSide):
             return
         self.got_bytes = True
         self.deadline = _clock() + self.ctx.read_timeout
+        left = self.body_left
+        if left != NOT_SCANNED:
+            self._scanned_body(ex, data, left)
+            return
+        if self.at_start:
+            self.at_start = False
+            scan = self.ctx.scan_response
+            if scan is not None and not ex.finished:
+                head = scan(data, ex.is_head)
+                if head is not None:
+                    self._scanned(ex, data, head)
+                    return
         try:
             self.feed(data)
         except HttpParserUpgrade as exc:
@@ -214,6 +241,31 @@ class UpstreamConnection(UpstreamSide):
                 if self.exchange is ex and not ex.finished:
                     self._complete(ex)
 
+    def _scanned(self, ex: Exchange, data: bytes, head: ScannedHead) -> None:
+        """A response head ``head_scan`` read whole; its body (if any) is counted here, not by llhttp."""
+        status, kept, content_length, length, keep_alive, size = head
+        self.keep_alive = keep_alive
+        ex.conn.response_scanned(ex, status, kept, content_length)
+        if size < len(data) or not length:
+            self._scanned_body(ex, data[size:], length)
+        else:
+            self.body_left = length
+
+    def _scanned_body(self, ex: Exchange, body: bytes, left: int) -> None:
+        size = len(body)
+        if size > left:  # bytes past the framed end: pass on what was framed, then not reuse the connection
+            body = body[:left]
+            size = left
+            self.keep_alive = False
+        if size and not ex.finished:
+            ex.conn.response_body(ex, body)
+        if size == left:
+            self.body_left = NOT_SCANNED
+            if not ex.finished:
+                self._complete(ex)
+        else:
+            self.body_left = left - size
+
     def _new_parser(self) -> None:
         """A fresh parser, its methods bound once: compiled, a call through ``self.parser`` looked the
         method up (three per response)."""
@@ -221,6 +273,12 @@ class UpstreamConnection(UpstreamSide):
         self.feed = parser.feed_data
         self.status_code = parser.get_status_code
         self.keep_alive_said = parser.should_keep_alive
+
+    def on_message_begin(self) -> None:
+        # A response starting after the last one ended, in the same read: bytes past the app's own
+        # framing. Passing them to the next request would answer it with them; the connection goes.
+        if self.exchange is None:
+            raise _BadResponse("a response that no request asked for")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))

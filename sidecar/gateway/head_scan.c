@@ -1,0 +1,273 @@
+/* head_scan: the app's usual response head, read and restated in one native call.
+ *
+ * Why by hand: the gateway's per-field work on a response (llhttp's callback for every name and value,
+ * a Python call and two bytes objects per field, then one formatted line per kept field) cost about
+ * 11,000 instructions per response, a fifth of a proxied request. No maintained library hands back a
+ * head in the form the gateway writes it: picohttpparser's bindings still build Python objects per
+ * field (and take a bare LF as a line end), llhttp's bindings call back into Python per field.
+ *
+ * What it accepts is a strict subset of what llhttp accepts, and it decides nothing on its own: a head
+ * it does not recognise in full is left to llhttp (it returns None), which then accepts or refuses it
+ * as before. Recognised: the whole head in one buffer; ``HTTP/1.0`` or ``HTTP/1.1``, a status from 200
+ * to 599 and a reason phrase of visible ASCII, space and tab; field names of token characters; values
+ * of visible ASCII with spaces and tabs inside (no obs-text, no trailing whitespace, no folding);
+ * CRLF line ends; at most one ``Content-Length`` of 1 to 15 digits, required unless the response has
+ * no body (a HEAD request, 204, 304); ``Connection`` tokens ``close`` and ``keep-alive`` only; no
+ * ``Transfer-Encoding`` and no ``Upgrade``; at most 64 kept fields. Everything else goes to llhttp.
+ *
+ * The fields the gateway passes on are copied as ``name: value\r\n`` (the name as the app spelled
+ * it) into one bytes object; the hop-by-hop ones (hop_by_hop.py) and the app's ``X-Request-ID`` are
+ * left out, as response_head._end_to_end does. tests/unit/gateway/test_head_scan.py holds the two to
+ * the same output.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define MAX_KEPT 64
+#define MAX_LENGTH_DIGITS 15
+
+static unsigned char TOKEN[256];  /* tchar, RFC 9110 section 5.6.2 */
+static unsigned char TEXT[256];   /* visible ASCII, space and tab: a value or a reason phrase */
+
+static void init_tables(void) {
+    const char *marks = "!#$%&'*+-.^_`|~";
+    int c;
+    for (c = '0'; c <= '9'; c++) TOKEN[c] = 1;
+    for (c = 'a'; c <= 'z'; c++) TOKEN[c] = 1;
+    for (c = 'A'; c <= 'Z'; c++) TOKEN[c] = 1;
+    for (; *marks; marks++) TOKEN[(unsigned char)*marks] = 1;
+    for (c = 0x21; c <= 0x7e; c++) TEXT[c] = 1;
+    TEXT[' '] = 1;
+    TEXT['\t'] = 1;
+}
+
+/* ``s[0:n]`` equals the lower-case literal ``lit`` whatever its case (s holds token characters only,
+ * so setting bit 0x20 maps exactly the upper-case letters onto the lower-case ones). */
+static int same_name(const unsigned char *s, Py_ssize_t n, const char *lit, Py_ssize_t m) {
+    Py_ssize_t i;
+    if (n != m) return 0;
+    for (i = 0; i < n; i++) {
+        if ((s[i] | 0x20) != (unsigned char)lit[i]) return 0;
+    }
+    return 1;
+}
+
+enum kind { KEEP, DROP, LENGTH, CONNECTION, OTHER };
+
+/* What response_head does with a field of this name (hop_by_hop.response_kind); OTHER: llhttp's. */
+static enum kind response_kind(const unsigned char *name, Py_ssize_t n) {
+    switch (n) {
+    case 2:
+        if (same_name(name, n, "te", 2)) return DROP;
+        break;
+    case 7:
+        if (same_name(name, n, "trailer", 7)) return DROP;
+        if (same_name(name, n, "upgrade", 7)) return OTHER;
+        break;
+    case 10:
+        if (same_name(name, n, "connection", 10)) return CONNECTION;
+        if (same_name(name, n, "keep-alive", 10)) return DROP;
+        break;
+    case 12:
+        if (same_name(name, n, "x-request-id", 12)) return DROP;
+        break;
+    case 14:
+        if (same_name(name, n, "content-length", 14)) return LENGTH;
+        break;
+    case 17:
+        if (same_name(name, n, "transfer-encoding", 17)) return OTHER;
+        break;
+    }
+    if (n >= 6 && same_name(name, 6, "proxy-", 6)) return DROP; /* Proxy-Connection and the family */
+    return KEEP;
+}
+
+/* Reads a Connection value of ``close`` / ``keep-alive`` tokens; 0 for any other token. */
+static int connection_tokens(const unsigned char *v, Py_ssize_t n, int *close, int *keep_alive) {
+    Py_ssize_t i = 0, start, end;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+        start = i;
+        while (i < n && v[i] != ',') i++;
+        end = i;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t')) end--;
+        if (end == start) continue;
+        if (same_name(v + start, end - start, "close", 5)) {
+            *close = 1;
+        } else if (same_name(v + start, end - start, "keep-alive", 10)) {
+            *keep_alive = 1;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+typedef struct {
+    const unsigned char *name;
+    Py_ssize_t name_size;
+    const unsigned char *value;
+    Py_ssize_t value_size;
+} field;
+
+PyDoc_STRVAR(scan_response_doc,
+"scan_response(data: bytes, bodiless: bool) -> tuple | None\n\n"
+"The response head at the start of ``data``, when it is whole and of the usual kind: (status, kept\n"
+"fields, Content-Length value or None, body length, keep-alive, head size). None: let llhttp read it.\n"
+"``bodiless``: the request was HEAD (no body follows whatever the head says).");
+
+static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    const unsigned char *start, *p, *end, *name, *value, *length_at = NULL;
+    Py_ssize_t size, name_size, value_size, length_size = 0, kept_size = 0, kept_count = 0, i;
+    long long length = -1;
+    int status, minor, bodiless, close = 0, keep_alive_token = 0, keep_alive;
+    field kept[MAX_KEPT];
+    PyObject *kept_bytes, *length_value, *result;
+    char *out;
+
+    (void)module;
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan_response(data: bytes, bodiless: bool)");
+        return NULL;
+    }
+    bodiless = PyObject_IsTrue(args[1]);
+    if (bodiless < 0) return NULL;
+    start = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    size = PyBytes_GET_SIZE(args[0]);
+    end = start + size;
+
+    /* status line: HTTP/1.x SSS reason CRLF */
+    if (size < 17 || memcmp(start, "HTTP/1.", 7) != 0 || (start[7] != '0' && start[7] != '1')
+        || start[8] != ' ' || start[9] < '2' || start[9] > '5' || start[10] < '0' || start[10] > '9'
+        || start[11] < '0' || start[11] > '9' || start[12] != ' ') {
+        Py_RETURN_NONE;
+    }
+    minor = start[7] - '0';
+    status = (start[9] - '0') * 100 + (start[10] - '0') * 10 + (start[11] - '0');
+    p = start + 13;
+    while (p < end && TEXT[*p]) p++;
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') Py_RETURN_NONE;
+    p += 2;
+
+    /* field lines, up to the empty line */
+    for (;;) {
+        if (end - p < 2) Py_RETURN_NONE; /* not all here yet */
+        if (p[0] == '\r') {
+            if (p[1] != '\n') Py_RETURN_NONE;
+            p += 2;
+            break;
+        }
+        name = p;
+        while (p < end && TOKEN[*p]) p++;
+        if (p == name || p >= end || *p != ':') Py_RETURN_NONE;
+        name_size = p - name;
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        value = p;
+        while (p < end && TEXT[*p]) p++;
+        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') Py_RETURN_NONE;
+        value_size = p - value;
+        if (value_size && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t')) {
+            Py_RETURN_NONE;
+        }
+        p += 2;
+        switch (response_kind(name, name_size)) {
+        case KEEP:
+            if (kept_count == MAX_KEPT) Py_RETURN_NONE;
+            kept[kept_count].name = name;
+            kept[kept_count].name_size = name_size;
+            kept[kept_count].value = value;
+            kept[kept_count].value_size = value_size;
+            kept_count++;
+            kept_size += name_size + value_size + 4;
+            break;
+        case LENGTH:
+            if (length_at != NULL || value_size < 1 || value_size > MAX_LENGTH_DIGITS) Py_RETURN_NONE;
+            length = 0;
+            for (i = 0; i < value_size; i++) {
+                if (value[i] < '0' || value[i] > '9') Py_RETURN_NONE;
+                length = length * 10 + (value[i] - '0');
+            }
+            length_at = value;
+            length_size = value_size;
+            break;
+        case CONNECTION:
+            if (!connection_tokens(value, value_size, &close, &keep_alive_token)) Py_RETURN_NONE;
+            break;
+        case DROP:
+            break;
+        case OTHER:
+            Py_RETURN_NONE;
+        }
+    }
+
+    /* framing: a body of Content-Length bytes, or none */
+    if (bodiless || status == 204 || status == 304) {
+        length = 0;
+    } else if (length_at == NULL) {
+        Py_RETURN_NONE; /* read until close: llhttp's */
+    }
+    if (minor == 0 && close && keep_alive_token) Py_RETURN_NONE; /* contradictory: llhttp's call */
+    keep_alive = minor == 1 ? !close : keep_alive_token;
+    if (length_at == NULL && status != 204 && status != 304) {
+        keep_alive = 0; /* a HEAD answer without Content-Length: llhttp would read to close, so no reuse */
+    }
+
+    kept_bytes = PyBytes_FromStringAndSize(NULL, kept_size);
+    if (kept_bytes == NULL) return NULL;
+    out = PyBytes_AS_STRING(kept_bytes);
+    for (i = 0; i < kept_count; i++) {
+        memcpy(out, kept[i].name, (size_t)kept[i].name_size);
+        out += kept[i].name_size;
+        *out++ = ':';
+        *out++ = ' ';
+        memcpy(out, kept[i].value, (size_t)kept[i].value_size);
+        out += kept[i].value_size;
+        *out++ = '\r';
+        *out++ = '\n';
+    }
+    if (length_at != NULL) {
+        length_value = PyBytes_FromStringAndSize((const char *)length_at, length_size);
+        if (length_value == NULL) {
+            Py_DECREF(kept_bytes);
+            return NULL;
+        }
+    } else {
+        length_value = Py_NewRef(Py_None);
+    }
+    result = PyTuple_New(6);
+    if (result == NULL) {
+        Py_DECREF(kept_bytes);
+        Py_DECREF(length_value);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, PyLong_FromLong(status));
+    PyTuple_SET_ITEM(result, 1, kept_bytes);
+    PyTuple_SET_ITEM(result, 2, length_value);
+    PyTuple_SET_ITEM(result, 3, PyLong_FromLongLong(length));
+    PyTuple_SET_ITEM(result, 4, PyBool_FromLong(keep_alive));
+    PyTuple_SET_ITEM(result, 5, PyLong_FromSsize_t(p - start));
+    for (i = 0; i < 6; i++) {
+        if (PyTuple_GET_ITEM(result, i) == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan_response", (PyCFunction)(void (*)(void))scan_response, METH_FASTCALL, scan_response_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "head_scan",
+    "The app's usual response head read and restated in one native call (see head_scan.c).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit_head_scan(void) {
+    init_tables();
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,114 @@
+"""Responses read by the native head scanner (``head_scan.c``) or by llhttp look the same to the client.
+
+The scanner takes a whole usual head from one read and counts the body itself; a head split over
+reads, or an unusual one, goes to llhttp. Both paths must deliver the same bytes, reuse the app's
+connection only when its framing allows, and never pass on bytes the app sent past its own framing.
+These run with the scanner (compiled builds) and without it (``scan_response`` off, and the
+interpreted pass of tests/run.sh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.integration.gateway_support import (
+    HOST,
+    read_request_head,
+    read_response,
+    run_gateway,
+    run_raw_upstream,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(params=["scanner", "llhttp"])
+def reader(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def _two_requests(port: int) -> tuple[bytes, bytes]:
+    """Two requests on one client connection; the two bodies."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        bodies = []
+        for _ in range(2):
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            response = await read_response(reader)
+            assert response.status == 200
+            bodies.append(response.body)
+        return bodies[0], bodies[1]
+    finally:
+        writer.close()
+
+
+async def test_a_body_in_pieces_and_a_head_in_pieces_arrive_whole(reader: str) -> None:
+    connections = 0
+
+    async def app(stream: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request_head(stream)  # first: a whole head, the body in three reads
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nfour")
+        for piece in (b"five", b"six!"):
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            writer.write(piece)
+        await writer.drain()
+        await read_request_head(stream)  # second: the head cut in the middle of a field line
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Ty")
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(b"pe: text/plain\r\nContent-Length: 5\r\n\r\nwhole")
+        await writer.drain()
+        await stream.read()
+
+    async with run_raw_upstream(app) as port, run_gateway(f"http://{HOST}:{port}") as gw:
+        if reader == "llhttp":
+            gw.gateway.ctx.scan_response = None
+        first, second = await _two_requests(gw.port)
+    assert (first, second) == (b"fourfivesix!", b"whole")
+    assert connections == 1  # both framed by Content-Length: the app's connection was reused
+
+
+async def test_bytes_past_the_framed_body_are_not_passed_on_and_the_connection_is_not_reused(
+    reader: str,
+) -> None:
+    connections = 0
+
+    async def app(stream: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request_head(stream)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsmuggl"
+        )
+        await writer.drain()
+        await stream.read()
+
+    async with run_raw_upstream(app) as port, run_gateway(f"http://{HOST}:{port}") as gw:
+        if reader == "llhttp":
+            gw.gateway.ctx.scan_response = None
+        first, second = await _two_requests(gw.port)
+    assert (first, second) == (b"ok", b"ok")  # the second answer is a fresh connection's, not "smuggl"
+    assert connections == 2
+
+
+async def test_connection_close_from_the_app_is_honoured(reader: str) -> None:
+    connections = 0
+
+    async def app(stream: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request_head(stream)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye")
+        await writer.drain()
+
+    async with run_raw_upstream(app) as port, run_gateway(f"http://{HOST}:{port}") as gw:
+        if reader == "llhttp":
+            gw.gateway.ctx.scan_response = None
+        assert await _two_requests(gw.port) == (b"bye", b"bye")
+    assert connections == 2

@@ -1,0 +1,301 @@
+"""The native response-head reader (``head_scan.c``) against llhttp and ``build_response_head``.
+
+The scanner may only take a head that llhttp would take and must restate it byte for byte as the
+llhttp path does; whatever it is not sure of it leaves to llhttp (None). Generated heads mix the usual
+fields with everything that must be left to llhttp: hop-by-hop fields, framing conflicts, folding,
+bare LF, control bytes, obs-text, trailing whitespace, 1xx and odd status lines.
+"""
+
+from __future__ import annotations
+
+import pytest
+from httptools import HttpParserError, HttpResponseParser
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from sidecar.gateway.exchange import Exchange
+from sidecar.gateway.response_head import build_response_head, build_scanned_head
+from sidecar.gateway.upstream import response_scanner
+from tests.unit.gateway.test_framing import _connection
+
+scan = response_scanner()
+pytestmark = pytest.mark.skipif(scan is None, reason="head_scan.c was not compiled (the interpreted pass)")
+
+
+class _Reading:
+    """What llhttp makes of a response: status, fields, keep-alive, body, whether it ended."""
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = b""
+        self.head_done = False
+        self.keep_alive = False
+        self.complete = False
+        self.parser = HttpResponseParser(self)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        self.keep_alive = self.parser.should_keep_alive()  # as upstream reads it (reset once complete)
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+def _llhttp(data: bytes) -> tuple[int, list[tuple[bytes, bytes]], bool, bytes] | None:
+    reading = _Reading()
+    parser = reading.parser
+    try:
+        parser.feed_data(data)
+    except HttpParserError:
+        return None
+    if not reading.head_done:
+        return None
+    return parser.get_status_code(), reading.headers, reading.keep_alive, reading.body
+
+
+def _exchange(method: bytes, http10: bool, keep_alive: bool) -> Exchange:
+    ex = Exchange(_connection(), method, b"/", 0.0)
+    ex.request_id = "0af7651916cd43dd8448eb211c80319c"
+    ex.http10 = http10
+    ex.keep_alive = keep_alive
+    ex.request_complete = True
+    return ex
+
+
+def _agrees(data: bytes, method: bytes = b"GET", http10: bool = False, keep_alive: bool = True) -> bool:
+    """Asserts the scanner and the llhttp path agree on ``data``; True when the scanner took it."""
+    assert scan is not None
+    scanned = scan(data, method == b"HEAD")
+    if scanned is None:
+        return False
+    status, kept, content_length, length, scanned_keep_alive, size = scanned
+    assert data[:size].endswith(b"\r\n\r\n")
+    assert b"\r\n\r\n" not in data[: size - 2]
+    reference = _llhttp(data[: size + length])  # what follows the framed body is the next message's
+    assert reference is not None, f"the scanner took a head llhttp refuses: {data!r}"
+    ref_status, headers, ref_keep_alive, body = reference
+    assert status == ref_status
+    assert scanned_keep_alive == ref_keep_alive
+    if method != b"HEAD":
+        assert body == data[size : size + length]
+    ours = _exchange(method, http10, keep_alive)
+    theirs = _exchange(method, http10, keep_alive)
+    assert build_scanned_head(ours, status, kept, content_length, False) == build_response_head(
+        theirs, status, headers, False
+    )
+    assert (ours.close_after, ours.rechunk, ours.until_close) == (theirs.close_after, False, False)
+    assert (theirs.rechunk, theirs.until_close) == (False, False)
+    return True
+
+
+NGINX = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 03 Dec 2026 12:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+)
+
+
+def test_the_usual_head_is_read_and_restated() -> None:
+    assert _agrees(NGINX)
+    assert scan is not None
+    assert scan(NGINX, False) == (
+        200,
+        b"Server: nginx/1.22.1\r\nDate: Thu, 03 Dec 2026 12:00:00 GMT\r\nContent-Type: text/plain\r\n",
+        b"2",
+        2,
+        True,
+        len(NGINX) - 2,
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1234567890123456\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n",
+        b"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: a\r\n b\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: a \r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: caf\xc3\xa9\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: a\x00b\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A : a\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close, x-secret\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nUpgrade: h2c\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n",  # not all here yet
+        b"HTTP/1.1 200 OK\r\n"
+        + b"".join(b"X-%d: v\r\n" % i for i in range(65))
+        + b"Content-Length: 0\r\n\r\n",
+    ],
+)
+def test_what_it_leaves_to_llhttp(data: bytes) -> None:
+    assert scan is not None
+    assert scan(data, False) is None
+
+
+def test_hop_by_hop_fields_and_the_apps_request_id_are_left_out() -> None:
+    data = (
+        b"HTTP/1.1 404 Not Found\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-A\r\n"
+        b"Proxy-Authenticate: Basic\r\nProxy-Connection: keep-alive\r\nx-request-id: theirs\r\n"
+        b'ETag: "1"\r\nCONTENT-LENGTH: 0\r\nConnection: Keep-Alive\r\n\r\n'
+    )
+    assert _agrees(data)
+    assert scan is not None
+    scanned = scan(data, False)
+    assert scanned is not None
+    assert scanned[1] == b'ETag: "1"\r\n'
+
+
+@pytest.mark.parametrize(
+    ("data", "method", "length"),
+    [
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", b"GET", 0),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: x\r\n\r\n", b"GET", 0),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"HEAD", 0),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", b"GET", 5),
+    ],
+)
+def test_bodies_it_frames(data: bytes, method: bytes, length: int) -> None:
+    assert scan is not None
+    scanned = scan(data, method == b"HEAD")
+    assert scanned is not None
+    assert scanned[3] == length
+    assert _agrees(data, method)
+
+
+def test_keep_alive_follows_the_version_and_connection() -> None:
+    assert scan is not None
+    heads = {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n": True,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n": False,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive, close\r\n\r\n": False,
+        b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n": False,
+        b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n": True,
+    }
+    for data, keep_alive in heads.items():
+        scanned = scan(data, False)
+        assert scanned is not None
+        assert scanned[4] is keep_alive
+        assert _agrees(data)
+
+
+def test_no_prefix_of_a_head_is_taken() -> None:
+    """A head cut anywhere (a read that ended early) is never taken as a whole one."""
+    assert scan is not None
+    size = NGINX.index(b"\r\n\r\n") + 4
+    for end in range(size):
+        assert scan(NGINX[:end], False) is None, NGINX[:end]
+
+
+_NAMES = [
+    b"Content-Type",
+    b"content-type",
+    b"Date",
+    b"Server",
+    b"ETag",
+    b"Vary",
+    b"Set-Cookie",
+    b"X-A",
+    b"Cache-Control",
+    b"x~!#$%&'*+.^_`|",
+    b"Keep-Alive",
+    b"TE",
+    b"Trailer",
+    b"Proxy-Authenticate",
+    b"Proxy-",
+    b"X-Request-ID",
+]
+_CONNECTIONS = [b"close", b"keep-alive", b"Keep-Alive, Close", b" , close,", b"CLOSE", b"x-a", b""]
+_VALUES = [
+    b"",
+    b"0",
+    b"2",
+    b"17",
+    b"007",
+    b"text/plain; charset=utf-8",
+    b"close",
+    b"keep-alive",
+    b"Keep-Alive, Close",
+    b" , close,",
+    b"a\tb",
+    b'W/"x"',
+    b"max-age=0, no-store",
+]
+_ODD_NAMES = [b"Transfer-Encoding", b"Upgrade", b"X A", b"X-A ", b"", b"X\x00", b"\xc3\xa9", b"X\x7f"]
+_ODD_VALUES = [
+    b"-1",
+    b"1 2",
+    b"+1",
+    b"close, x-a",
+    b"chunked",
+    b"gzip, chunked",
+    b"a ",
+    b"\ta",
+    b"a\x01b",
+    b"caf\xc3\xa9",
+    b"a\rb",
+    b"a\nb",
+    b"99999999999999999",
+    b"0x10",
+    b"a\x7fb",
+]
+_ODD_LINE_ENDS = [b"\n", b"\r", b"\r\n ", b"\r\n\t", b"\n\r"]
+
+
+@st.composite
+def _responses(draw: st.DrawFn) -> bytes:
+    """Mostly heads the scanner should take, each with a fair chance of one oddity somewhere."""
+    version = draw(st.sampled_from([b"HTTP/1.1"] * 4 + [b"HTTP/1.0", b"HTTP/1.2", b"http/1.1", b"HTTP/1.1 "]))
+    status = draw(
+        st.sampled_from(
+            [b"200"] * 4 + [b"201", b"204", b"304", b"404", b"503", b"100", b"101", b"600", b"20"]
+        )
+    )
+    reason = draw(st.sampled_from([b" OK"] * 4 + [b" ", b"", b" Not\tFound", b" caf\xc3\xa9", b" a\x7f"]))
+    odd = draw(st.integers(0, 3)) == 0  # one line in four heads gets an odd piece
+    lines = [(version + b" " + status + reason, b"\r\n")]
+    for _ in range(draw(st.integers(0, 8))):
+        name = draw(st.sampled_from(_NAMES))
+        separator = draw(st.sampled_from([b": ", b": ", b":", b":\t", b":  "]))
+        lines.append((name + separator + draw(st.sampled_from(_VALUES)), b"\r\n"))
+    if draw(st.integers(0, 4)):
+        name = draw(st.sampled_from([b"Content-Length", b"content-length", b"CONTENT-length"]))
+        lines.insert(draw(st.integers(1, len(lines))), (name + b": %d" % draw(st.integers(0, 40)), b"\r\n"))
+    if draw(st.integers(0, 2)) == 0:
+        name = draw(st.sampled_from([b"Connection", b"connection"]))
+        lines.insert(
+            draw(st.integers(1, len(lines))), (name + b": " + draw(st.sampled_from(_CONNECTIONS)), b"\r\n")
+        )
+    if odd:
+        where = draw(st.integers(0, len(lines)))
+        kind = draw(st.integers(0, 2))
+        if kind == 0:
+            piece = (draw(st.sampled_from(_ODD_NAMES)) + b": " + draw(st.sampled_from(_VALUES)), b"\r\n")
+        elif kind == 1:
+            piece = (draw(st.sampled_from(_NAMES)) + b": " + draw(st.sampled_from(_ODD_VALUES)), b"\r\n")
+        else:
+            piece = (b"X-B: b", draw(st.sampled_from(_ODD_LINE_ENDS)))
+        lines.insert(max(where, 1), piece)
+    head = b"".join(line + end for line, end in lines) + draw(st.sampled_from([b"\r\n"] * 8 + [b"\n", b""]))
+    return head + draw(st.sampled_from([b"", b"ok", b"0123456789" * 3]))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_responses(), st.sampled_from([b"GET", b"HEAD"]), st.booleans())
+@example(NGINX, b"GET", False)
+def test_generated_heads_agree_with_llhttp(data: bytes, method: bytes, http10: bool) -> None:
+    _agrees(data, method, http10)
