@@ -20,12 +20,12 @@ from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway.access_log import AccessLog, json_string
 from sidecar.gateway.correlation_ids import new_request_id
 from sidecar.gateway.edge import build_edge
-from sidecar.gateway.listener_state import ListenerState
+from sidecar.gateway.listener_state import ListenerState, native_scanners
 from sidecar.gateway.metrics import GatewayMetrics, RedRecorder
 from sidecar.gateway.outlier import PassiveCounters
 from sidecar.gateway.query_mask import mask_query, path_of
 from sidecar.gateway.settings import GatewaySettings
-from sidecar.gateway.upstream import UpstreamPool, response_scanner
+from sidecar.gateway.upstream import UpstreamPool
 from sidecar.probing.health import HealthModel
 
 if TYPE_CHECKING:
@@ -83,8 +83,9 @@ class GatewayContext(ListenerState):
         self.sample_new_trace: Callable[[str], bytes] | None = None  # traceparent flags per new trace
         # rate limiting and security headers (docs/edge-protections.md); None when neither is configured
         self.edge = build_edge(settings, registry, http_metrics.routes, self.writes)
-        # the security headers read the app's fields one by one: with edge protections, llhttp's reading
-        self.scan_response = response_scanner() if self.edge is None else None
+        # the rate limiter and the security headers read fields one by one: with them, llhttp reads heads
+        if self.edge is None:
+            self.scan_request, self.scan_response = native_scanners()
         self.passive = PassiveCounters()  # the app's passive health (probing.outlier arms it)
 
     def record(self, ex: Exchange, ended: float) -> None:

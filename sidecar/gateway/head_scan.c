@@ -19,6 +19,14 @@
  * it) into one bytes object; the hop-by-hop ones (hop_by_hop.py) and the app's ``X-Request-ID`` are
  * left out, as response_head._end_to_end does. tests/unit/gateway/test_head_scan.py holds the two to
  * the same output.
+ *
+ * ``scan_request`` does the same for a client's request head without a body: ``GET``, ``HEAD``,
+ * ``OPTIONS`` or ``DELETE``, an origin-form target of RFC 3986 characters (no fragment), HTTP/1.0 or
+ * 1.1, no ``Content-Length``, ``Transfer-Encoding`` or ``Upgrade``. The fields request_head decides on
+ * (Host, the IDs, trace context, forwarding, Connection) come back as (name, value) pairs for
+ * request_head.build_request_head, which applies the same rules to both paths (framing.decide among
+ * them); the rest are copied as they are. A client controls every byte here: anything outside this
+ * subset is llhttp's, which answers it as before.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -29,6 +37,8 @@
 
 static unsigned char TOKEN[256];  /* tchar, RFC 9110 section 5.6.2 */
 static unsigned char TEXT[256];   /* visible ASCII, space and tab: a value or a reason phrase */
+static unsigned char TARGET[256]; /* RFC 3986 unreserved, sub-delims, ":", "@", "/", "?", "%" */
+static PyObject *version_10, *version_11; /* the request's HTTP version, as framing.decide reads it */
 
 static void init_tables(void) {
     const char *marks = "!#$%&'*+-.^_`|~";
@@ -40,6 +50,10 @@ static void init_tables(void) {
     for (c = 0x21; c <= 0x7e; c++) TEXT[c] = 1;
     TEXT[' '] = 1;
     TEXT['\t'] = 1;
+    for (c = '0'; c <= '9'; c++) TARGET[c] = 1;
+    for (c = 'a'; c <= 'z'; c++) TARGET[c] = 1;
+    for (c = 'A'; c <= 'Z'; c++) TARGET[c] = 1;
+    for (marks = "-._~!$&'()*+,;=:@/?%"; *marks; marks++) TARGET[(unsigned char)*marks] = 1;
 }
 
 /* ``s[0:n]`` equals the lower-case literal ``lit`` whatever its case (s holds token characters only,
@@ -104,12 +118,82 @@ static int connection_tokens(const unsigned char *v, Py_ssize_t n, int *close, i
     return 1;
 }
 
+enum request_kind { R_KEEP, R_DROP, R_DECIDED, R_CONNECTION, R_USER_AGENT, R_OTHER };
+
+/* What request_head does with a field of this name (hop_by_hop.request_kind). R_DECIDED: a field
+ * build_request_head reads (handed back as a pair); R_OTHER: framing or upgrade, llhttp's. */
+static enum request_kind request_kind(const unsigned char *name, Py_ssize_t n) {
+    switch (n) {
+    case 2:
+        if (same_name(name, n, "te", 2)) return R_DROP;
+        break;
+    case 4:
+        if (same_name(name, n, "host", 4)) return R_DECIDED;
+        break;
+    case 7:
+        if (same_name(name, n, "trailer", 7)) return R_DROP;
+        if (same_name(name, n, "upgrade", 7)) return R_OTHER;
+        break;
+    case 9:
+        if (same_name(name, n, "forwarded", 9)) return R_DECIDED;
+        if (same_name(name, n, "x-real-ip", 9)) return R_DROP;
+        break;
+    case 10:
+        if (same_name(name, n, "connection", 10)) return R_CONNECTION;
+        if (same_name(name, n, "keep-alive", 10)) return R_DROP;
+        if (same_name(name, n, "user-agent", 10)) return R_USER_AGENT;
+        if (same_name(name, n, "tracestate", 10)) return R_DECIDED;
+        break;
+    case 11:
+        if (same_name(name, n, "traceparent", 11)) return R_DECIDED;
+        break;
+    case 12:
+        if (same_name(name, n, "x-request-id", 12)) return R_DECIDED;
+        break;
+    case 14:
+        if (same_name(name, n, "content-length", 14)) return R_OTHER;
+        break;
+    case 15:
+        if (same_name(name, n, "x-forwarded-for", 15)) return R_DECIDED;
+        break;
+    case 16:
+        if (same_name(name, n, "x-forwarded-host", 16)) return R_DECIDED;
+        break;
+    case 17:
+        if (same_name(name, n, "transfer-encoding", 17)) return R_OTHER;
+        if (same_name(name, n, "x-forwarded-proto", 17)) return R_DECIDED;
+        break;
+    }
+    if (n >= 6 && same_name(name, 6, "proxy-", 6)) return R_DROP;
+    return R_KEEP;
+}
+
 typedef struct {
     const unsigned char *name;
     Py_ssize_t name_size;
     const unsigned char *value;
     Py_ssize_t value_size;
 } field;
+
+/* A tuple of ``count`` new references, or NULL (and every one released) if any is NULL.
+ * Py_BuildValue would parse a format string per call: about 1,000 instructions per request. */
+static PyObject *tuple_of(Py_ssize_t count, PyObject **items) {
+    Py_ssize_t i;
+    PyObject *tuple = PyTuple_New(count);
+    for (i = 0; i < count; i++) {
+        if (items[i] == NULL || tuple == NULL) {
+            for (i = 0; i < count; i++) Py_XDECREF(items[i]);
+            Py_XDECREF(tuple);
+            return NULL;
+        }
+    }
+    for (i = 0; i < count; i++) PyTuple_SET_ITEM(tuple, i, items[i]);
+    return tuple;
+}
+
+static PyObject *bytes_of(const unsigned char *start, Py_ssize_t size) {
+    return PyBytes_FromStringAndSize((const char *)start, size);
+}
 
 PyDoc_STRVAR(scan_response_doc,
 "scan_response(data: bytes, bodiless: bool) -> tuple | None\n\n"
@@ -123,7 +207,7 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
     long long length = -1;
     int status, minor, bodiless, close = 0, keep_alive_token = 0, keep_alive;
     field kept[MAX_KEPT];
-    PyObject *kept_bytes, *length_value, *result;
+    PyObject *kept_bytes, *length_value;
     char *out;
 
     (void)module;
@@ -236,38 +320,178 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
     } else {
         length_value = Py_NewRef(Py_None);
     }
-    result = PyTuple_New(6);
-    if (result == NULL) {
-        Py_DECREF(kept_bytes);
-        Py_DECREF(length_value);
+    {
+        PyObject *items[6] = {
+            PyLong_FromLong(status), kept_bytes, length_value, PyLong_FromLongLong(length),
+            PyBool_FromLong(keep_alive), PyLong_FromSsize_t(p - start),
+        };
+        return tuple_of(6, items);
+    }
+}
+
+PyDoc_STRVAR(scan_request_doc,
+"scan_request(data: bytes, limit: int) -> tuple | None\n\n"
+"The bodiless request head at the start of ``data``, when it is whole, at most ``limit`` bytes and of\n"
+"the usual kind: (method, target, version, keep-alive, kept fields, decided fields, user agent or\n"
+"None, head size). None: let llhttp read it.");
+
+static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    const unsigned char *start, *p, *end, *name, *value, *target, *agent = NULL;
+    Py_ssize_t size, limit, name_size, value_size, target_size, agent_size = 0, kept_size = 0;
+    Py_ssize_t kept_count = 0, decided_count = 0, method_size, i;
+    int minor, close = 0, keep_alive_token = 0, keep_alive;
+    field kept[MAX_KEPT], decided[MAX_KEPT];
+    PyObject *kept_bytes, *decided_list;
+    char *out;
+
+    (void)module;
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan_request(data: bytes, limit: int)");
         return NULL;
     }
-    PyTuple_SET_ITEM(result, 0, PyLong_FromLong(status));
-    PyTuple_SET_ITEM(result, 1, kept_bytes);
-    PyTuple_SET_ITEM(result, 2, length_value);
-    PyTuple_SET_ITEM(result, 3, PyLong_FromLongLong(length));
-    PyTuple_SET_ITEM(result, 4, PyBool_FromLong(keep_alive));
-    PyTuple_SET_ITEM(result, 5, PyLong_FromSsize_t(p - start));
-    for (i = 0; i < 6; i++) {
-        if (PyTuple_GET_ITEM(result, i) == NULL) {
-            Py_DECREF(result);
-            return NULL;
+    limit = PyLong_AsSsize_t(args[1]);
+    if (limit == -1 && PyErr_Occurred()) return NULL;
+    start = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    size = PyBytes_GET_SIZE(args[0]);
+    if (size > limit) size = limit; /* a head past the limit is never whole here: llhttp answers 431 */
+    end = start + size;
+
+    /* request line: METHOD SP origin-form SP HTTP/1.x CRLF */
+    p = start;
+    while (p < end && *p >= 'A' && *p <= 'Z') p++;
+    method_size = p - start;
+    if (!((method_size == 3 && memcmp(start, "GET", 3) == 0) || (method_size == 4 && memcmp(start, "HEAD", 4) == 0)
+          || (method_size == 7 && memcmp(start, "OPTIONS", 7) == 0)
+          || (method_size == 6 && memcmp(start, "DELETE", 6) == 0))) {
+        Py_RETURN_NONE;
+    }
+    if (p >= end || *p != ' ') Py_RETURN_NONE;
+    target = ++p;
+    if (p >= end || *p != '/') Py_RETURN_NONE;
+    while (p < end && TARGET[*p]) p++;
+    target_size = p - target;
+    if (end - p < 11 || memcmp(p, " HTTP/1.", 8) != 0 || (p[8] != '0' && p[8] != '1') || p[9] != '\r'
+        || p[10] != '\n') {
+        Py_RETURN_NONE;
+    }
+    minor = p[8] - '0';
+    p += 11;
+
+    for (;;) {
+        if (end - p < 2) Py_RETURN_NONE;
+        if (p[0] == '\r') {
+            if (p[1] != '\n') Py_RETURN_NONE;
+            p += 2;
+            break;
+        }
+        name = p;
+        while (p < end && TOKEN[*p]) p++;
+        if (p == name || p >= end || *p != ':') Py_RETURN_NONE;
+        name_size = p - name;
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        value = p;
+        while (p < end && TEXT[*p]) p++;
+        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') Py_RETURN_NONE;
+        value_size = p - value;
+        if (value_size && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t')) {
+            Py_RETURN_NONE;
+        }
+        p += 2;
+        switch (request_kind(name, name_size)) {
+        case R_USER_AGENT:
+            agent = value; /* the last one, as the llhttp path records it; kept in place too */
+            agent_size = value_size;
+            /* fall through */
+        case R_KEEP:
+            if (kept_count == MAX_KEPT) Py_RETURN_NONE;
+            kept[kept_count].name = name;
+            kept[kept_count].name_size = name_size;
+            kept[kept_count].value = value;
+            kept[kept_count].value_size = value_size;
+            kept_count++;
+            kept_size += name_size + value_size + 4;
+            break;
+        case R_CONNECTION:
+            if (!connection_tokens(value, value_size, &close, &keep_alive_token)) Py_RETURN_NONE;
+            /* fall through: build_request_head reads it (it decides the HTTP version's keep-alive) */
+        case R_DECIDED:
+            if (decided_count == MAX_KEPT) Py_RETURN_NONE;
+            decided[decided_count].name = name;
+            decided[decided_count].name_size = name_size;
+            decided[decided_count].value = value;
+            decided[decided_count].value_size = value_size;
+            decided_count++;
+            break;
+        case R_DROP:
+            break;
+        case R_OTHER:
+            Py_RETURN_NONE;
         }
     }
-    return result;
+    if (minor == 0 && close && keep_alive_token) Py_RETURN_NONE; /* contradictory: llhttp's call */
+    keep_alive = minor == 1 ? !close : keep_alive_token;
+
+    kept_bytes = PyBytes_FromStringAndSize(NULL, kept_size);
+    if (kept_bytes == NULL) return NULL;
+    out = PyBytes_AS_STRING(kept_bytes);
+    for (i = 0; i < kept_count; i++) {
+        memcpy(out, kept[i].name, (size_t)kept[i].name_size);
+        out += kept[i].name_size;
+        *out++ = ':';
+        *out++ = ' ';
+        memcpy(out, kept[i].value, (size_t)kept[i].value_size);
+        out += kept[i].value_size;
+        *out++ = '\r';
+        *out++ = '\n';
+    }
+    decided_list = PyList_New(decided_count);
+    if (decided_list == NULL) {
+        Py_DECREF(kept_bytes);
+        return NULL;
+    }
+    for (i = 0; i < decided_count; i++) {
+        PyObject *pair[2] = {bytes_of(decided[i].name, decided[i].name_size),
+                             bytes_of(decided[i].value, decided[i].value_size)};
+        PyObject *item = tuple_of(2, pair);
+        if (item == NULL) {
+            Py_DECREF(kept_bytes);
+            Py_DECREF(decided_list); /* its unset items are NULL, which list_dealloc skips */
+            return NULL;
+        }
+        PyList_SET_ITEM(decided_list, i, item);
+    }
+    {
+        PyObject *items[8] = {
+            bytes_of(start, method_size),
+            bytes_of(target, target_size),
+            Py_NewRef(minor ? version_11 : version_10),
+            PyBool_FromLong(keep_alive),
+            kept_bytes,
+            decided_list,
+            agent != NULL ? bytes_of(agent, agent_size) : Py_NewRef(Py_None),
+            PyLong_FromSsize_t(p - start),
+        };
+        return tuple_of(8, items);
+    }
 }
 
 static PyMethodDef methods[] = {
     {"scan_response", (PyCFunction)(void (*)(void))scan_response, METH_FASTCALL, scan_response_doc},
+    {"scan_request", (PyCFunction)(void (*)(void))scan_request, METH_FASTCALL, scan_request_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "head_scan",
-    "The app's usual response head read and restated in one native call (see head_scan.c).", -1, methods,
+    "The usual request and response heads read and restated in one native call (see head_scan.c).", -1,
+    methods,
 };
 
 PyMODINIT_FUNC PyInit_head_scan(void) {
     init_tables();
+    version_10 = PyUnicode_InternFromString("1.0");
+    version_11 = PyUnicode_InternFromString("1.1");
+    if (version_10 == NULL || version_11 == NULL) return NULL;
     return PyModule_Create(&module);
 }

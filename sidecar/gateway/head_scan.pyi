@@ -3,3 +3,6 @@
 def scan_response(
     data: bytes, bodiless: bool, /
 ) -> tuple[int, bytes, bytes | None, int, bool, int] | None: ...
+def scan_request(
+    data: bytes, limit: int, /
+) -> tuple[bytes, bytes, str, bool, bytes, list[tuple[bytes, bytes]], bytes | None, int] | None: ...

@@ -23,10 +23,22 @@ if TYPE_CHECKING:
     from sidecar.gateway.settings import GatewaySettings
     from sidecar.probing.health import HealthModel
 
-# The native response-head reader's answer (upstream.response_scanner): (status, kept fields,
-# Content-Length value, body length, keep-alive, head size), or None to let llhttp read the head.
+# The native head readers' answers (head_scan.c), or None to let llhttp read the head. A response:
+# (status, kept fields, Content-Length value, body length, keep-alive, head size). A request: (method,
+# target, HTTP version, keep-alive, kept fields, fields request_head decides on, user agent, head size).
 ScannedHead = tuple[int, bytes, bytes | None, int, bool, int]
 ResponseScan = Callable[[bytes, bool], ScannedHead | None]
+ScannedRequest = tuple[bytes, bytes, str, bool, bytes, list[tuple[bytes, bytes]], bytes | None, int]
+RequestScan = Callable[[bytes, int], ScannedRequest | None]
+
+
+def native_scanners() -> tuple[RequestScan | None, ResponseScan | None]:
+    """The native readers of usual request and response heads (``head_scan.c``); None where not built."""
+    try:
+        from sidecar.gateway.head_scan import scan_request, scan_response  # noqa: PLC0415 (optional)
+    except ImportError:
+        return None, None
+    return scan_request, scan_response
 
 
 class ListenerState:
@@ -57,8 +69,9 @@ class ListenerState:
         self.writes = WriteBatch()
         self.stopping = False
         self.app_refused = asyncio.Event()  # the pool saw the app refuse a connection (see app_watch)
-        # the native reader of usual response heads, set by the context when nothing else reads the
-        # app's fields (upstream.response_scanner); None: llhttp reads every response
+        # the native readers of usual heads, set by the context when nothing else reads the fields one
+        # by one (native_scanners); None: llhttp reads every head
+        self.scan_request: RequestScan | None = None
         self.scan_response: ResponseScan | None = None
 
     @property

@@ -38,6 +38,7 @@ from sidecar.gateway.responses import error_response
 
 if TYPE_CHECKING:
     from sidecar.gateway.context import GatewayContext
+    from sidecar.gateway.listener_state import RequestScan
 
 log = logging.getLogger("sidecar.gateway")
 _clock: Final = time.perf_counter  # Final: compiled code calls it without a globals lookup
@@ -92,6 +93,7 @@ class ClientConnection(ClientSide):
         "headers",
         "in_head",
         "keep_alive_asked",
+        "llhttp_holds",
         "parser",
         "parsing",
         "paused",
@@ -129,6 +131,7 @@ class ClientConnection(ClientSide):
         self.out: list[bytes] | None = None  # bytes waiting for this loop iteration's write batch
         self.in_head = True
         self.head_bytes = 0
+        self.llhttp_holds = False  # llhttp has read part of a message (on_message_begin)
         self.phase = IDLE
         self.deadline = INF
         self.paused = 0
@@ -224,7 +227,16 @@ class ClientConnection(ClientSide):
             self.phase = HEAD
             self.deadline = _clock() + self.ctx.header_timeout
         if self.in_head:
+            if not self.llhttp_holds:  # between messages: the native reader may take the head
+                scan = self.ctx.scan_request
+                if scan is not None:
+                    self._scanned(data, scan)
+                    return
             self.head_bytes += len(data)
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """``data`` to llhttp, whose callbacks below do the rest; its refusals answered here."""
         try:
             self.feed(data)
         except HttpParserUpgrade as exc:
@@ -249,6 +261,11 @@ class ClientConnection(ClientSide):
         if self.in_head and self.head_bytes > self.ctx.max_header_bytes and not self.closed:
             self._reject(431, "header_too_large")
 
+    def on_message_begin(self) -> None:
+        # llhttp now holds part of a message (until on_message_complete): the native reader must not
+        # start on the bytes that follow, which llhttp reads as that message's rest
+        self.llhttp_holds = True
+
     def on_url(self, url: bytes) -> None:
         # usually the whole target in one piece: kept as it is, not copied onto b""
         self.url = url if not self.url else self.url + url
@@ -261,7 +278,6 @@ class ClientConnection(ClientSide):
 
     def on_headers_complete(self) -> None:
         ctx = self.ctx
-        parser = self.parser
         url = self.url
         headers = self.headers
         self.url = b""
@@ -270,15 +286,59 @@ class ClientConnection(ClientSide):
         if self.head_bytes > ctx.max_header_bytes and _head_size(url, headers) > ctx.max_header_bytes:
             self._reject(431, "header_too_large")
             raise _Stop
-        method = self.get_method()
+        self._head_complete(self.get_method(), url, headers, self.keep_alive_asked(), b"", "")
+
+    def _scanned(self, data: bytes, scan: RequestScan) -> None:
+        """Read the usual bodiless request heads at the start of ``data`` natively; llhttp the rest.
+
+        Only called with llhttp between messages (it holds none of ``data``), so either reader may take
+        the next head. A head the scanner leaves, and every byte after it, go to llhttp as before.
+        """
+        max_header_bytes = self.ctx.max_header_bytes
+        while True:
+            head = scan(data, max_header_bytes)
+            if head is None:
+                self.head_bytes = len(data)
+                self._feed(data)
+                return
+            method, target, version, keep_alive, kept, decided, user_agent, size = head
+            self.in_head = False
+            try:
+                self._head_complete(method, target, decided, keep_alive, kept, version, user_agent)
+                self.on_message_complete()
+            except _Stop:
+                return
+            except Exception:
+                if not self.closed and self.rejection is None:
+                    log.exception("gateway request handling failed")
+                    self._reject(500, "internal")
+                return
+            if size == len(data) or self.closed or self.rejection is not None:
+                return
+            data = data[size:]
+
+    def _head_complete(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        kept: bytes,
+        version: str,
+        user_agent: bytes | None = None,
+    ) -> None:
+        """A request head is complete (read by llhttp, or by head_scan with ``kept`` and ``version``)."""
+        ctx = self.ctx
         if method == b"CONNECT":
             self._reject(405, "method", method, url)
             raise _Stop
         now = _clock()
         ex = Exchange(self, method, url, now)
-        ex.keep_alive = self.keep_alive_asked()
+        ex.keep_alive = keep_alive
+        if user_agent is not None:
+            ex.user_agent = user_agent
         try:
-            ex.head = build_request_head(ctx, self.peer, ex, headers, parser)
+            ex.head = build_request_head(ctx, self.peer, ex, headers, self.parser, False, kept, version)
         except FramingError as exc:  # ambiguous framing: refuse and close (docs/gateway.md)
             self._reject(exc.status, exc.reason, method, url)
             raise _Stop from None
@@ -331,6 +391,7 @@ class ClientConnection(ClientSide):
     def on_message_complete(self) -> None:
         ex = self.parsing
         self.parsing = None
+        self.llhttp_holds = False
         self.in_head = True
         self.head_bytes = 0
         if self.headers:  # trailer fields (dropped): they must not join the next request's head

@@ -45,15 +45,19 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     headers: list[tuple[bytes, bytes]],
     parser: HttpRequestParser,
     nominated_checked: bool = False,
+    kept: bytes = b"",
+    version: str = "",
 ) -> bytes:
     """Fill ``ex`` (IDs, client, framing) and return the head to write to the app.
 
     ``ex.keep_alive`` is the parser's ``should_keep_alive()`` already (the HTTP version follows from it).
+    For a head ``head_scan`` read (llhttp did not), ``headers`` holds only the fields decided on here,
+    ``kept`` the others' lines as they go on, and ``version`` the request line's HTTP version.
 
     Raises ``framing.FramingError`` for a request that must be refused (and its connection closed).
     """
     # Literal formats of %b only: compiled, each is one size sum and one copy (no format parsing).
-    parts = [b""]  # the request line, once framing has settled the target
+    parts = [b"", kept]  # the request line, once framing has settled the target; lines kept as they are
     host = xff = xfp = xfh = None
     hosts = lengths = 0
     content_length = transfer_encoding = upgrade = None
@@ -112,10 +116,12 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     ):
         nominated = hbh.extra_nominated(hbh.connection_tokens(connection))
         if nominated:
-            return build_request_head(ctx, peer, ex, hbh.without_nominated(headers, nominated), parser, True)
+            without = hbh.without_nominated(headers, nominated)
+            return build_request_head(ctx, peer, ex, without, parser, True, kept, version)
     # llhttp takes 0.9, 1.0, 1.1 and 2.0 request lines, and only 1.1 is keep-alive without a Connection
     # field: the usual request needs no get_http_version(), a str.format of about 1,200 instructions.
-    version = "1.1" if connection is None and ex.keep_alive else parser.get_http_version()
+    if not version:
+        version = "1.1" if connection is None and ex.keep_alive else parser.get_http_version()
     ex.http10 = version == "1.0"
     host = decide(ex, version, hosts, host, lengths, content_length, transfer_encoding)
     parts[0] = b"%b %b HTTP/1.1\r\n" % (ex.method, ex.target)

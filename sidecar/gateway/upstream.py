@@ -21,20 +21,11 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from sidecar.gateway.exchange import INF, Exchange, UpstreamSide
 
 if TYPE_CHECKING:
-    from sidecar.gateway.listener_state import ListenerState, ResponseScan, ScannedHead
+    from sidecar.gateway.listener_state import ListenerState, ScannedHead
 
 log = logging.getLogger(__name__)
 _clock: Final = time.perf_counter  # Final: compiled code calls it without a globals lookup
 NOT_SCANNED: Final = -1  # ``body_left`` while llhttp reads the response (or none is being read)
-
-
-def response_scanner() -> ResponseScan | None:
-    """The native reader of the app's usual response heads (``head_scan.c``); None where not compiled."""
-    try:
-        from sidecar.gateway.head_scan import scan_response  # noqa: PLC0415 (optional native module)
-    except ImportError:
-        return None
-    return scan_response
 
 
 class UpstreamConnection(UpstreamSide):
