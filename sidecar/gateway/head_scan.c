@@ -338,7 +338,7 @@ PyDoc_STRVAR(scan_request_doc,
 static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     const unsigned char *start, *p, *end, *name, *value, *target, *agent = NULL;
     Py_ssize_t size, limit, name_size, value_size, target_size, agent_size = 0, kept_size = 0;
-    Py_ssize_t kept_count = 0, decided_count = 0, method_size, i;
+    Py_ssize_t kept_count = 0, decided_count = 0, method_size, measured, i;
     int minor, close = 0, keep_alive_token = 0, keep_alive;
     field kept[MAX_KEPT], decided[MAX_KEPT];
     PyObject *kept_bytes, *decided_list;
@@ -351,6 +351,7 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
     }
     limit = PyLong_AsSsize_t(args[1]);
     if (limit == -1 && PyErr_Occurred()) return NULL;
+    if (limit < 0) limit = 0;
     start = (const unsigned char *)PyBytes_AS_STRING(args[0]);
     size = PyBytes_GET_SIZE(args[0]);
     if (size > limit) size = limit; /* a head past the limit is never whole here: llhttp answers 431 */
@@ -376,6 +377,9 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
     }
     minor = p[8] - '0';
     p += 11;
+    /* the head's size as the llhttp path measures it for 431 (proxy._head_size), which counts ": "
+     * for every field: a head over the limit by either measure is llhttp's to refuse */
+    measured = target_size + 16;
 
     for (;;) {
         if (end - p < 2) Py_RETURN_NONE;
@@ -398,6 +402,7 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
             Py_RETURN_NONE;
         }
         p += 2;
+        measured += name_size + value_size + 4;
         switch (request_kind(name, name_size)) {
         case R_USER_AGENT:
             agent = value; /* the last one, as the llhttp path records it; kept in place too */
@@ -429,6 +434,7 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
             Py_RETURN_NONE;
         }
     }
+    if (measured > limit) Py_RETURN_NONE;
     if (minor == 0 && close && keep_alive_token) Py_RETURN_NONE; /* contradictory: llhttp's call */
     keep_alive = minor == 1 ? !close : keep_alive_token;
 
@@ -490,8 +496,8 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit_head_scan(void) {
     init_tables();
-    version_10 = PyUnicode_InternFromString("1.0");
-    version_11 = PyUnicode_InternFromString("1.1");
+    if (version_10 == NULL) version_10 = PyUnicode_InternFromString("1.0"); /* once per process */
+    if (version_11 == NULL) version_11 = PyUnicode_InternFromString("1.1");
     if (version_10 == NULL || version_11 == NULL) return NULL;
     return PyModule_Create(&module);
 }

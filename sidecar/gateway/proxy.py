@@ -315,6 +315,9 @@ class ClientConnection(ClientSide):
                 return
             if size == len(data) or self.closed or self.rejection is not None:
                 return
+            if not keep_alive:  # bytes after a request that closes the connection: llhttp refuses them
+                self._reject(400, "bad_request")
+                return
             data = data[size:]
 
     def _head_complete(

@@ -160,3 +160,21 @@ async def test_a_body_that_looks_like_a_request_stays_a_body(reader: str) -> Non
         head = b"POST /echo/outer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(inner)
         await _send(gw.port, [head, inner], 1)
     assert [seen["path"] for seen in app.seen] == ["/echo/outer"]
+
+
+async def test_a_request_after_one_that_closes_the_connection_is_refused_alike(reader: str) -> None:
+    async with run_upstream() as app, run_gateway(app.url) as gw:
+        _choose(gw, reader)
+        closing = b"GET /echo/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        reader_, writer = await asyncio.open_connection(HOST, gw.port)
+        writer.write(closing + b"GET /echo/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        first = await read_response(reader_)
+        rest = await reader_.read()
+        writer.close()
+        rejected = gw.registry.get_sample_value("sidecar_gateway_rejected_total", {"reason": "bad_request"})
+    assert first.status == 200
+    assert first.header("Connection") == "close"
+    assert rest == b""  # nothing after the response the client asked to be the last
+    assert [seen["path"] for seen in app.seen] == ["/echo/1"]
+    assert rejected == 1

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from sidecar.gateway.exchange import Exchange
 from sidecar.gateway.framing import FramingError
 from sidecar.gateway.listener_state import native_scanners
+from sidecar.gateway.proxy import _head_size
 from sidecar.gateway.request_head import build_request_head
 from sidecar.gateway.response_head import build_response_head, build_scanned_head
 from tests.unit.gateway.test_framing import _connection
@@ -451,6 +452,16 @@ def test_the_size_limit_holds() -> None:
     data = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     assert scan_request(data, len(data)) is not None
     assert scan_request(data, len(data) - 1) is None  # llhttp's path answers 431
+
+
+def test_the_size_limit_is_measured_as_the_llhttp_path_measures_it() -> None:
+    """proxy._head_size counts ": " for every field: "TE:n" lines weigh more there than on the wire."""
+    assert scan_request is not None
+    data = b"GET / HTTP/1.1\r\nHost:x\r\n" + b"TE:n\r\n" * 100 + b"\r\n"
+    measured = _head_size(b"/", [(b"Host", b"x")] + [(b"TE", b"n")] * 100)
+    assert len(data) < measured
+    assert scan_request(data, measured) is not None
+    assert scan_request(data, measured - 1) is None  # under the limit on the wire, over it as measured
 
 
 def test_no_prefix_of_a_request_is_taken() -> None:
