@@ -175,6 +175,49 @@ typedef struct {
     Py_ssize_t value_size;
 } field;
 
+enum line { LINE_FIELD, LINE_END, LINE_OTHER };
+
+/* The field line at ``*at`` (its name and value in ``*f``, ``*at`` moved past its CRLF), the empty
+ * line that ends the head (``*at`` moved past it), or anything else: not all here yet, or not a line
+ * of the kind accepted (see the top of this file), which leaves the head to llhttp. */
+static enum line read_line(const unsigned char **at, const unsigned char *end, field *f) {
+    const unsigned char *p = *at;
+    if (end - p < 2) return LINE_OTHER;
+    if (p[0] == '\r') {
+        if (p[1] != '\n') return LINE_OTHER;
+        *at = p + 2;
+        return LINE_END;
+    }
+    f->name = p;
+    while (p < end && TOKEN[*p]) p++;
+    if (p == f->name || p >= end || *p != ':') return LINE_OTHER;
+    f->name_size = p - f->name;
+    p++;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    f->value = p;
+    while (p < end && TEXT[*p]) p++;
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return LINE_OTHER;
+    f->value_size = p - f->value;
+    if (f->value_size && (p[-1] == ' ' || p[-1] == '\t')) return LINE_OTHER; /* trailing whitespace */
+    *at = p + 2;
+    return LINE_FIELD;
+}
+
+/* Writes ``name: value\r\n`` for each field (``out`` holds the sum of their sizes plus 4 each). */
+static void copy_fields(char *out, const field *fields, Py_ssize_t count) {
+    Py_ssize_t i;
+    for (i = 0; i < count; i++) {
+        memcpy(out, fields[i].name, (size_t)fields[i].name_size);
+        out += fields[i].name_size;
+        *out++ = ':';
+        *out++ = ' ';
+        memcpy(out, fields[i].value, (size_t)fields[i].value_size);
+        out += fields[i].value_size;
+        *out++ = '\r';
+        *out++ = '\n';
+    }
+}
+
 /* A tuple of ``count`` new references, or NULL (and every one released) if any is NULL.
  * Py_BuildValue would parse a format string per call: about 1,000 instructions per request. */
 static PyObject *tuple_of(Py_ssize_t count, PyObject **items) {
@@ -206,9 +249,9 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
     Py_ssize_t size, name_size, value_size, length_size = 0, kept_size = 0, kept_count = 0, i;
     long long length = -1;
     int status, minor, bodiless, close = 0, keep_alive_token = 0, keep_alive;
-    field kept[MAX_KEPT];
+    field kept[MAX_KEPT], f;
+    enum line line;
     PyObject *kept_bytes, *length_value;
-    char *out;
 
     (void)module;
     if (nargs != 2 || !PyBytes_Check(args[0])) {
@@ -236,34 +279,17 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
 
     /* field lines, up to the empty line */
     for (;;) {
-        if (end - p < 2) Py_RETURN_NONE; /* not all here yet */
-        if (p[0] == '\r') {
-            if (p[1] != '\n') Py_RETURN_NONE;
-            p += 2;
-            break;
-        }
-        name = p;
-        while (p < end && TOKEN[*p]) p++;
-        if (p == name || p >= end || *p != ':') Py_RETURN_NONE;
-        name_size = p - name;
-        p++;
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
-        value = p;
-        while (p < end && TEXT[*p]) p++;
-        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') Py_RETURN_NONE;
-        value_size = p - value;
-        if (value_size && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t')) {
-            Py_RETURN_NONE;
-        }
-        p += 2;
+        line = read_line(&p, end, &f);
+        if (line == LINE_END) break;
+        if (line == LINE_OTHER) Py_RETURN_NONE;
+        name = f.name;
+        name_size = f.name_size;
+        value = f.value;
+        value_size = f.value_size;
         switch (response_kind(name, name_size)) {
         case KEEP:
             if (kept_count == MAX_KEPT) Py_RETURN_NONE;
-            kept[kept_count].name = name;
-            kept[kept_count].name_size = name_size;
-            kept[kept_count].value = value;
-            kept[kept_count].value_size = value_size;
-            kept_count++;
+            kept[kept_count++] = f;
             kept_size += name_size + value_size + 4;
             break;
         case LENGTH:
@@ -300,17 +326,7 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
 
     kept_bytes = PyBytes_FromStringAndSize(NULL, kept_size);
     if (kept_bytes == NULL) return NULL;
-    out = PyBytes_AS_STRING(kept_bytes);
-    for (i = 0; i < kept_count; i++) {
-        memcpy(out, kept[i].name, (size_t)kept[i].name_size);
-        out += kept[i].name_size;
-        *out++ = ':';
-        *out++ = ' ';
-        memcpy(out, kept[i].value, (size_t)kept[i].value_size);
-        out += kept[i].value_size;
-        *out++ = '\r';
-        *out++ = '\n';
-    }
+    copy_fields(PyBytes_AS_STRING(kept_bytes), kept, kept_count);
     if (length_at != NULL) {
         length_value = PyBytes_FromStringAndSize((const char *)length_at, length_size);
         if (length_value == NULL) {
@@ -340,9 +356,9 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
     Py_ssize_t size, limit, name_size, value_size, target_size, agent_size = 0, kept_size = 0;
     Py_ssize_t kept_count = 0, decided_count = 0, method_size, measured, i;
     int minor, close = 0, keep_alive_token = 0, keep_alive;
-    field kept[MAX_KEPT], decided[MAX_KEPT];
+    field kept[MAX_KEPT], decided[MAX_KEPT], f;
+    enum line line;
     PyObject *kept_bytes, *decided_list;
-    char *out;
 
     (void)module;
     if (nargs != 2 || !PyBytes_Check(args[0])) {
@@ -382,26 +398,13 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
     measured = target_size + 16;
 
     for (;;) {
-        if (end - p < 2) Py_RETURN_NONE;
-        if (p[0] == '\r') {
-            if (p[1] != '\n') Py_RETURN_NONE;
-            p += 2;
-            break;
-        }
-        name = p;
-        while (p < end && TOKEN[*p]) p++;
-        if (p == name || p >= end || *p != ':') Py_RETURN_NONE;
-        name_size = p - name;
-        p++;
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
-        value = p;
-        while (p < end && TEXT[*p]) p++;
-        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') Py_RETURN_NONE;
-        value_size = p - value;
-        if (value_size && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t')) {
-            Py_RETURN_NONE;
-        }
-        p += 2;
+        line = read_line(&p, end, &f);
+        if (line == LINE_END) break;
+        if (line == LINE_OTHER) Py_RETURN_NONE;
+        name = f.name;
+        name_size = f.name_size;
+        value = f.value;
+        value_size = f.value_size;
         measured += name_size + value_size + 4;
         switch (request_kind(name, name_size)) {
         case R_USER_AGENT:
@@ -410,11 +413,7 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
             /* fall through */
         case R_KEEP:
             if (kept_count == MAX_KEPT) Py_RETURN_NONE;
-            kept[kept_count].name = name;
-            kept[kept_count].name_size = name_size;
-            kept[kept_count].value = value;
-            kept[kept_count].value_size = value_size;
-            kept_count++;
+            kept[kept_count++] = f;
             kept_size += name_size + value_size + 4;
             break;
         case R_CONNECTION:
@@ -422,11 +421,7 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
             /* fall through: build_request_head reads it (it decides the HTTP version's keep-alive) */
         case R_DECIDED:
             if (decided_count == MAX_KEPT) Py_RETURN_NONE;
-            decided[decided_count].name = name;
-            decided[decided_count].name_size = name_size;
-            decided[decided_count].value = value;
-            decided[decided_count].value_size = value_size;
-            decided_count++;
+            decided[decided_count++] = f;
             break;
         case R_DROP:
             break;
@@ -440,17 +435,7 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
 
     kept_bytes = PyBytes_FromStringAndSize(NULL, kept_size);
     if (kept_bytes == NULL) return NULL;
-    out = PyBytes_AS_STRING(kept_bytes);
-    for (i = 0; i < kept_count; i++) {
-        memcpy(out, kept[i].name, (size_t)kept[i].name_size);
-        out += kept[i].name_size;
-        *out++ = ':';
-        *out++ = ' ';
-        memcpy(out, kept[i].value, (size_t)kept[i].value_size);
-        out += kept[i].value_size;
-        *out++ = '\r';
-        *out++ = '\n';
-    }
+    copy_fields(PyBytes_AS_STRING(kept_bytes), kept, kept_count);
     decided_list = PyList_New(decided_count);
     if (decided_list == NULL) {
         Py_DECREF(kept_bytes);
