@@ -67,33 +67,63 @@ static int same_name(const unsigned char *s, Py_ssize_t n, const char *lit, Py_s
     return 1;
 }
 
-enum kind { KEEP, DROP, LENGTH, CONNECTION, OTHER };
+/* What the gateway does with a field: pass it on (KEEP), leave it out (DROP), hand it to
+ * build_request_head (DECIDED), read it here (LENGTH, CONNECTION, USER_AGENT, which is also kept), or
+ * leave the whole head to llhttp (OTHER). */
+enum kind { KEEP, DROP, DECIDED, LENGTH, CONNECTION, USER_AGENT, OTHER };
 
-/* What response_head does with a field of this name (hop_by_hop.response_kind); OTHER: llhttp's. */
-static enum kind response_kind(const unsigned char *name, Py_ssize_t n) {
-    switch (n) {
-    case 2:
-        if (same_name(name, n, "te", 2)) return DROP;
-        break;
-    case 7:
-        if (same_name(name, n, "trailer", 7)) return DROP;
-        if (same_name(name, n, "upgrade", 7)) return OTHER;
-        break;
-    case 10:
-        if (same_name(name, n, "connection", 10)) return CONNECTION;
-        if (same_name(name, n, "keep-alive", 10)) return DROP;
-        break;
-    case 12:
-        if (same_name(name, n, "x-request-id", 12)) return DROP;
-        break;
-    case 14:
-        if (same_name(name, n, "content-length", 14)) return LENGTH;
-        break;
-    case 17:
-        if (same_name(name, n, "transfer-encoding", 17)) return OTHER;
-        break;
+typedef struct {
+    const char *name; /* lower case */
+    Py_ssize_t size;
+    enum kind request;  /* hop_by_hop.request_kind */
+    enum kind response; /* hop_by_hop.response_kind */
+} known_field;
+
+/* Every name either head treats as more than KEEP, by size (FIRST_OF_SIZE indexes it); any other
+ * ``Proxy-*`` name is dropped from both, and the rest are kept. */
+static const known_field KNOWN[] = {
+    {"te", 2, DROP, DROP},
+    {"host", 4, DECIDED, KEEP},
+    {"trailer", 7, DROP, DROP},
+    {"upgrade", 7, OTHER, OTHER},
+    {"forwarded", 9, DECIDED, KEEP},
+    {"x-real-ip", 9, DROP, KEEP},
+    {"connection", 10, CONNECTION, CONNECTION},
+    {"keep-alive", 10, DROP, DROP},
+    {"user-agent", 10, USER_AGENT, KEEP},
+    {"tracestate", 10, DECIDED, KEEP},
+    {"traceparent", 11, DECIDED, KEEP},
+    {"x-request-id", 12, DECIDED, DROP},
+    {"content-length", 14, OTHER, LENGTH},
+    {"x-forwarded-for", 15, DECIDED, KEEP},
+    {"x-forwarded-host", 16, DECIDED, KEEP},
+    {"transfer-encoding", 17, OTHER, OTHER},
+    {"x-forwarded-proto", 17, DECIDED, KEEP},
+};
+#define KNOWN_COUNT ((Py_ssize_t)(sizeof(KNOWN) / sizeof(KNOWN[0])))
+#define LONGEST_KNOWN 17
+static Py_ssize_t FIRST_OF_SIZE[LONGEST_KNOWN + 1]; /* KNOWN's first entry of each size, or KNOWN_COUNT */
+
+/* The known entry for a field name, or NULL: a plain field (or a ``Proxy-*`` one, see field_kind). */
+static const known_field *known(const unsigned char *name, Py_ssize_t n) {
+    Py_ssize_t i;
+    if (n > LONGEST_KNOWN) return NULL;
+    for (i = FIRST_OF_SIZE[n]; i < KNOWN_COUNT && KNOWN[i].size == n; i++) {
+        if (same_name(name, n, KNOWN[i].name, n)) return &KNOWN[i];
     }
-    if (n >= 6 && same_name(name, 6, "proxy-", 6)) return DROP; /* Proxy-Connection and the family */
+    return NULL;
+}
+
+static void index_known(void) {
+    Py_ssize_t i;
+    for (i = 0; i <= LONGEST_KNOWN; i++) FIRST_OF_SIZE[i] = KNOWN_COUNT;
+    for (i = KNOWN_COUNT - 1; i >= 0; i--) FIRST_OF_SIZE[KNOWN[i].size] = i;
+}
+
+static enum kind field_kind(const unsigned char *name, Py_ssize_t n, int request) {
+    const known_field *k = known(name, n);
+    if (k != NULL) return request ? k->request : k->response;
+    if (n >= 6 && same_name(name, 6, "proxy-", 6)) return DROP; /* the Proxy-* family */
     return KEEP;
 }
 
@@ -116,56 +146,6 @@ static int connection_tokens(const unsigned char *v, Py_ssize_t n, int *close, i
         }
     }
     return 1;
-}
-
-enum request_kind { R_KEEP, R_DROP, R_DECIDED, R_CONNECTION, R_USER_AGENT, R_OTHER };
-
-/* What request_head does with a field of this name (hop_by_hop.request_kind). R_DECIDED: a field
- * build_request_head reads (handed back as a pair); R_OTHER: framing or upgrade, llhttp's. */
-static enum request_kind request_kind(const unsigned char *name, Py_ssize_t n) {
-    switch (n) {
-    case 2:
-        if (same_name(name, n, "te", 2)) return R_DROP;
-        break;
-    case 4:
-        if (same_name(name, n, "host", 4)) return R_DECIDED;
-        break;
-    case 7:
-        if (same_name(name, n, "trailer", 7)) return R_DROP;
-        if (same_name(name, n, "upgrade", 7)) return R_OTHER;
-        break;
-    case 9:
-        if (same_name(name, n, "forwarded", 9)) return R_DECIDED;
-        if (same_name(name, n, "x-real-ip", 9)) return R_DROP;
-        break;
-    case 10:
-        if (same_name(name, n, "connection", 10)) return R_CONNECTION;
-        if (same_name(name, n, "keep-alive", 10)) return R_DROP;
-        if (same_name(name, n, "user-agent", 10)) return R_USER_AGENT;
-        if (same_name(name, n, "tracestate", 10)) return R_DECIDED;
-        break;
-    case 11:
-        if (same_name(name, n, "traceparent", 11)) return R_DECIDED;
-        break;
-    case 12:
-        if (same_name(name, n, "x-request-id", 12)) return R_DECIDED;
-        break;
-    case 14:
-        if (same_name(name, n, "content-length", 14)) return R_OTHER;
-        break;
-    case 15:
-        if (same_name(name, n, "x-forwarded-for", 15)) return R_DECIDED;
-        break;
-    case 16:
-        if (same_name(name, n, "x-forwarded-host", 16)) return R_DECIDED;
-        break;
-    case 17:
-        if (same_name(name, n, "transfer-encoding", 17)) return R_OTHER;
-        if (same_name(name, n, "x-forwarded-proto", 17)) return R_DECIDED;
-        break;
-    }
-    if (n >= 6 && same_name(name, 6, "proxy-", 6)) return R_DROP;
-    return R_KEEP;
 }
 
 typedef struct {
@@ -286,7 +266,7 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
         name_size = f.name_size;
         value = f.value;
         value_size = f.value_size;
-        switch (response_kind(name, name_size)) {
+        switch (field_kind(name, name_size, 0)) {
         case KEEP:
             if (kept_count == MAX_KEPT) Py_RETURN_NONE;
             kept[kept_count++] = f;
@@ -308,6 +288,7 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
         case DROP:
             break;
         case OTHER:
+        default: /* not reached: KNOWN gives each head only the kinds handled here */
             Py_RETURN_NONE;
         }
     }
@@ -406,26 +387,27 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
         value = f.value;
         value_size = f.value_size;
         measured += name_size + value_size + 4;
-        switch (request_kind(name, name_size)) {
-        case R_USER_AGENT:
+        switch (field_kind(name, name_size, 1)) {
+        case USER_AGENT:
             agent = value; /* the last one, as the llhttp path records it; kept in place too */
             agent_size = value_size;
             /* fall through */
-        case R_KEEP:
+        case KEEP:
             if (kept_count == MAX_KEPT) Py_RETURN_NONE;
             kept[kept_count++] = f;
             kept_size += name_size + value_size + 4;
             break;
-        case R_CONNECTION:
+        case CONNECTION:
             if (!connection_tokens(value, value_size, &close, &keep_alive_token)) Py_RETURN_NONE;
             /* fall through: build_request_head reads it (it decides the HTTP version's keep-alive) */
-        case R_DECIDED:
+        case DECIDED:
             if (decided_count == MAX_KEPT) Py_RETURN_NONE;
             decided[decided_count++] = f;
             break;
-        case R_DROP:
+        case DROP:
             break;
-        case R_OTHER:
+        case OTHER:
+        default: /* not reached: KNOWN gives each head only the kinds handled here */
             Py_RETURN_NONE;
         }
     }
@@ -481,6 +463,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit_head_scan(void) {
     init_tables();
+    index_known();
     if (version_10 == NULL) version_10 = PyUnicode_InternFromString("1.0"); /* once per process */
     if (version_11 == NULL) version_11 = PyUnicode_InternFromString("1.1");
     if (version_10 == NULL || version_11 == NULL) return NULL;
