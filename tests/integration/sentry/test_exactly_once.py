@@ -60,6 +60,11 @@ def kill_9(sidecar: SidecarProcess) -> None:
     sidecar.proc.wait(10)
 
 
+def spooled(spool: Path) -> list[Path]:
+    """Envelope files still waiting in the spool directory."""
+    return list(spool.glob("*.env"))
+
+
 def count(upstream: FakeSentry, event_id: str) -> int:
     return upstream.accepted_ids().count(event_id)
 
@@ -72,6 +77,9 @@ def test_a_resent_event_already_forwarded_is_not_forwarded_again(
     with SidecarProcess(config(upstream, spool)) as sidecar:
         assert send(sidecar, first) == (200, {"id": first})
         upstream.wait_for(lambda: count(upstream, first) == 1)
+        # Forwarded means Sentry answered and the spool file is gone. A kill between the two is the
+        # spool's documented at-least-once window (one re-send, which Sentry drops by event ID).
+        upstream.wait_for(lambda: not spooled(spool))
         kill_9(sidecar)
     with SidecarProcess(config(upstream, spool)) as sidecar:
         assert send(sidecar, first) == (200, {"id": first})  # the SDK's retry gets its 200
