@@ -2,12 +2,14 @@
 
 Settings as plain attributes, the write batch and ``closing`` come from ``ListenerState``. Recording
 a finished request (RED metrics, access record, correlation index) happens here, in one place,
-whatever way the request ended.
+whatever way the request ended, and after the loop iteration's writes (``account``): no response
+waits for its own access line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.core.http_metrics import HttpMetrics
+from sidecar.core.http_metrics import GATEWAY_SOURCE, HttpMetrics
 from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway.access_log import AccessLog, json_string
 from sidecar.gateway.correlation_ids import new_request_id
@@ -31,6 +33,8 @@ from sidecar.probing.health import HealthModel
 if TYPE_CHECKING:
     from sidecar.gateway.exchange import ClientSide, Exchange
     from sidecar.tracing.spans import GatewaySpans
+
+log = logging.getLogger(__name__)
 
 _NOT_ERRORS: Final = ("", "client_disconnect")
 _NULL: Final = b"null"
@@ -87,6 +91,42 @@ class GatewayContext(ListenerState):
         if self.edge is None:
             self.scan_request, self.scan_response = native_scanners()
         self.passive = PassiveCounters()  # the app's passive health (probing.outlier arms it)
+        # what the loop iteration saw and finished, accounted for after its writes have left
+        self._sighted: list[str] = []
+        self._finished: list[Exchange] = []
+        self.writes.later = self.account
+
+    def sighted(self, request_id: str) -> None:
+        """A request's ID, to remember (``HttpMetrics.first_sighting``) before the app can log it.
+
+        Its head leaves for the app with this iteration's writes and the ID is remembered right after,
+        before the next read: an app's log line with the ID can only come later.
+        """
+        self._sighted.append(request_id)
+        self.writes.after_writes()
+
+    def finished(self, ex: Exchange, ended: float) -> None:
+        """``ex`` ended at ``ended``: record it once this iteration's writes (its response) have left."""
+        ex.ended = ended
+        self._finished.append(ex)
+        self.writes.after_writes()
+
+    def account(self) -> None:
+        """Remember the iteration's request IDs and record its finished requests (``WriteBatch.later``)."""
+        sighted = self._sighted
+        if sighted:
+            self._sighted = []
+            first_sighting = self.http.first_sighting
+            for request_id in sighted:
+                first_sighting(request_id, GATEWAY_SOURCE)
+        finished = self._finished
+        if finished:
+            self._finished = []
+            for ex in finished:
+                try:
+                    self.record(ex, ex.ended)
+                except Exception:  # one request's record must not lose the others'
+                    log.exception("gateway: recording a finished request failed")
 
     def record(self, ex: Exchange, ended: float) -> None:
         """RED metrics, passive app health, access line and correlation entry for a finished request."""

@@ -140,6 +140,7 @@ class Exchange:
         "close_after",
         "conn",
         "counted",
+        "ended",
         "error",
         "finished",
         "has_body",
@@ -204,6 +205,7 @@ class Exchange:
         self.error = ""
         self.upstream_started = 0.0
         self.upstream_ended = 0.0
+        self.ended = 0.0  # when it finished: recorded after the loop iteration's writes
         self.bytes_in = 0
         self.bytes_out = 0
         self.pending: list[bytes] | None = None

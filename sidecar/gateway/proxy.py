@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Final
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from sidecar.core import own_logs
-from sidecar.core.http_metrics import GATEWAY_SOURCE
 from sidecar.gateway.exchange import INF, ClientSide, Exchange, UpstreamSide
 from sidecar.gateway.forwarded import Peer
 from sidecar.gateway.framing import FramingError
@@ -347,7 +346,7 @@ class ClientConnection(ClientSide):
             raise _Stop from None
         if ex.upgrade:
             self.upgrading = ex
-        ctx.http.first_sighting(ex.request_id, GATEWAY_SOURCE)  # a native call, no bound method
+        ctx.sighted(ex.request_id)
         _set_request_context(ex)  # the logging context (see bind_log_context)
         if ctx.edge is not None:  # rate limits decide now (or ask Redis); _begin waits for the answer
             ctx.edge.inspect(ex, headers)
@@ -539,7 +538,7 @@ class ClientConnection(ClientSide):
             parsing.error = reason
             if parsing.limits is not None:
                 parsing.limits.finished(status)
-            self.ctx.record(parsing, _clock())
+            self.ctx.finished(parsing, _clock())
             request_id = parsing.request_id
         else:
             request_id = self.ctx.record_rejected(status, reason, self.peer.address, method, target, None)
@@ -568,7 +567,7 @@ class ClientConnection(ClientSide):
             ctx.red.ended(ex.method)
         if ex.limits is not None:
             ex.limits.finished(ex.status)  # count: failed rules spend their budget now
-        ctx.record(ex, now)
+        ctx.finished(ex, now)  # recorded after this iteration's writes: the response leaves first
         if self.current is ex:
             self.current = None
         if self.paused & _UPSTREAM_FULL:

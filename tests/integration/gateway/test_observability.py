@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sidecar.app_keys import CORRELATION, HTTP_METRICS
@@ -21,6 +22,7 @@ from sidecar.gateway.settings import GatewaySettings
 from sidecar.server import create_app
 from tests.integration.gateway_support import (
     HOST,
+    RunningGateway,
     Sidecar,
     raw_exchange,
     run_gateway,
@@ -203,3 +205,24 @@ async def test_logging_context_is_cleared_between_requests() -> None:
     async with run_upstream() as app, run_gateway(app.url) as gw:
         await raw_exchange(gw.port, b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Request-ID: r-1\r\n\r\n")
         assert request_context.get() is None  # nothing leaked into this (unrelated) task's context
+
+
+async def test_a_request_id_is_remembered_before_the_app_sees_the_request() -> None:
+    """Accounting runs after the writes, but an ID is remembered before the app can log it."""
+    seen_by_app: list[bool] = []
+    gateways: list[RunningGateway] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        # What a log line the app writes while handling the request would find: already counted.
+        seen_by_app.append(gateways[0].http_metrics.first_sighting(request.headers["X-Request-ID"], "logs"))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/log-first", handler)
+    async with run_upstream(app) as upstream, run_gateway(upstream.url) as gw:
+        gateways.append(gw)
+        for n in range(3):
+            request = f"GET /log-first HTTP/1.1\r\nHost: x\r\nX-Request-ID: early-{n}\r\n\r\n".encode()
+            assert (await raw_exchange(gw.port, request)).status == 200
+        assert seen_by_app == [False, False, False]
+        assert all(gw.correlation.get(f"early-{n}") is not None for n in range(3))

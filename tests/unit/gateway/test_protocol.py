@@ -60,11 +60,12 @@ class Rig:
         self.health = HealthModel(ResultStore())
         data: dict[str, object] = {"upstream": "http://127.0.0.1:3000", "access_log": {"enabled": False}}
         data.update(settings)
+        self.correlation = CorrelationIndex()
         self.ctx = GatewayContext(
             GatewaySettings(**data),  # type: ignore[arg-type]
             HttpMetrics(registry, RouteNormaliser()),
             registry,
-            CorrelationIndex(),
+            self.correlation,
             self.health,
         )
         self.registry = registry
@@ -145,6 +146,25 @@ async def test_response_with_content_length_is_passed_in_one_write(rig: Rig) -> 
     assert writes[0].endswith(b"\r\n\r\nok")
     assert rig.ctx.pool.idle == [rig.up]  # back in the pool
     assert rig.client.phase == IDLE
+
+
+async def test_the_response_leaves_before_its_request_is_recorded(rig: Rig) -> None:
+    """Write first, account after: the access record is made right after the iteration's writes."""
+    rig.request(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: first-out\r\n\r\n")
+    recorded_at_write: list[bool] = []
+
+    def write(data: bytes) -> None:
+        recorded_at_write.append(rig.correlation.get("first-out") is not None)
+        rig.client_transport.data += data
+
+    rig.client_transport.write = write  # type: ignore[method-assign]
+    rig.client_transport.writelines = lambda parts: write(b"".join(parts))  # type: ignore[method-assign]
+    rig.up.data_received(OK)
+    assert rig.correlation.get("first-out") is None  # finished, not yet recorded
+    rig.ctx.writes.flush()
+    assert recorded_at_write == [False]
+    assert rig.correlation.get("first-out") is not None  # recorded before the next read
+    assert rig.client_transport.take().endswith(b"\r\n\r\nok")
 
 
 async def test_body_until_close_is_rechunked_for_http11_clients(rig: Rig) -> None:
