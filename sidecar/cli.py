@@ -32,7 +32,8 @@ _SECRET_KEY_PARTS = (
 
 
 class _Version(argparse.Action):
-    """``sidecar --version``: also says whether the gateway's hot path is compiled (see setup.py)."""
+    """``sidecar --version``: also says whether the gateway's hot path is compiled and its C head scanner
+    built (see setup.py): both are optional, and a build without a compiler works, only slower."""
 
     def __call__(
         self,
@@ -41,9 +42,10 @@ class _Version(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> None:
-        from sidecar.gateway import compiled  # noqa: PLC0415 (only this option loads the gateway)
+        from sidecar.gateway import compiled, native_heads  # noqa: PLC0415 (only this option loads the gateway)
 
-        print(f"sidecar {__version__} (gateway: {'compiled' if compiled() else 'pure Python'})")
+        heads = "native head scanner" if native_heads() else "no native head scanner: llhttp reads every head"
+        print(f"sidecar {__version__} (gateway: {'compiled' if compiled() else 'pure Python'}; {heads})")
         parser.exit()
 
 

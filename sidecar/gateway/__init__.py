@@ -33,3 +33,10 @@ def compiled() -> bool:
     from sidecar.gateway import proxy  # noqa: PLC0415 (the gateway loads only when configured)
 
     return not proxy.__file__.endswith(".py")
+
+
+def native_heads() -> bool:
+    """Whether ``head_scan`` (C) was built: without it llhttp reads every head (the same answers)."""
+    from sidecar.gateway.listener_state import native_scanners  # noqa: PLC0415 (as above)
+
+    return native_scanners() != (None, None)

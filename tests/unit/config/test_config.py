@@ -12,6 +12,7 @@ import pytest
 from sidecar.cli import main, masked_config
 from sidecar.config import ConfigError, load_settings
 from sidecar.core.durations import parse_duration
+from sidecar.gateway import compiled, native_heads
 from sidecar.probing.settings import Threshold
 
 
@@ -192,6 +193,9 @@ def test_version() -> None:
         check=False,
     )
     assert proc.returncode == 0 and proc.stdout.startswith("sidecar ")
+    # what this build holds: the test process imports the same package
+    assert ("gateway: compiled;" if compiled() else "gateway: pure Python;") in proc.stdout
+    assert ("; native head scanner)" if native_heads() else "; no native head scanner") in proc.stdout
 
 
 def test_runtime_with_default_features_imports_no_heavy_modules() -> None:
