@@ -30,27 +30,39 @@ class WriteBatch:
     ``later``: run after the writes of an iteration in which ``after_writes`` was called.
     """
 
-    __slots__ = ("_dirty", "_later_due", "_scheduled", "later")
+    __slots__ = ("_dirty", "_later_due", "_loop", "_scheduled", "later")
 
     def __init__(self) -> None:
         self._dirty: list[Flushable] = []
         self._scheduled = False
         self._later_due = False
         self.later: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, conn: Flushable) -> None:
         """Called by a connection the first time it holds bytes in this iteration."""
         self._dirty.append(conn)
         if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._schedule()
 
     def after_writes(self) -> None:
         """Have ``later`` run once this iteration's writes have left (scheduling the batch if none)."""
         self._later_due = True
         if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """``flush`` at the end of this iteration.
+
+        The loop is looked up once: ``asyncio.get_running_loop`` checks the process ID with a
+        ``getpid`` system call every time, one per loop iteration here (two per request at one
+        connection). A listener's batch lives and dies with the loop its gateway started on.
+        """
+        self._scheduled = True
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self._scheduled = False

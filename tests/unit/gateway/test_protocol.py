@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.http_metrics import HttpMetrics
+from sidecar.core.own_logs import ContextFilter
 from sidecar.core.routes import RouteNormaliser
 from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway.context import GatewayContext
@@ -165,6 +168,22 @@ async def test_the_response_leaves_before_its_request_is_recorded(rig: Rig) -> N
     assert recorded_at_write == [False]
     assert rig.correlation.get("first-out") is not None  # recorded before the next read
     assert rig.client_transport.take().endswith(b"\r\n\r\nok")
+
+
+async def test_own_log_lines_name_the_request_being_handled_and_none_between_requests(rig: Rig) -> None:
+    def ids_on_a_log_line() -> tuple[object, object]:
+        record = logging.LogRecord("sidecar.gateway", logging.WARNING, __file__, 1, "x", None, None)
+        ContextFilter().filter(record)
+        return getattr(record, "request_id", None), getattr(record, "trace_id", None)
+
+    rig.request(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: ctx-1\r\n\r\n")
+    request_id, trace_id = ids_on_a_log_line()
+    assert request_id == "ctx-1"
+    assert isinstance(trace_id, str) and len(trace_id) == 32
+    rig.respond(OK)
+    assert ids_on_a_log_line() == (None, None)  # finished: nothing of it on later lines
+    rig.request(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: ctx-2\r\n\r\n")
+    assert ids_on_a_log_line()[0] == "ctx-2"
 
 
 async def test_body_until_close_is_rechunked_for_http11_clients(rig: Rig) -> None:
