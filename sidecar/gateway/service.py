@@ -167,12 +167,13 @@ class Gateway:
         await ctx.pool.close()
         if ctx.edge is not None:
             await ctx.edge.close()
-        ctx.red.flush()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._server.wait_closed()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the cut connections' connection_lost: their requests finish
+        ctx.account()  # recorded now, not after a write batch that may not come before the log closes
+        ctx.red.flush()
         await ctx.access.close()
 
 

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from prometheus_client import generate_latest
 
 from sidecar.app_keys import CORRELATION, HTTP_METRICS
 from sidecar.config import Settings
@@ -226,3 +227,34 @@ async def test_a_request_id_is_remembered_before_the_app_sees_the_request() -> N
             assert (await raw_exchange(gw.port, request)).status == 200
         assert seen_by_app == [False, False, False]
         assert all(gw.correlation.get(f"early-{n}") is not None for n in range(3))
+
+
+async def test_a_request_cut_by_closing_the_gateway_is_still_recorded(tmp_path: Path) -> None:
+    """Finished requests are recorded after the loop's writes; closing must not leave any unrecorded."""
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    log_file = tmp_path / "access.log"
+    async with (
+        run_upstream(app) as upstream,
+        run_gateway(upstream.url, access_log={"path": str(log_file)}) as gw,
+    ):
+        _reader, writer = await asyncio.open_connection(HOST, gw.port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Request-ID: cut-1\r\n\r\n")
+        await writer.drain()
+        while gw.gateway.ctx.active == 0:  # the request reached the gateway and waits for the app
+            await asyncio.sleep(0.01)
+        await gw.gateway.close()
+        release.set()
+        writer.close()
+        assert gw.correlation.get("cut-1") is not None
+        record = json.loads(log_file.read_text())
+        assert record["request_id"] == "cut-1"
+        assert (
+            sample(generate_latest(gw.registry).decode(), "http_server_request_duration_seconds_count") == 1
+        )
