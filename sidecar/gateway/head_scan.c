@@ -184,8 +184,13 @@ static enum line read_line(const unsigned char **at, const unsigned char *end, f
 }
 
 /* Writes ``name: value\r\n`` for each field (``out`` holds the sum of their sizes plus 4 each). */
-static void copy_fields(char *out, const field *fields, Py_ssize_t count) {
+/* The kept fields restated as ``Name: value\r\n`` lines, one bytes object of ``size`` (NULL: no memory). */
+static PyObject *joined_fields(const field *fields, Py_ssize_t count, Py_ssize_t size) {
     Py_ssize_t i;
+    char *out;
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, size);
+    if (joined == NULL) return NULL;
+    out = PyBytes_AS_STRING(joined);
     for (i = 0; i < count; i++) {
         memcpy(out, fields[i].name, (size_t)fields[i].name_size);
         out += fields[i].name_size;
@@ -196,6 +201,22 @@ static void copy_fields(char *out, const field *fields, Py_ssize_t count) {
         *out++ = '\r';
         *out++ = '\n';
     }
+    return joined;
+}
+
+/* Keep ``f`` for the other side's head; 0 when MAX_KEPT are kept already (the head is llhttp's). */
+static int keep(field *kept, Py_ssize_t *count, Py_ssize_t *size, const field *f) {
+    if (*count == MAX_KEPT) return 0;
+    kept[(*count)++] = *f;
+    *size += f->name_size + f->value_size + 4;
+    return 1;
+}
+
+/* Keep-alive by the HTTP version and the Connection tokens; -1 when HTTP/1.0 says both close and
+ * keep-alive (contradictory: llhttp's call). */
+static int keep_alive_of(int minor, int close, int keep_alive_token) {
+    if (minor == 0 && close && keep_alive_token) return -1;
+    return minor == 1 ? !close : keep_alive_token;
 }
 
 /* A tuple of ``count`` new references, or NULL (and every one released) if any is NULL.
@@ -268,9 +289,7 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
         value_size = f.value_size;
         switch (field_kind(name, name_size, 0)) {
         case KEEP:
-            if (kept_count == MAX_KEPT) Py_RETURN_NONE;
-            kept[kept_count++] = f;
-            kept_size += name_size + value_size + 4;
+            if (!keep(kept, &kept_count, &kept_size, &f)) Py_RETURN_NONE;
             break;
         case LENGTH:
             if (length_at != NULL || value_size < 1 || value_size > MAX_LENGTH_DIGITS) Py_RETURN_NONE;
@@ -299,15 +318,14 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
     } else if (length_at == NULL) {
         Py_RETURN_NONE; /* read until close: llhttp's */
     }
-    if (minor == 0 && close && keep_alive_token) Py_RETURN_NONE; /* contradictory: llhttp's call */
-    keep_alive = minor == 1 ? !close : keep_alive_token;
+    keep_alive = keep_alive_of(minor, close, keep_alive_token);
+    if (keep_alive < 0) Py_RETURN_NONE;
     if (length_at == NULL && status != 204 && status != 304) {
         keep_alive = 0; /* a HEAD answer without Content-Length: llhttp would read to close, so no reuse */
     }
 
-    kept_bytes = PyBytes_FromStringAndSize(NULL, kept_size);
+    kept_bytes = joined_fields(kept, kept_count, kept_size);
     if (kept_bytes == NULL) return NULL;
-    copy_fields(PyBytes_AS_STRING(kept_bytes), kept, kept_count);
     if (length_at != NULL) {
         length_value = PyBytes_FromStringAndSize((const char *)length_at, length_size);
         if (length_value == NULL) {
@@ -393,9 +411,7 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
             agent_size = value_size;
             /* fall through */
         case KEEP:
-            if (kept_count == MAX_KEPT) Py_RETURN_NONE;
-            kept[kept_count++] = f;
-            kept_size += name_size + value_size + 4;
+            if (!keep(kept, &kept_count, &kept_size, &f)) Py_RETURN_NONE;
             break;
         case CONNECTION:
             if (!connection_tokens(value, value_size, &close, &keep_alive_token)) Py_RETURN_NONE;
@@ -412,12 +428,11 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
         }
     }
     if (measured > limit) Py_RETURN_NONE;
-    if (minor == 0 && close && keep_alive_token) Py_RETURN_NONE; /* contradictory: llhttp's call */
-    keep_alive = minor == 1 ? !close : keep_alive_token;
+    keep_alive = keep_alive_of(minor, close, keep_alive_token);
+    if (keep_alive < 0) Py_RETURN_NONE;
 
-    kept_bytes = PyBytes_FromStringAndSize(NULL, kept_size);
+    kept_bytes = joined_fields(kept, kept_count, kept_size);
     if (kept_bytes == NULL) return NULL;
-    copy_fields(PyBytes_AS_STRING(kept_bytes), kept, kept_count);
     decided_list = PyList_New(decided_count);
     if (decided_list == NULL) {
         Py_DECREF(kept_bytes);
