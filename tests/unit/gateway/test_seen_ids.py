@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tracemalloc
 
+import psutil
 from prometheus_client import CollectorRegistry
 
 from sidecar.core import http_metrics
@@ -62,3 +63,13 @@ def test_the_memory_of_100000_ids_stays_near_two_tables() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 2.5 * 8 * http_metrics._SLOTS  # two tables of 64-bit words, little else
+
+
+def test_a_table_takes_resident_memory_only_where_hashes_landed() -> None:
+    """Every sidecar has the table, most never see a request ID: it must not carry 1 MB from the start."""
+    process = psutil.Process()
+    before = process.memory_info().rss
+    tables = [http_metrics._Hashes() for _ in range(16)]  # 16 MB if they were resident
+    grown = process.memory_info().rss - before
+    assert grown < 2 * 8 * http_metrics._SLOTS, f"{grown} bytes resident for 16 empty tables"
+    assert all(table.add(7) and 7 in table for table in tables)
