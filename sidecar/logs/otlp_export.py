@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sidecar.logs.otlp_encoding import AttributeWriter, encode_access, encode_line, request, scope_logs
 from sidecar.logs.otlp_settings import OtlpLogSettings
 from sidecar.logs.parse import LogRecord
-from sidecar.tracing.settings import TracingConfigError, TracingSettings, check_endpoint
+from sidecar.tracing.settings import TracingConfigError, TracingSettings, check_endpoint, check_header
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,13 @@ def plan_log_export(settings: ExportSettings, env: Mapping[str, str]) -> LogExpo
         target = endpoint.rstrip("/") + LOGS_PATH
     headers: dict[str, str] = {}
     for name in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_HEADERS"):
-        headers.update(_headers(env.get(name, "")))
+        found = _headers(env.get(name, ""))
+        for key, value in found.items():  # a bad one would fail every export, not the start
+            try:
+                check_header(key, value)
+            except ValueError as exc:
+                raise TracingConfigError(name, str(exc)) from None
+        headers.update(found)
     for configured in (settings.tracing.headers, section.headers):
         if configured:
             headers.update({k.lower(): v.get_secret_value() for k, v in configured.items()})

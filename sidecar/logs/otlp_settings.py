@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from sidecar.core.durations import Duration
 from sidecar.core.settings_model import Meta, Model, SecretStr, ValidationInfo, field_validator
-from sidecar.tracing.settings import check_endpoint
+from sidecar.tracing.settings import check_endpoint, check_headers
 
 
 class OtlpLogSettings(Model):
@@ -62,6 +62,11 @@ class OtlpLogSettings(Model):
         if value is None or not value.strip():
             return None
         return check_endpoint(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, SecretStr] | None) -> dict[str, SecretStr] | None:
+        return check_headers(value)
 
     @field_validator("protocol", mode="before")
     @classmethod

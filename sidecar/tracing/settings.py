@@ -29,14 +29,25 @@ ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
+def check_header(name: str, value: str) -> None:
+    """``ValueError`` unless ``name: value`` can be sent as one HTTP header line as it stands."""
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not an HTTP header name")
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError(f"the value of header {name!r} contains a line break or NUL")
+
+
 def _one_header(entry: tuple[str, SecretStr]) -> SecretStr:
     """One ``headers`` entry; each bad one is reported at its name."""
     name, secret = entry
-    if not _HEADER_NAME.fullmatch(name):
-        raise ValueError(f"{name!r} is not an HTTP header name")
-    if any(c in secret.get_secret_value() for c in "\r\n\0"):
-        raise ValueError(f"the value of header {name!r} contains a line break or NUL")
+    check_header(name, secret.get_secret_value())
     return secret
+
+
+def check_headers(value: dict[str, SecretStr] | None) -> dict[str, SecretStr] | None:
+    """A ``headers`` setting (tracing's, ``logs.otlp``'s): every bad entry reported at its name."""
+    check_each(((name, (name, secret)) for name, secret in (value or {}).items()), _one_header)
+    return value
 
 
 class TracingConfigError(ValueError):
@@ -141,8 +152,7 @@ class TracingSettings(Model):
     @field_validator("headers")
     @classmethod
     def _valid_headers(cls, value: dict[str, SecretStr] | None) -> dict[str, SecretStr] | None:
-        check_each(((name, (name, secret)) for name, secret in (value or {}).items()), _one_header)
-        return value
+        return check_headers(value)
 
     @field_validator("protocol", mode="before")
     @classmethod
