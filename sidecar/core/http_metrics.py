@@ -43,8 +43,9 @@ class _Hashes:
         # array("q") parses an argument format per store (about 250 instructions per request more).
         # Over an anonymous mapping, not a bytearray: the kernel's zero pages become resident only as
         # hashes land in them, so a sidecar that sees no request IDs does not carry 1 MB it never
-        # uses, and a new generation costs no 1 MB memset on the event loop.
-        self.slots = memoryview(mmap.mmap(-1, 8 * _SLOTS)).cast("q")
+        # uses, and a new generation costs no 1 MB memset on the event loop. Private: Python's
+        # default for an anonymous mapping is shared, which a forked child would write into.
+        self.slots = memoryview(mmap.mmap(-1, 8 * _SLOTS, flags=mmap.MAP_PRIVATE)).cast("q")
         self.count = 0
 
     def add(self, key: int) -> bool:

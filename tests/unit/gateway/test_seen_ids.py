@@ -3,6 +3,7 @@ two generations of hashes remembered, the oldest forgotten whole, in bounded mem
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 
 import psutil
@@ -73,3 +74,14 @@ def test_a_table_takes_resident_memory_only_where_hashes_landed() -> None:
     grown = process.memory_info().rss - before
     assert grown < 2 * 8 * http_metrics._SLOTS, f"{grown} bytes resident for 16 empty tables"
     assert all(table.add(7) and 7 in table for table in tables)
+
+
+def test_a_forked_child_does_not_write_into_the_parents_table() -> None:
+    table = http_metrics._Hashes()
+    assert table.add(11)
+    pid = os.fork()
+    if pid == 0:  # the child remembers an ID of its own and exits at once
+        os._exit(0 if table.add(22) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert 22 not in table and 11 in table  # a private mapping: the child's write stayed in the child
