@@ -116,9 +116,9 @@ class GatewayContext(ListenerState):
         sighted = self._sighted
         if sighted:
             self._sighted = []
-            first_sighting = self.http.first_sighting
-            for request_id in sighted:
-                first_sighting(request_id, GATEWAY_SOURCE)
+            http = self.http
+            for request_id in sighted:  # called on its object: compiled, a native call, no bound method
+                http.first_sighting(request_id, GATEWAY_SOURCE)
         finished = self._finished
         if finished:
             self._finished = []
