@@ -414,3 +414,91 @@ async def test_without_the_copy_the_regrown_file_is_read_from_its_start(
         exactly_once(harness.messages(), before + after)
     finally:
         await harness.stop()
+
+
+def _counting_thread_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every chunk the worker thread read (``b""`` and ``None`` count as 0)."""
+    sizes: list[int] = []
+    real_read = tail.Follower._read
+
+    def read(self: tail.Follower) -> bytes | None:
+        data = real_read(self)
+        sizes.append(len(data) if data else 0)
+        return data
+
+    monkeypatch.setattr(tail.Follower, "_read", read)
+    return sizes
+
+
+def _big_log(path: Path, lines: int) -> list[str]:
+    names = [f"line-{i}" for i in range(lines)]
+    path.write_bytes(
+        b"".join(b'{"level":30,"msg":"%s","pad":"%s"}\n' % (n.encode(), b"p" * 200) for n in names)
+    )
+    return names
+
+
+async def test_a_file_in_the_page_cache_is_read_on_the_loop_without_thread_hops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catching up on a file the page cache holds: every chunk is copied on the loop (RWF_NOWAIT), the
+    worker thread only answers at the end of the file; every line arrives once, in order."""
+    assert tail.NOWAIT, "Linux has RWF_NOWAIT; without it every read goes through the thread"
+    path = tmp_path / "app.log"
+    names = _big_log(path, 20_000)  # about 4.5 MB: nine chunks
+    path.read_bytes()  # in the page cache, as a file the app just wrote is
+    thread_reads = _counting_thread_reads(monkeypatch)
+    harness = Harness(tmp_path, [{"path": str(path), "start": "beginning", "source": "app"}])
+    await harness.start()
+    try:
+        await harness.wait_for(lambda: len(harness.delivered) >= len(names))
+        assert harness.messages() == names
+        assert harness.metric("sidecar_log_read_bytes_total", source="app") == path.stat().st_size
+        assert sum(thread_reads) == 0, f"the thread read {thread_reads}"
+    finally:
+        await harness.stop()
+
+
+async def test_a_file_not_in_the_page_cache_is_read_on_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages evicted from the cache: RWF_NOWAIT refuses, the thread waits for the disk, nothing is lost."""
+    path = tmp_path / "app.log"
+    names = _big_log(path, 20_000)
+    with path.open("rb") as cold:
+        os.fsync(cold.fileno())  # clean pages can be dropped
+        os.posix_fadvise(cold.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    thread_reads = _counting_thread_reads(monkeypatch)
+    harness = Harness(tmp_path, [{"path": str(path), "start": "beginning", "source": "app"}])
+    await harness.start()
+    try:
+        await harness.wait_for(lambda: len(harness.delivered) >= len(names))
+        assert harness.messages() == names
+        assert sum(thread_reads) > 0  # at least the first chunk came from the disk through the thread
+    finally:
+        await harness.stop()
+
+
+async def test_a_filesystem_refusing_nowait_is_read_on_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem without RWF_NOWAIT (EOPNOTSUPP): asked once per file, then the thread reads it all."""
+    path = tmp_path / "app.log"
+    names = _big_log(path, 20_000)
+    asked: list[int] = []
+
+    def refusing_preadv(fd: int, buffers: list[bytearray], offset: int, flags: int = 0) -> int:
+        asked.append(offset)
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(os, "preadv", refusing_preadv)  # tail.py calls it as os.preadv
+    thread_reads = _counting_thread_reads(monkeypatch)
+    harness = Harness(tmp_path, [{"path": str(path), "start": "beginning", "source": "app"}])
+    await harness.start()
+    try:
+        await harness.wait_for(lambda: len(harness.delivered) >= len(names))
+        assert harness.messages() == names
+        assert asked == [0]
+        assert sum(thread_reads) == path.stat().st_size
+    finally:
+        await harness.stop()
