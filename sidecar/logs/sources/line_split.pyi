@@ -1,0 +1,3 @@
+"""Types of the native ``line_split`` module (``line_split.c``); it is absent where nothing was compiled."""
+
+def split_lines(data: bytes, /) -> list[bytes]: ...
