@@ -135,7 +135,7 @@ class LogPipeline:
                 for sink in error_sinks:
                     sink(record)
         if access is not None:
-            access.flush()
+            access.flush_soon()
         if indexed and index is not None:
             index.add_logs(indexed)
         self.metrics.count(source, levels, rejected)

@@ -159,5 +159,7 @@ class LogRuntime:
         self._tasks.clear()
         if self.tailer is not None:
             await self.save_checkpoints(final=True)
+        if self.pipeline.access is not None:  # the last batches' request histograms, not left on a timer
+            self.pipeline.access.flush()
         if self.reemit is not None:
             await asyncio.to_thread(self.reemit.close)

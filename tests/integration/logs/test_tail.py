@@ -502,3 +502,25 @@ async def test_a_filesystem_refusing_nowait_is_read_on_the_thread(
         assert sum(thread_reads) == path.stat().st_size
     finally:
         await harness.stop()
+
+
+async def test_stopping_folds_in_the_access_lines_still_on_the_timer(tmp_path: Path) -> None:
+    """The request histogram is folded in on a timer (0.1 s): a stop right after the last batch must
+    still leave every access line in it."""
+    path = tmp_path / "app.log"
+    line = (
+        b'{"level":30,"reqId":"r-%d","req":{"method":"GET","url":"/x"},'
+        b'"res":{"statusCode":200},"responseTime":5,"msg":"request completed"}\n'
+    )
+    path.write_bytes(b"".join(line % i for i in range(300)))
+    harness = Harness(tmp_path, [{"path": str(path), "start": "beginning", "source": "app"}])
+    await harness.start()
+    await harness.wait_for(lambda: len(harness.delivered) >= 300)
+    await harness.stop()
+    labels = {
+        "http_request_method": "GET",
+        "http_route": "/x",
+        "http_response_status_code": "200",
+        "error_type": "",
+    }
+    assert harness.metric("http_server_request_duration_seconds_count", **labels) == 300

@@ -4,6 +4,7 @@ checkpoint store and settings the sources rely on."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import tracemalloc
@@ -18,7 +19,7 @@ from sidecar.core.redaction import mask_url, redact_text
 from sidecar.core.routes import RouteNormaliser
 from sidecar.correlation.endpoint import CorrelationMetrics
 from sidecar.correlation.index import CorrelationIndex
-from sidecar.logs.access import Tally, path_of
+from sidecar.logs.access import FLUSH_INTERVAL, Tally, path_of
 from sidecar.logs.metrics import LogMetrics
 from sidecar.logs.parse import LogParser, LogRecord
 from sidecar.logs.pipeline import MAX_INDEXED_TEXT, LogPipeline
@@ -116,6 +117,36 @@ def test_access_lines_feed_the_shared_histogram_once_per_request(
         )
         == 1
     )
+
+
+async def test_on_the_loop_access_lines_are_folded_in_once_per_interval(
+    setup: tuple[CollectorRegistry, HttpMetrics, CorrelationIndex, LogPipeline],
+) -> None:
+    """Fed on a running loop, batches share one timer: the histogram has every line at most
+    ``FLUSH_INTERVAL`` after the first batch, and never before that timer fires."""
+    registry, _, _, pipeline = setup
+    labels = {
+        "http_request_method": "GET",
+        "http_route": "/users/{id}",
+        "http_response_status_code": "200",
+        "error_type": "",
+    }
+    started = time.monotonic()
+    pipeline.feed("api", [pino_access("a1"), pino_access("a2")])
+    pipeline.feed("api", [pino_access("a3")])
+    assert sample(registry, "http_server_request_duration_seconds_count", **labels) == 0
+    while sample(registry, "http_server_request_duration_seconds_count", **labels) == 0:
+        assert time.monotonic() - started < FLUSH_INTERVAL + 1.0, "never folded in"
+        await asyncio.sleep(0.01)
+    assert time.monotonic() - started >= FLUSH_INTERVAL * 0.9  # the timer's, not a flush per batch
+    assert sample(registry, "http_server_request_duration_seconds_count", **labels) == 3
+    assert sample(registry, "http_server_request_duration_seconds_sum", **labels) == pytest.approx(0.036)
+    pipeline.feed("api", [pino_access("a4")])  # a new interval, a new timer
+    assert pipeline.access is not None
+    pipeline.access.flush()  # what the log runtime does when it stops: nothing is left on a timer
+    assert sample(registry, "http_server_request_duration_seconds_count", **labels) == 4
+    await asyncio.sleep(FLUSH_INTERVAL * 1.5)  # the cancelled timer adds nothing twice
+    assert sample(registry, "http_server_request_duration_seconds_count", **labels) == 4
 
 
 def test_route_cap_applies_to_log_routes() -> None:
