@@ -32,7 +32,7 @@ from sidecar.logs.parse import AccessInfo
 
 SOURCE = "logs"
 EXEMPLAR_INTERVAL = 10.0
-FLUSH_INTERVAL = 0.1  # how stale a scrape's log-derived request histograms may be, as the gateway's
+FLUSH_INTERVAL = 0.1  # how stale a scrape's log-derived request histograms may be (the gateway's: as long)
 _MAX_SERIES = 10_000
 
 

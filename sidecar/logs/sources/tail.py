@@ -267,10 +267,7 @@ class Follower:
             while True:
                 cached = self._read_cached()
                 if cached is not None:
-                    metrics.read_bytes.labels(self.source).inc(len(cached))
-                    lines = self.splitter.feed(cached)
-                    too_long, self.splitter.too_long = self.splitter.too_long, 0
-                    await channel.put(Batch(lines, too_long, self._commit(self.offset_entry())))
+                    await self._hand_over(channel, cached)
                     await asyncio.sleep(0)  # one chunk per turn: the channel parses it before the next read
                     continue
                 try:
@@ -285,10 +282,7 @@ class Follower:
                     continue
                 errors = 0
                 if data:
-                    metrics.read_bytes.labels(self.source).inc(len(data))
-                    lines = self.splitter.feed(data)
-                    too_long, self.splitter.too_long = self.splitter.too_long, 0
-                    await channel.put(Batch(lines, too_long, self._commit(self.offset_entry())))
+                    await self._hand_over(channel, data)
                     continue
                 if data is None:
                     metrics.rotation(self.source, "truncate")
@@ -307,6 +301,13 @@ class Follower:
             await channel.put(Batch(self.splitter.flush(), 0, self._forget()))
         finally:
             tailer.release(self)
+
+    async def _hand_over(self, channel: SourceChannel, data: bytes) -> None:
+        """A chunk read: count it, split it into lines and queue them with the offset they reach."""
+        self.tailer.metrics.read_bytes.labels(self.source).inc(len(data))
+        lines = self.splitter.feed(data)
+        too_long, self.splitter.too_long = self.splitter.too_long, 0
+        await channel.put(Batch(lines, too_long, self._commit(self.offset_entry())))
 
     def _abandoned(self) -> bool:
         """Not matched by its glob for longer than ``rotate_wait``: it was rotated away or deleted."""
