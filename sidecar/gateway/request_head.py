@@ -61,9 +61,11 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     host = xff = xfp = xfh = None
     hosts = lengths = 0
     content_length = transfer_encoding = upgrade = None
-    request_ids: list[bytes] = []
-    traceparents: list[bytes] = []
-    tracestates: list[bytes] = []
+    # Lists only for the fields a request has: most send none of these (three empty lists made and freed
+    # per request were about 150 of its 37.6k instructions).
+    request_ids: list[bytes] | None = None
+    traceparents: list[bytes] | None = None
+    tracestates: list[bytes] | None = None
     connection: list[bytes] | None = None
     forwarded: list[bytes] | None = None
     for name, value in headers:
@@ -86,11 +88,11 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
             ex.user_agent = value
             parts.append(b"%b: %b\r\n" % (name, value))
         elif kind == hbh.REQUEST_ID:
-            request_ids.append(value)
+            request_ids = [value] if request_ids is None else [*request_ids, value]
         elif kind == hbh.TRACEPARENT:
-            traceparents.append(value)
+            traceparents = [value] if traceparents is None else [*traceparents, value]
         elif kind == hbh.TRACESTATE:
-            tracestates.append(value)
+            tracestates = [value] if tracestates is None else [*tracestates, value]
         elif kind == hbh.CONTENT_LENGTH:
             content_length = value
             lengths += 1
@@ -158,12 +160,12 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
             parts.append(_FORWARDED_HOST[1])
         ex.client = peer.address
     request_id, trace_id, request_id_bytes, trace_span = fresh_fields()  # what the usual request needs
-    if request_ids:
+    if request_ids is not None:
         request_id, _ = request_id_of(request_ids)
         request_id_bytes = request_id.encode("ascii")
     ex.request_id = request_id
-    if traceparents:
-        trace_id, traceparent, tracestate = next_hop(traceparents, tracestates, ctx.new_trace_sampled)
+    if traceparents is not None:
+        trace_id, traceparent, tracestate = next_hop(traceparents, tracestates or [], ctx.new_trace_sampled)
         ex.traceparent_in = traceparents[0]  # the server span's parent, when tracing is on
         parts.append(
             b"X-Request-ID: %b\r\ntraceparent: %b%b\r\n\r\n"
