@@ -438,6 +438,18 @@ def _big_log(path: Path, lines: int) -> list[str]:
     return names
 
 
+async def _deliver_all(tmp_path: Path, path: Path, names: list[str]) -> Harness:
+    """A file source over ``path`` until every line arrived, then stopped; the lines came once, in order."""
+    harness = Harness(tmp_path, [{"path": str(path), "start": "beginning", "source": "app"}])
+    await harness.start()
+    try:
+        await harness.wait_for(lambda: len(harness.delivered) >= len(names))
+    finally:
+        await harness.stop()
+    assert harness.messages() == names
+    return harness
+
+
 async def test_a_file_in_the_page_cache_is_read_on_the_loop_without_thread_hops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -448,15 +460,9 @@ async def test_a_file_in_the_page_cache_is_read_on_the_loop_without_thread_hops(
     names = _big_log(path, 20_000)  # about 4.5 MB: nine chunks
     path.read_bytes()  # in the page cache, as a file the app just wrote is
     thread_reads = _counting_thread_reads(monkeypatch)
-    harness = Harness(tmp_path, [{"path": str(path), "start": "beginning", "source": "app"}])
-    await harness.start()
-    try:
-        await harness.wait_for(lambda: len(harness.delivered) >= len(names))
-        assert harness.messages() == names
-        assert harness.metric("sidecar_log_read_bytes_total", source="app") == path.stat().st_size
-        assert sum(thread_reads) == 0, f"the thread read {thread_reads}"
-    finally:
-        await harness.stop()
+    harness = await _deliver_all(tmp_path, path, names)
+    assert harness.metric("sidecar_log_read_bytes_total", source="app") == path.stat().st_size
+    assert sum(thread_reads) == 0, f"the thread read {thread_reads}"
 
 
 async def test_a_file_not_in_the_page_cache_is_read_on_the_thread(
@@ -469,14 +475,8 @@ async def test_a_file_not_in_the_page_cache_is_read_on_the_thread(
         os.fsync(cold.fileno())  # clean pages can be dropped
         os.posix_fadvise(cold.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     thread_reads = _counting_thread_reads(monkeypatch)
-    harness = Harness(tmp_path, [{"path": str(path), "start": "beginning", "source": "app"}])
-    await harness.start()
-    try:
-        await harness.wait_for(lambda: len(harness.delivered) >= len(names))
-        assert harness.messages() == names
-        assert sum(thread_reads) > 0  # at least the first chunk came from the disk through the thread
-    finally:
-        await harness.stop()
+    await _deliver_all(tmp_path, path, names)
+    assert sum(thread_reads) > 0  # at least the first chunk came from the disk through the thread
 
 
 async def test_a_filesystem_refusing_nowait_is_read_on_the_thread(
@@ -493,15 +493,9 @@ async def test_a_filesystem_refusing_nowait_is_read_on_the_thread(
 
     monkeypatch.setattr(os, "preadv", refusing_preadv)  # tail.py calls it as os.preadv
     thread_reads = _counting_thread_reads(monkeypatch)
-    harness = Harness(tmp_path, [{"path": str(path), "start": "beginning", "source": "app"}])
-    await harness.start()
-    try:
-        await harness.wait_for(lambda: len(harness.delivered) >= len(names))
-        assert harness.messages() == names
-        assert asked == [0]
-        assert sum(thread_reads) == path.stat().st_size
-    finally:
-        await harness.stop()
+    await _deliver_all(tmp_path, path, names)
+    assert asked == [0]
+    assert sum(thread_reads) == path.stat().st_size
 
 
 async def test_stopping_folds_in_the_access_lines_still_on_the_timer(tmp_path: Path) -> None:

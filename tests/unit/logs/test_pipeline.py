@@ -51,6 +51,15 @@ def pino_access(request_id: str, url: str = "/users/42", status: int = 200, ms: 
     )
 
 
+# The request histogram's labels of a successful GET /users/{id} (what pino_access writes by default).
+USERS_OK = {
+    "http_request_method": "GET",
+    "http_route": "/users/{id}",
+    "http_response_status_code": "200",
+    "error_type": "",
+}
+
+
 @pytest.fixture
 def setup() -> tuple[CollectorRegistry, HttpMetrics, CorrelationIndex, LogPipeline]:
     registry = CollectorRegistry()
@@ -90,12 +99,7 @@ def test_access_lines_feed_the_shared_histogram_once_per_request(
     setup: tuple[CollectorRegistry, HttpMetrics, CorrelationIndex, LogPipeline],
 ) -> None:
     registry, http, _, pipeline = setup
-    labels = {
-        "http_request_method": "GET",
-        "http_route": "/users/{id}",
-        "http_response_status_code": "200",
-        "error_type": "",
-    }
+    labels = USERS_OK
     assert http.first_sighting("seen-by-gateway", "gateway")  # the gateway counted this one already
     pipeline.feed(
         "api", [pino_access("r1"), pino_access("r2", "/users/7?x=1"), pino_access("seen-by-gateway")]
@@ -125,12 +129,7 @@ async def test_on_the_loop_access_lines_are_folded_in_once_per_interval(
     """Fed on a running loop, batches share one timer: the histogram has every line at most
     ``FLUSH_INTERVAL`` after the first batch, and never before that timer fires."""
     registry, _, _, pipeline = setup
-    labels = {
-        "http_request_method": "GET",
-        "http_route": "/users/{id}",
-        "http_response_status_code": "200",
-        "error_type": "",
-    }
+    labels = USERS_OK
     started = time.monotonic()
     pipeline.feed("api", [pino_access("a1"), pino_access("a2")])
     pipeline.feed("api", [pino_access("a3")])
