@@ -126,7 +126,10 @@ class GatewayContext(ListenerState):
                 try:
                     self.record(ex, ex.ended)
                 except Exception:  # one request's record must not lose the others'
-                    log.exception("gateway: recording a finished request failed")
+                    log.exception(
+                        "gateway: recording a finished request failed",
+                        extra={"request_id": ex.request_id, "trace_id": ex.trace_id},
+                    )
 
     def record(self, ex: Exchange, ended: float) -> None:
         """RED metrics, passive app health, access line and correlation entry for a finished request."""

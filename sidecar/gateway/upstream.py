@@ -52,6 +52,7 @@ class UpstreamConnection(UpstreamSide):
         "keep_alive_said",
         "parser",
         "pool",
+        "read_at",
         "read_paused",
         "reused",
         "status_code",
@@ -82,6 +83,7 @@ class UpstreamConnection(UpstreamSide):
         self.tunnel = False
         self.read_paused = False
         self.deadline = INF
+        self.read_at = 0.0  # the clock when data_received was last called: when the bytes came
         self.out: list[bytes] | None = None
         self.at_start = False  # the next byte starts a response and llhttp holds nothing of it
         self.body_left = NOT_SCANNED  # the bytes still to come of a scanned response's body
@@ -203,7 +205,8 @@ class UpstreamConnection(UpstreamSide):
             ex.conn.send(data)
             return
         self.got_bytes = True
-        self.deadline = _clock() + self.ctx.read_timeout
+        self.read_at = now = _clock()
+        self.deadline = now + self.ctx.read_timeout
         left = self.body_left
         if left != NOT_SCANNED:
             self._scanned_body(ex, data, left)
@@ -223,7 +226,11 @@ class UpstreamConnection(UpstreamSide):
         except HttpParserError as exc:
             cause = exc.__context__
             if cause is not None and not isinstance(cause, _BadResponse):
-                log.error("gateway response handling failed", exc_info=cause)
+                log.error(
+                    "gateway response handling failed",
+                    exc_info=cause,
+                    extra={"request_id": ex.request_id, "trace_id": ex.trace_id},
+                )
             self._protocol_error(ex)
         else:
             if self.bodiless:  # HEAD: llhttp cannot be told, so the message ends with the head
@@ -309,7 +316,8 @@ class UpstreamConnection(UpstreamSide):
         self._complete(ex)
 
     def _complete(self, ex: Exchange) -> None:
-        ex.upstream_ended = now = _clock()
+        """The response ended with the bytes ``data_received`` was given (which read the clock for them)."""
+        ex.upstream_ended = now = self.read_at
         ex.upstream = None
         self.pool.release(self, self.keep_alive and ex.request_complete and not ex.upgrade, now)
         ex.conn.response_complete(ex)

@@ -170,20 +170,37 @@ async def test_the_response_leaves_before_its_request_is_recorded(rig: Rig) -> N
     assert rig.client_transport.take().endswith(b"\r\n\r\nok")
 
 
-async def test_own_log_lines_name_the_request_being_handled_and_none_between_requests(rig: Rig) -> None:
+async def test_own_log_lines_about_a_request_name_it_and_none_leak_into_later_lines(rig: Rig) -> None:
+    """The gateway binds a request to the logging context where it logs about it, not for every request."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
     def ids_on_a_log_line() -> tuple[object, object]:
         record = logging.LogRecord("sidecar.gateway", logging.WARNING, __file__, 1, "x", None, None)
         ContextFilter().filter(record)
         return getattr(record, "request_id", None), getattr(record, "trace_id", None)
 
-    rig.request(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: ctx-1\r\n\r\n")
-    request_id, trace_id = ids_on_a_log_line()
-    assert request_id == "ctx-1"
-    assert isinstance(trace_id, str) and len(trace_id) == 32
-    rig.respond(OK)
-    assert ids_on_a_log_line() == (None, None)  # finished: nothing of it on later lines
-    rig.request(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: ctx-2\r\n\r\n")
-    assert ids_on_a_log_line()[0] == "ctx-2"
+    handler = Keep()
+    handler.addFilter(ContextFilter())
+    gateway_log = logging.getLogger("sidecar.gateway")
+    gateway_log.addHandler(handler)
+    try:
+        rig.request(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: ctx-1\r\n\r\n")
+        rig.respond(OK)
+        assert ids_on_a_log_line() == (None, None)
+        rig.request(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: ctx-2\r\n\r\n")
+        out = rig.respond(b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n")  # the app speaks nonsense
+        assert out.startswith(b"HTTP/1.1 502 ")
+        failed = [r for r in records if r.getMessage() == "upstream request failed"]
+        assert len(failed) == 1
+        assert failed[0].request_id == "ctx-2"  # type: ignore[attr-defined]
+        assert isinstance(failed[0].trace_id, str) and len(failed[0].trace_id) == 32  # type: ignore[attr-defined]
+        assert ids_on_a_log_line() == (None, None)  # finished: nothing of it on later lines
+    finally:
+        gateway_log.removeHandler(handler)
 
 
 async def test_body_until_close_is_rechunked_for_http11_clients(rig: Rig) -> None:
