@@ -1,0 +1,3 @@
+"""Types of the native ``fresh_ids`` module (``fresh_ids.c``); it is absent where nothing was compiled."""
+
+def fresh_fields() -> tuple[str, str, bytes, bytes]: ...
