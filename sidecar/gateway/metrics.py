@@ -21,7 +21,11 @@ from sidecar.core.http_metrics import DURATION_BUCKETS, KNOWN_METHODS, SIZE_BUCK
 EXEMPLAR_INTERVAL: Final = 1.0
 FLUSH_INTERVAL: Final = 0.1
 _DURATION_BOUNDS: Final[tuple[float, ...]] = DURATION_BUCKETS  # Final: compiled code reads them directly
-_SIZE_BOUNDS: Final[tuple[float, ...]] = SIZE_BUCKETS
+_SIZE_BOUNDS: Final[tuple[int, ...]] = SIZE_BUCKETS  # ints: compiled, compared without float conversions
+# The first duration bound as a literal: compiled, a native comparison, and nearly every request
+# proxied to a nearby app lands there (the loop over the tuple converts each bound it passes).
+_FIRST_DURATION_BOUND: Final = 0.005
+assert DURATION_BUCKETS[0] == _FIRST_DURATION_BOUND
 _MAX_SERIES: Final = 20_000
 _METHODS: Final = {m.encode(): m for m in KNOWN_METHODS}
 
@@ -174,14 +178,14 @@ class RedRecorder:
         if not self._fast:
             series.observe_now(seconds, request_bytes, response_bytes, trace_id)
             return
-        index = _bucket(_DURATION_BOUNDS, seconds)
+        index = 0 if seconds <= _FIRST_DURATION_BOUND else _bucket(_DURATION_BOUNDS, seconds)
         series.duration_counts[index] += 1
         series.duration_sum += seconds
         if series.exemplars[index] is None:
             series.exemplars[index] = (trace_id, seconds, time.time())
-        series.request_counts[_bucket(_SIZE_BOUNDS, request_bytes)] += 1
+        series.request_counts[_size_bucket(request_bytes)] += 1
         series.request_sum += request_bytes
-        series.response_counts[_bucket(_SIZE_BOUNDS, response_bytes)] += 1
+        series.response_counts[_size_bucket(response_bytes)] += 1
         series.response_sum += response_bytes
         if not series.dirty:
             series.dirty = True
@@ -230,6 +234,14 @@ def _bucket(bounds: tuple[float, ...], value: float) -> int:
     return len(bounds)
 
 
+def _size_bucket(size: int) -> int:
+    """``_bucket`` for a size in bytes: the bounds and the size are ints, compared as machine words."""
+    for index, bound in enumerate(_SIZE_BOUNDS):
+        if size <= bound:
+            return index
+    return len(_SIZE_BOUNDS)
+
+
 def _has_private_api(probe: Any) -> bool:
     """client_python's histogram children keep ``_buckets``/``_sum`` values; fall back if that changes."""
     buckets = getattr(probe, "_buckets", None)
@@ -268,7 +280,8 @@ class _Series:
         self.duration_counts = [0] * (len(DURATION_BUCKETS) + 1)
         self.request_counts = [0] * (len(SIZE_BUCKETS) + 1)
         self.response_counts = [0] * (len(SIZE_BUCKETS) + 1)
-        self.duration_sum = self.request_sum = self.response_sum = 0.0
+        self.duration_sum = 0.0
+        self.request_sum = self.response_sum = 0  # ints: a size added to a float is a generic addition
         self.exemplars: list[tuple[str, float, float] | None] = [None] * (len(DURATION_BUCKETS) + 1)
         self.exemplar_at = [-EXEMPLAR_INTERVAL] * (len(DURATION_BUCKETS) + 1)
         self.dirty = False
@@ -283,7 +296,8 @@ class _Series:
         _fold(self.duration, self.duration_counts, self.duration_sum)
         _fold(self.request_size, self.request_counts, self.request_sum)
         _fold(self.response_size, self.response_counts, self.response_sum)
-        self.duration_sum = self.request_sum = self.response_sum = 0.0
+        self.duration_sum = 0.0
+        self.request_sum = self.response_sum = 0
         buckets = self.duration._buckets
         for index, exemplar in enumerate(self.exemplars):
             if exemplar is not None:

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.utils import floatToGoString
 
 from sidecar.core.http_metrics import DURATION_BUCKETS, SIZE_BUCKETS, HttpMetrics
 from sidecar.core.routes import RouteNormaliser
 from sidecar.correlation.index import CorrelationIndex
 from sidecar.gateway.access_log import AccessLineEncoder, AccessLog, UtcClock, json_string
-from sidecar.gateway.metrics import RedRecorder, _bucket, method_label
+from sidecar.gateway.metrics import RedRecorder, _bucket, _size_bucket, method_label
 from sidecar.gateway.query_mask import mask_query, path_of
 from sidecar.gateway.settings import AccessLogSettings
 
@@ -164,6 +165,7 @@ def test_bucket_scan_agrees_with_bisect() -> None:
         assert _bucket(DURATION_BUCKETS, value) == bisect_left(DURATION_BUCKETS, value), value
     for size in [0, 1, *SIZE_BUCKETS, *(b + 1 for b in SIZE_BUCKETS), 10**12]:
         assert _bucket(SIZE_BUCKETS, size) == bisect_left(SIZE_BUCKETS, size), size
+        assert _size_bucket(size) == bisect_left(SIZE_BUCKETS, size), size
 
 
 def test_unknown_methods_are_other() -> None:
@@ -292,3 +294,32 @@ async def test_red_recorder_throttles_exemplars_per_bucket() -> None:
     text = generate_openmetrics(registry).decode()
     assert 'trace_id="' + "a" * 32 in text  # the second one came within the same second
     assert "b" * 32 not in text
+
+
+async def test_red_recorder_buckets_durations_and_sizes_at_their_bounds() -> None:
+    """The first duration bound is compared as a literal, the sizes as ints: both agree with bisect."""
+    registry = CollectorRegistry()
+    red = RedRecorder(HttpMetrics(registry, RouteNormaliser()))
+    cases = [(0.005, 0), (0.0050001, 100), (0.0, 101), (DURATION_BUCKETS[-1] * 2, 10**9 + 1)]
+    for seconds, size in cases:
+        red.observe(b"GET", "/", 200, "", seconds, size, size, "c" * 32)
+    red.flush()
+
+    def le(name: str, bound: float) -> float:
+        value = registry.get_sample_value(
+            name + "_bucket",
+            {
+                "http_request_method": "GET",
+                "http_route": "/",
+                "le": floatToGoString(bound),
+                **({"http_response_status_code": "200", "error_type": ""} if "duration" in name else {}),
+            },
+        )
+        return float(value or 0.0)
+
+    for bound in DURATION_BUCKETS:
+        expected = sum(1 for seconds, _ in cases if seconds <= bound)
+        assert le("http_server_request_duration_seconds", bound) == expected, bound
+    for bound in SIZE_BUCKETS:
+        expected = sum(1 for _, size in cases if size <= bound)
+        assert le("http_server_request_body_size_bytes", bound) == expected, bound
