@@ -16,7 +16,8 @@ collision (about one in 2^64 per pair) would count one request fewer.
 from __future__ import annotations
 
 import mmap
-from typing import Final
+from collections.abc import Callable
+from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -72,6 +73,29 @@ class _Hashes:
             if value == 0:
                 return False
             index = (index + 1) & _MASK
+
+
+class _SeenTable(Protocol):
+    """One generation of hashes: ``_Hashes``, or ``seen_hashes.HashTable`` (the same table in C)."""
+
+    @property
+    def count(self) -> int: ...
+
+    def add(self, key: int) -> bool: ...
+
+    def __contains__(self, key: int) -> bool: ...
+
+
+def _table_maker() -> Callable[[], _SeenTable]:
+    """The native table where it was built: an insert costs about 1,350 instructions fewer (its header)."""
+    try:
+        from sidecar.core.seen_hashes import HashTable  # noqa: PLC0415 (optional, C)
+    except ImportError:
+        return _Hashes
+    return lambda: HashTable(_SLOTS)
+
+
+new_seen_table: Final = _table_maker()  # a new, empty generation
 
 
 def method_label(method: str) -> str:
@@ -130,8 +154,8 @@ class HttpMetrics:
             "still counted in the request metrics.",
             registry=registry,
         )
-        self._seen = _Hashes()  # hashes of request IDs, this generation
-        self._seen_before: _Hashes | None = None  # and the generation before it, once there is one
+        self._seen = new_seen_table()  # hashes of request IDs, this generation
+        self._seen_before: _SeenTable | None = None  # and the generation before it, once there is one
 
     def route_of(self, path: str) -> str:
         before = self.routes.overflowed
@@ -164,7 +188,7 @@ class HttpMetrics:
             return False
         if self._seen.count >= _SEEN_GENERATION:
             self._seen_before = self._seen
-            self._seen = _Hashes()
+            self._seen = new_seen_table()
         return True
 
     def observe(
