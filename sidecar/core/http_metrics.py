@@ -156,6 +156,7 @@ class HttpMetrics:
         )
         self._seen = new_seen_table()  # hashes of request IDs, this generation
         self._seen_before: _SeenTable | None = None  # and the generation before it, once there is one
+        self._seen_count = 0  # IDs in this generation
 
     def route_of(self, path: str) -> str:
         before = self.routes.overflowed
@@ -186,10 +187,30 @@ class HttpMetrics:
             else:
                 self.duplicates.labels(source).inc()
             return False
-        if self._seen.count >= _SEEN_GENERATION:
+        self._added()
+        return True
+
+    def remember(self, request_id: str) -> None:
+        """Remember an ID the gateway made up: ``first_sighting`` without asking whether it was seen.
+
+        A random v4 UUID cannot have been seen before (the gateway drew it from the kernel's CSPRNG),
+        and each lookup in a table of a megabyte is a cache miss: the previous generation is not asked.
+        """
+        if self._seen.add(hash(request_id) or 1):
+            self._added()
+
+    def _added(self) -> None:
+        """One more ID in this generation; a full one becomes the previous one (the oldest is dropped).
+
+        Counted here, not read from the table: compiled, the table's ``count`` was a generic attribute
+        lookup per request.
+        """
+        count = self._seen_count + 1
+        if count >= _SEEN_GENERATION:
             self._seen_before = self._seen
             self._seen = new_seen_table()
-        return True
+            count = 0
+        self._seen_count = count
 
     def observe(
         self,

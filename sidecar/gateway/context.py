@@ -92,17 +92,22 @@ class GatewayContext(ListenerState):
             self.scan_request, self.scan_response = native_scanners()
         self.passive = PassiveCounters()  # the app's passive health (probing.outlier arms it)
         # what the loop iteration saw and finished, accounted for after its writes have left
-        self._sighted: list[str] = []
+        self._sighted: list[str] = []  # IDs the clients sent
+        self._made: list[str] = []  # IDs the gateway made up
         self._finished: list[Exchange] = []
         self.writes.later = self.account
 
-    def sighted(self, request_id: str) -> None:
+    def sighted(self, request_id: str, made: bool) -> None:
         """A request's ID, to remember (``HttpMetrics.first_sighting``) before the app can log it.
 
         Its head leaves for the app with this iteration's writes and the ID is remembered right after,
-        before the next read: an app's log line with the ID can only come later.
+        before the next read: an app's log line with the ID can only come later. ``made``: the gateway
+        made the ID up, so nobody can have used it before (``HttpMetrics.remember``).
         """
-        self._sighted.append(request_id)
+        if made:
+            self._made.append(request_id)
+        else:
+            self._sighted.append(request_id)
         self.writes.after_writes()
 
     def finished(self, ex: Exchange, ended: float) -> None:
@@ -113,11 +118,17 @@ class GatewayContext(ListenerState):
 
     def account(self) -> None:
         """Remember the iteration's request IDs and record its finished requests (``WriteBatch.later``)."""
+        made = self._made
+        if made:
+            self._made = []
+            http = self.http
+            for request_id in made:  # called on its object: compiled, a native call, no bound method
+                http.remember(request_id)
         sighted = self._sighted
         if sighted:
             self._sighted = []
             http = self.http
-            for request_id in sighted:  # called on its object: compiled, a native call, no bound method
+            for request_id in sighted:
                 http.first_sighting(request_id, GATEWAY_SOURCE)
         finished = self._finished
         if finished:

@@ -353,7 +353,7 @@ class ClientConnection(ClientSide):
             raise _Stop from None
         if ex.upgrade:
             self.upgrading = ex
-        ctx.sighted(ex.request_id)
+        ctx.sighted(ex.request_id, ex.request_id_made)
         if ctx.edge is not None:  # rate limits decide now (or ask Redis); _begin waits for the answer
             self._bind(ex)  # what the edge logs (its Redis failing) names the request
             ctx.edge.inspect(ex, headers)

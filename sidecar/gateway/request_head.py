@@ -176,10 +176,13 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
             forwarded_host = _FORWARDED_HOST[1]
         ex.client = peer.address
     request_id, trace_id, request_id_bytes, trace_span = fresh_fields()  # what the usual request needs
+    made = True
     if request_ids is not None:
-        request_id, _ = request_id_of(request_ids)
+        request_id, kept_id = request_id_of(request_ids)
         request_id_bytes = request_id.encode("ascii")
+        made = not kept_id
     ex.request_id = request_id
+    ex.request_id_made = made
     if traceparents is not None:
         trace_id, traceparent, tracestate = next_hop(traceparents, tracestates or [], ctx.new_trace_sampled)
         ex.traceparent_in = traceparents[0]  # the server span's parent, when tracing is on

@@ -29,6 +29,26 @@ def test_an_id_is_counted_once_whoever_sees_it_first() -> None:
     assert http.reused_ids._value.get() == 1  # the gateway counts it anyway; the reuse is noted
 
 
+def test_ids_the_gateway_made_up_are_remembered_without_being_counted_as_reused() -> None:
+    http = metrics()
+    http.remember("made-1")
+    assert not http.first_sighting("made-1", "logs")  # the app's line for it: a duplicate
+    assert http.duplicates.labels("logs")._value.get() == 1
+    assert http.reused_ids._value.get() == 0
+
+
+def test_remembered_ids_fill_generations_like_sighted_ones() -> None:
+    http = metrics()
+    generation = http_metrics._SEEN_GENERATION
+    for n in range(generation):
+        http.remember(f"made-{n}")
+    assert http._seen_before is not None  # a full generation became the previous one
+    assert not http.first_sighting("made-0", "logs")  # still remembered there
+    for n in range(generation):
+        http.remember(f"later-{n}")
+    assert http.first_sighting("made-0", "logs")  # two generations later: forgotten
+
+
 def test_two_generations_are_remembered_and_the_third_back_is_forgotten() -> None:
     http = metrics()
     generation = http_metrics._SEEN_GENERATION
