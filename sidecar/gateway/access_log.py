@@ -129,8 +129,13 @@ class AccessLineEncoder:
         client: str,
         user_agent: bytes | None,
         error: str,
+        request_id_bytes: bytes | None = None,
     ) -> bytes:
-        """One line; ``route``/``path`` are already JSON (``GatewayContext._describe``), times in seconds."""
+        """One line; ``route``/``path`` are already JSON (``GatewayContext._describe``), times in seconds.
+
+        ``request_id_bytes``: the ID as ASCII when nothing in it needs escaping (one the gateway made
+        up: hex digits and dashes); else the ID is checked and escaped here.
+        """
         if method == self._last_method:
             method_json = self._last_method_json
         else:
@@ -170,7 +175,7 @@ class AccessLineEncoder:
                 b'"client":%b,"user_agent":%b%b}\n'
                 % (
                     time_iso,
-                    _id_inner(request_id),
+                    _id_inner(request_id) if request_id_bytes is None else request_id_bytes,
                     trace_id.encode("ascii"),  # 32 hex digits
                     method_json,
                     route,

@@ -133,17 +133,21 @@ class GatewayContext(ListenerState):
         finished = self._finished
         if finished:
             self._finished = []
+            at = self.now()  # the access lines' time: one clock read for the iteration's requests
             for ex in finished:
                 try:
-                    self.record(ex, ex.ended)
+                    self.record(ex, ex.ended, at)
                 except Exception:  # one request's record must not lose the others'
                     log.exception(
                         "gateway: recording a finished request failed",
                         extra={"request_id": ex.request_id, "trace_id": ex.trace_id},
                     )
 
-    def record(self, ex: Exchange, ended: float) -> None:
-        """RED metrics, passive app health, access line and correlation entry for a finished request."""
+    def record(self, ex: Exchange, ended: float, at: float) -> None:
+        """RED metrics, passive app health, access line and correlation entry for a finished request.
+
+        ``at``: the wall-clock time of its access line (read once per loop iteration by ``account``).
+        """
         duration = ended - ex.started
         target = ex.target
         known = self._targets.get(target)
@@ -167,7 +171,6 @@ class GatewayContext(ListenerState):
         )
         if self.tracing is not None:
             self.tracing.record(ex, ended, route, error)
-        at = self.now()
         access = self.access
         request_id = ex.request_id
         line = access.encoder.encode(
@@ -185,6 +188,7 @@ class GatewayContext(ListenerState):
             ex.client,
             ex.user_agent,
             error,
+            ex.request_id_bytes if ex.request_id_made else None,
         )
         access.emit(request_id, line, status, error not in _NOT_ERRORS, at)
 

@@ -155,6 +155,7 @@ class Exchange:
         "rechunk",
         "request_complete",
         "request_id",
+        "request_id_bytes",
         "request_id_made",
         "response_started",
         "retriable",
@@ -182,6 +183,7 @@ class Exchange:
         self.head = b""
         self.request_id = ""
         self.request_id_made = False  # made up by the gateway (the client sent none it could keep)
+        self.request_id_bytes = b""  # the ID as ASCII, set with it by request_head
         self.trace_id = ""
         self.traceparent_in = b""  # the client's traceparent, kept for the server span's parent
         self.client = ""

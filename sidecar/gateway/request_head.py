@@ -182,6 +182,7 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
         request_id_bytes = request_id.encode("ascii")
         made = not kept_id
     ex.request_id = request_id
+    ex.request_id_bytes = request_id_bytes
     ex.request_id_made = made
     if traceparents is not None:
         trace_id, traceparent, tracestate = next_hop(traceparents, tracestates or [], ctx.new_trace_sampled)

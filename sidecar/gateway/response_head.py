@@ -110,8 +110,13 @@ def build_response_head(
         parts.append(extra)
     connection_field = b"" if status == 101 else _connection_field(ex, closing)
     # a literal format of %b only: compiled, one size sum and one copy per piece
-    parts.append(b"X-Request-ID: %b\r\n%b\r\n" % (ex.request_id.encode("ascii"), connection_field))
+    parts.append(b"X-Request-ID: %b\r\n%b\r\n" % (_request_id_bytes(ex), connection_field))
     return b"".join(parts)
+
+
+def _request_id_bytes(ex: Exchange) -> bytes:
+    """The request ID as request_head encoded it for the app's head (else encoded here)."""
+    return ex.request_id_bytes or ex.request_id.encode("ascii")
 
 
 def _connection_field(ex: Exchange, closing: bool) -> bytes:
@@ -138,7 +143,7 @@ def build_scanned_head(
         status_line(status),
         kept,
         length_field,
-        ex.request_id.encode("ascii"),
+        _request_id_bytes(ex),
         _connection_field(ex, closing),
     )
 

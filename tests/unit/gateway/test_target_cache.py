@@ -3,6 +3,8 @@ overflow counted per request, and a busy target never forgotten when the cache t
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -37,7 +39,7 @@ def record(ctx: GatewayContext, target: bytes, request_id: str) -> dict[str, obj
     ex.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     ex.client = "192.0.2.1"
     ex.status = 200
-    ctx.record(ex, 100.002)
+    ctx.record(ex, 100.002, time.time())
     entry = ctx.access._correlation.get(request_id)
     assert entry is not None
     record = entry["timeline"][0]["record"]
