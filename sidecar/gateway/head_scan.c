@@ -25,7 +25,8 @@
  * 1.1, no ``Content-Length``, ``Transfer-Encoding`` or ``Upgrade``. The fields request_head decides on
  * (Host, the IDs, trace context, forwarding, Connection) come back as (name, value) pairs for
  * request_head.build_request_head, which applies the same rules to both paths (framing.decide among
- * them); the rest are copied as they are. A client controls every byte here: anything outside this
+ * them), except a single Host, which comes back as its value (the usual request has no other); the
+ * rest are copied as they are. A client controls every byte here: anything outside this
  * subset is llhttp's, which answers it as before.
  */
 #define PY_SSIZE_T_CLEAN
@@ -347,13 +348,17 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
 PyDoc_STRVAR(scan_request_doc,
 "scan_request(data: bytes, limit: int) -> tuple | None\n\n"
 "The bodiless request head at the start of ``data``, when it is whole, at most ``limit`` bytes and of\n"
-"the usual kind: (method, target, version, keep-alive, kept fields, decided fields, user agent or\n"
-"None, head size). None: let llhttp read it.");
+"the usual kind: (method, target, version, keep-alive, kept fields, decided fields or None, user agent\n"
+"or None, the Host value when there is exactly one (else None; several stay among the decided fields),\n"
+"head size). None: let llhttp read it.");
 
 static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     const unsigned char *start, *p, *end, *name, *value, *target, *agent = NULL;
     Py_ssize_t size, limit, name_size, value_size, target_size, agent_size = 0, kept_size = 0;
     Py_ssize_t kept_count = 0, decided_count = 0, method_size, measured, i;
+    Py_ssize_t hosts = 0, host_at = -1; /* Host lines, and the one's place among the decided */
+    const unsigned char *host_value = NULL;
+    Py_ssize_t host_size = 0;
     int minor, close = 0, keep_alive_token = 0, keep_alive;
     field kept[MAX_KEPT], decided[MAX_KEPT], f;
     enum line line;
@@ -418,6 +423,10 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
             /* fall through: build_request_head reads it (it decides the HTTP version's keep-alive) */
         case DECIDED:
             if (decided_count == MAX_KEPT) Py_RETURN_NONE;
+            if (name_size == 4 && same_name(name, 4, "host", 4)) {
+                hosts++;
+                host_at = decided_count;
+            }
             decided[decided_count++] = f;
             break;
         case DROP:
@@ -431,26 +440,38 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
     keep_alive = keep_alive_of(minor, close, keep_alive_token);
     if (keep_alive < 0) Py_RETURN_NONE;
 
+    /* A single Host comes back on its own (the usual request decides on nothing else: no list, no
+     * pair); two or more stay among the decided fields, where framing.decide counts and refuses them. */
+    if (hosts == 1) {
+        host_value = decided[host_at].value;
+        host_size = decided[host_at].value_size;
+        memmove(&decided[host_at], &decided[host_at + 1], (size_t)(decided_count - host_at - 1) * sizeof(field));
+        decided_count--;
+    }
     kept_bytes = joined_fields(kept, kept_count, kept_size);
     if (kept_bytes == NULL) return NULL;
-    decided_list = PyList_New(decided_count);
-    if (decided_list == NULL) {
-        Py_DECREF(kept_bytes);
-        return NULL;
-    }
-    for (i = 0; i < decided_count; i++) {
-        PyObject *pair[2] = {bytes_of(decided[i].name, decided[i].name_size),
-                             bytes_of(decided[i].value, decided[i].value_size)};
-        PyObject *item = tuple_of(2, pair);
-        if (item == NULL) {
+    if (decided_count == 0) {
+        decided_list = Py_NewRef(Py_None);
+    } else {
+        decided_list = PyList_New(decided_count);
+        if (decided_list == NULL) {
             Py_DECREF(kept_bytes);
-            Py_DECREF(decided_list); /* its unset items are NULL, which list_dealloc skips */
             return NULL;
         }
-        PyList_SET_ITEM(decided_list, i, item);
+        for (i = 0; i < decided_count; i++) {
+            PyObject *pair[2] = {bytes_of(decided[i].name, decided[i].name_size),
+                                 bytes_of(decided[i].value, decided[i].value_size)};
+            PyObject *item = tuple_of(2, pair);
+            if (item == NULL) {
+                Py_DECREF(kept_bytes);
+                Py_DECREF(decided_list); /* its unset items are NULL, which list_dealloc skips */
+                return NULL;
+            }
+            PyList_SET_ITEM(decided_list, i, item);
+        }
     }
     {
-        PyObject *items[8] = {
+        PyObject *items[9] = {
             bytes_of(start, method_size),
             bytes_of(target, target_size),
             Py_NewRef(minor ? version_11 : version_10),
@@ -458,9 +479,10 @@ static PyObject *scan_request(PyObject *module, PyObject *const *args, Py_ssize_
             kept_bytes,
             decided_list,
             agent != NULL ? bytes_of(agent, agent_size) : Py_NewRef(Py_None),
+            host_value != NULL ? bytes_of(host_value, host_size) : Py_NewRef(Py_None),
             PyLong_FromSsize_t(p - start),
         };
-        return tuple_of(8, items);
+        return tuple_of(9, items);
     }
 }
 

@@ -25,10 +25,13 @@ if TYPE_CHECKING:
 
 # The native head readers' answers (head_scan.c), or None to let llhttp read the head. A response:
 # (status, kept fields, Content-Length value, body length, keep-alive, head size). A request: (method,
-# target, HTTP version, keep-alive, kept fields, fields request_head decides on, user agent, head size).
+# target, HTTP version, keep-alive, kept fields, other fields request_head decides on (None: none), user
+# agent, the one Host value (None: no Host, or several, which stay among the decided fields), head size).
 ScannedHead = tuple[int, bytes, bytes | None, int, bool, int]
 ResponseScan = Callable[[bytes, bool], ScannedHead | None]
-ScannedRequest = tuple[bytes, bytes, str, bool, bytes, list[tuple[bytes, bytes]], bytes | None, int]
+ScannedRequest = tuple[
+    bytes, bytes, str, bool, bytes, list[tuple[bytes, bytes]] | None, bytes | None, bytes | None, int
+]
 RequestScan = Callable[[bytes, int], ScannedRequest | None]
 
 

@@ -59,6 +59,8 @@ PENDING_LIMIT: Final = 64 * 1024
 
 
 _NO_PEER: Final = Peer("", False, b"")
+# head_scan's usual request: no other fields to decide on (never changed)
+_NO_FIELDS: Final[list[tuple[bytes, bytes]]] = []
 
 
 class _Stop(Exception):
@@ -301,10 +303,20 @@ class ClientConnection(ClientSide):
                 self.head_bytes = len(data)
                 self._feed(data)
                 return
-            method, target, version, keep_alive, kept, decided, user_agent, size = head
+            method, target, version, keep_alive, kept, decided, user_agent, host, size = head
             self.in_head = False
             try:
-                self._head_complete(method, target, decided, keep_alive, kept, version, user_agent, now)
+                self._head_complete(
+                    method,
+                    target,
+                    _NO_FIELDS if decided is None else decided,
+                    keep_alive,
+                    kept,
+                    version,
+                    user_agent,
+                    now,
+                    host,
+                )
                 self.on_message_complete()
             except _Stop:
                 return
@@ -331,10 +343,12 @@ class ClientConnection(ClientSide):
         version: str,
         user_agent: bytes | None = None,
         now: float = 0.0,
+        host: bytes | None = None,
     ) -> None:
         """A request head is complete (read by llhttp, or by head_scan with ``kept`` and ``version``).
 
-        ``now``: when its last bytes arrived, if the caller read the clock for them (else 0).
+        ``now``: when its last bytes arrived, if the caller read the clock for them (else 0). ``host``:
+        the one Host value head_scan read (not among ``headers`` then).
         """
         ctx = self.ctx
         if method == b"CONNECT":
@@ -347,7 +361,7 @@ class ClientConnection(ClientSide):
         if user_agent is not None:
             ex.user_agent = user_agent
         try:
-            ex.head = build_request_head(ctx, self.peer, ex, headers, self.parser, False, kept, version)
+            ex.head = build_request_head(ctx, self.peer, ex, headers, self.parser, False, kept, version, host)
         except FramingError as exc:  # ambiguous framing: refuse and close (docs/gateway.md)
             self._reject(exc.status, exc.reason, method, url)
             raise _Stop from None

@@ -48,12 +48,14 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     nominated_checked: bool = False,
     kept: bytes = b"",
     version: str = "",
+    scanned_host: bytes | None = None,
 ) -> bytes:
     """Fill ``ex`` (IDs, client, framing) and return the head to write to the app.
 
     ``ex.keep_alive`` is the parser's ``should_keep_alive()`` already (the HTTP version follows from it).
     For a head ``head_scan`` read (llhttp did not), ``headers`` holds only the fields decided on here,
-    ``kept`` the others' lines as they go on, and ``version`` the request line's HTTP version.
+    ``kept`` the others' lines as they go on, ``version`` the request line's HTTP version and
+    ``scanned_host`` the value of its one Host field (which ``headers`` then leaves out).
 
     Raises ``framing.FramingError`` for a request that must be refused (and its connection closed).
     """
@@ -61,8 +63,10 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
     # usual request's head is one such format at the end: the lines around its fixed ones are gathered
     # in lists only when there are any (a list, its appends and a join were about 1,400 instructions).
     copied: list[bytes] | None = None  # fields llhttp read that go on as they are (head_scan: in kept)
-    host = xff = xfp = xfh = None
-    hosts = lengths = 0
+    host = scanned_host
+    xff = xfp = xfh = None
+    hosts = 0 if scanned_host is None else 1
+    lengths = 0
     content_length = transfer_encoding = upgrade = None
     # Lists only for the fields a request has: most send none of these (three empty lists made and freed
     # per request were about 150 of its 37.6k instructions).
@@ -130,7 +134,7 @@ def build_request_head(  # noqa: PLR0912, PLR0915 (one pass on the hot path, kep
         nominated = hbh.extra_nominated(hbh.connection_tokens(connection))
         if nominated:
             without = hbh.without_nominated(headers, nominated)
-            return build_request_head(ctx, peer, ex, without, parser, True, kept, version)
+            return build_request_head(ctx, peer, ex, without, parser, True, kept, version, scanned_host)
     # llhttp takes 0.9, 1.0, 1.1 and 2.0 request lines, and only 1.1 is keep-alive without a Connection
     # field: the usual request needs no get_http_version(), a str.format of about 1,200 instructions.
     if not version:

@@ -360,7 +360,10 @@ def _request_agrees(data: bytes) -> bool:
     scanned = scan_request(data, 8192)
     if scanned is None:
         return False
-    method, target, version, keep_alive, kept, decided, user_agent, size = scanned
+    method, target, version, keep_alive, kept, decided, user_agent, host, size = scanned
+    hosts = len(re.findall(rb"\r\nhost:", data[:size].lower()))
+    assert (host is not None) == (hosts == 1)  # one Host on its own; several among the decided fields
+    assert decided is None or decided  # no empty list: None
     assert data[:size].endswith(b"\r\n\r\n")
     assert b"\r\n\r\n" not in data[: size - 2]
     reading = _RequestReading()
@@ -377,7 +380,7 @@ def _request_agrees(data: bytes) -> bool:
         ours.user_agent = user_agent
     try:
         head: bytes | FramingError = build_request_head(
-            _connection().ctx, _PEER, ours, decided, reading.parser, False, kept, version
+            _connection().ctx, _PEER, ours, decided or [], reading.parser, False, kept, version, host
         )
     except FramingError as exc:
         head = exc
