@@ -115,6 +115,18 @@ def gateway_rows(bench: str, out: str) -> list[Row]:
             ratio >= 0.8,
         )
     )
+    like_for_like = _num(sidecar[1]) / _num(logged[1])
+    rows.append(
+        Row(
+            bench,
+            "gateway req/s @32 vs nginx + log (info)",
+            sidecar[1],
+            logged[1],
+            like_for_like,
+            "",
+            None,
+        )
+    )
     if sidecar[5] and logged[5]:
         cost = _num(sidecar[5]) / _num(logged[5])
         rows.append(
