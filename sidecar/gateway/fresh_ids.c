@@ -42,12 +42,17 @@ static char HEX_PAIRS[512]; /* byte -> its two hex digits: one table read per by
 
 static void forget_pool(void) { pool_at = POOL; }
 
-/* Fill the pool from the kernel; -1 with an exception set when it cannot. */
+/* Fill the pool from the kernel; -1 with an exception set when it cannot.
+ *
+ * The bytes land in a buffer of this call's own and are copied into the pool once whole: a signal
+ * handler that PyErr_CheckSignals runs on EINTR may itself take IDs (and draw), and must not find a
+ * half-filled pool, nor have the records it took handed out again when this call resets pool_at. */
 static int draw(void)
 {
+    unsigned char fresh[POOL];
     size_t got = 0;
     while (got < POOL) {
-        ssize_t n = getrandom(pool + got, POOL - got, 0);
+        ssize_t n = getrandom(fresh + got, POOL - got, 0);
         if (n < 0) {
             if (errno == EINTR) {
                 if (PyErr_CheckSignals() < 0) {
@@ -60,6 +65,7 @@ static int draw(void)
         }
         got += (size_t)n;
     }
+    memcpy(pool, fresh, POOL);
     pool_at = 0;
     return 0;
 }
@@ -168,8 +174,19 @@ PyMODINIT_FUNC PyInit_fresh_ids(void)
         HEX_PAIRS[2 * byte] = HEX[byte >> 4];
         HEX_PAIRS[2 * byte + 1] = HEX[byte & 15];
     }
+    /* Where getrandom(2) is missing (ENOSYS: a kernel before 3.17) or refused (EPERM: a seccomp
+     * profile that blocks it), every draw would fail and every proxied request with it: refuse to
+     * load instead, so correlation_ids uses its Python maker, whose os.urandom falls back to
+     * /dev/urandom in exactly these cases. EAGAIN (the kernel's pool not yet initialised, early at
+     * boot) is no reason: a draw waits for it, as os.urandom does. ImportError for every refusal,
+     * since that is what correlation_ids catches. */
+    unsigned char probe;
+    if (getrandom(&probe, 1, GRND_NONBLOCK) < 0 && (errno == ENOSYS || errno == EPERM)) {
+        PyErr_Format(PyExc_ImportError, "fresh_ids: getrandom(2) unavailable (%s)", strerror(errno));
+        return NULL;
+    }
     if (pthread_atfork(NULL, NULL, forget_pool) != 0) {
-        PyErr_SetString(PyExc_OSError, "fresh_ids: pthread_atfork failed");
+        PyErr_SetString(PyExc_ImportError, "fresh_ids: pthread_atfork failed");
         return NULL;
     }
     return PyModule_Create(&module);

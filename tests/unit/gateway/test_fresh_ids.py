@@ -11,6 +11,8 @@ from __future__ import annotations
 import collections
 import os
 import re
+import subprocess
+import sys
 
 from sidecar.gateway import correlation_ids
 
@@ -89,3 +91,41 @@ def test_a_forked_child_draws_its_own_ids() -> None:
     parent = [fresh_fields()[2] for _ in range(8)]
     assert len(child) == 8
     assert not set(child) & set(parent)
+
+
+# A child that forbids getrandom(2) (EPERM, as a seccomp profile does) and then imports the gateway's
+# ID maker: the native one must refuse to load, and the Python one (os.urandom, which reads
+# /dev/urandom in that case) take its place and work. libseccomp is part of every Debian base system.
+_WITHOUT_GETRANDOM = """
+import ctypes, errno, sys
+seccomp = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+seccomp.seccomp_init.restype = ctypes.c_void_p
+seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
+seccomp.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
+SCMP_ACT_ALLOW, SCMP_ACT_ERRNO = 0x7FFF0000, 0x00050000
+context = seccomp.seccomp_init(SCMP_ACT_ALLOW)
+number = seccomp.seccomp_syscall_resolve_name(b"getrandom")
+assert context and number > 0, "libseccomp: no context or no getrandom"
+assert seccomp.seccomp_rule_add(context, SCMP_ACT_ERRNO | errno.EPERM, number, 0) == 0
+assert seccomp.seccomp_load(context) == 0
+try:
+    import sidecar.gateway.fresh_ids
+except ImportError as exc:
+    print("refused:", exc)
+else:
+    sys.exit("fresh_ids loaded although getrandom is refused")
+from sidecar.gateway import correlation_ids
+assert correlation_ids.fresh_fields is correlation_ids._python_fresh_fields
+print("fields:", correlation_ids.fresh_fields()[0])
+"""
+
+
+def test_where_getrandom_is_refused_the_python_maker_takes_over() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_GETRANDOM], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refused: fresh_ids: getrandom(2) unavailable (Operation not permitted)" in done.stdout
+    request_id = done.stdout.split("fields: ")[1].strip()
+    assert UUID4.fullmatch(request_id), done.stdout
