@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +27,8 @@ class SidecarProcess:
 
     def __init__(self, config: str, env: dict[str, str] | None = None) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="sidecar-e2e-"))
+        # its config and logs stay readable after stop() (failure messages quote them): gone at exit
+        atexit.register(shutil.rmtree, self.tmp, True)
         self.config_path = self.tmp / "sidecar.yaml"
         self.config_path.write_text(config)
         self.port = free_port()
