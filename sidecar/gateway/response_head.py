@@ -136,13 +136,19 @@ def build_scanned_head(
     piece, the status is 200 to 599, the body is ``Content-Length`` bytes or none, and ``Connection``
     said no more than ``close`` or ``keep-alive``; the edge protections are off (they read the fields).
     """
-    length_field = b""
+    # One format per case, not the length field built first and copied in: a bytes object made and
+    # freed per response, about 350 instructions.
     if content_length is not None and status != 204:
-        length_field = b"Content-Length: %b\r\n" % content_length
-    return b"%b%b%bX-Request-ID: %b\r\n%b\r\n" % (
+        return b"%b%bContent-Length: %b\r\nX-Request-ID: %b\r\n%b\r\n" % (
+            status_line(status),
+            kept,
+            content_length,
+            _request_id_bytes(ex),
+            _connection_field(ex, closing),
+        )
+    return b"%b%bX-Request-ID: %b\r\n%b\r\n" % (
         status_line(status),
         kept,
-        length_field,
         _request_id_bytes(ex),
         _connection_field(ex, closing),
     )
