@@ -28,7 +28,9 @@ MAX_ENTRIES_PER_REQUEST = 200
 ENTRY_OVERHEAD: Final = 64  # bytes counted per entry on top of its packed JSON, for the byte bound
 _AT: Final = struct.Struct("d")  # the wall-clock time in front of every packed entry
 _AT_SIZE: Final = 8
+AT_SIZE: Final = _AT_SIZE  # for the gateway's access entries, made elsewhere (``add_access_entry``)
 _PACK_AT: Final = _AT.pack  # bound once: compiled, ``_AT.pack(at)`` looked the method up per request
+pack_at: Final = _PACK_AT
 MAX_TRACE_ID = 255  # longer trace IDs are not kept with the entry (the W3C ones have 32 characters)
 # After the time: nothing for the gateway's access line (its JSON starts right there, with "{", and
 # holds its trace ID), else a kind letter, the length of the trace ID seen with the entry (0: none)
@@ -190,10 +192,15 @@ class CorrelationIndex:
 
     def add_access_line(self, request_id: str, line: bytes, at: float) -> None:
         """The gateway's access record for ``request_id``, as its encoded JSON line (see module doc)."""
+        self.add_access_entry(request_id, _PACK_AT(at) + line)
+
+    def add_access_entry(self, request_id: str, packed: bytes) -> None:
+        """The gateway's access record for ``request_id``, packed already: its time (``pack_at``, 8
+        bytes) and its JSON line. The gateway makes it so in one call with the line (``access_line.c``)
+        and hands this same object to its access log's writer."""
         if not request_id:
             return
         timelines = self._timelines
-        packed = _PACK_AT(at) + line
         if request_id in timelines:  # another source saw it first (or a client reused an ID)
             self._append(request_id, packed, None)
             return

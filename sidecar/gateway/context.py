@@ -173,7 +173,8 @@ class GatewayContext(ListenerState):
             self.tracing.record(ex, ended, route, error)
         access = self.access
         request_id = ex.request_id
-        line = access.encoder.encode(
+        entry = access.encoder.encode(
+            at,
             access.clock.iso_bytes(at),
             request_id,
             ex.trace_id,
@@ -190,7 +191,7 @@ class GatewayContext(ListenerState):
             error,
             ex.request_id_bytes if ex.request_id_made else None,
         )
-        access.emit(request_id, line, status, error not in _NOT_ERRORS, at)
+        access.emit(request_id, entry, status, error not in _NOT_ERRORS, at)
 
     def _recall(self, target: bytes) -> tuple[str, bytes, bytes, bool]:
         """A target missing from the current generation: from the previous one, else described anew.
@@ -252,7 +253,8 @@ class GatewayContext(ListenerState):
         request_id = request_id or new_request_id()
         at = self.now()
         access = self.access
-        line = access.encoder.encode(
+        entry = access.encoder.encode(
+            at,
             access.clock.iso_bytes(at),
             request_id,
             None,
@@ -268,7 +270,7 @@ class GatewayContext(ListenerState):
             None,
             reason,
         )
-        access.emit(request_id, line, status, True, at)
+        access.emit(request_id, entry, status, True, at)
         return request_id
 
     def connection_closed(self, conn: ClientSide) -> None:

@@ -13,8 +13,8 @@ from prometheus_client.utils import floatToGoString
 
 from sidecar.core.http_metrics import DURATION_BUCKETS, SIZE_BUCKETS, HttpMetrics
 from sidecar.core.routes import RouteNormaliser
-from sidecar.correlation.index import CorrelationIndex
-from sidecar.gateway.access_log import AccessLineEncoder, AccessLog, UtcClock, json_string
+from sidecar.correlation.index import CorrelationIndex, pack_at
+from sidecar.gateway.access_log import AccessLineEncoder, AccessLog, UtcClock, json_string, line_of
 from sidecar.gateway.metrics import RedRecorder, _bucket, _size_bucket, method_label
 from sidecar.gateway.query_mask import mask_query, path_of
 from sidecar.gateway.settings import AccessLogSettings
@@ -46,6 +46,7 @@ def test_utc_clock_formats_milliseconds() -> None:
 def encode_line(**overrides: object) -> dict[str, object]:
     """One access line from the encoder, parsed back: what a log shipper reads."""
     fields: dict[str, object] = {
+        "at": 1_795_471_200.123,
         "time_iso": b"2026-11-23T22:00:00.123Z",
         "request_id": "3f2c1a9e-7b4d-4e2a-9c1f-0a1b2c3d4e5f",
         "trace_id": "0af7651916cd43dd8448eb211c80319c",
@@ -62,7 +63,9 @@ def encode_line(**overrides: object) -> dict[str, object]:
         "error": "",
     }
     fields.update(overrides)
-    line = AccessLineEncoder().encode(**fields)  # type: ignore[arg-type]
+    entry = AccessLineEncoder().encode(**fields)  # type: ignore[arg-type]
+    assert entry.startswith(pack_at(fields["at"]))  # type: ignore[arg-type]  # the time the index sorts by
+    line = line_of(entry)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     parsed: dict[str, object] = json.loads(line)
     return parsed
@@ -130,7 +133,11 @@ def test_access_line_values_repeated_or_alternating_keep_their_own_json() -> Non
     ]
     for method, client, agent in values:
         line = json.loads(
-            encoder.encode(b"t", "r", "t", method, b"null", b"null", 200, 0.0, 0.0, 0, 0, client, agent, "")
+            line_of(
+                encoder.encode(
+                    1.0, b"t", "r", "t", method, b"null", b"null", 200, 0.0, 0.0, 0, 0, client, agent, ""
+                )
+            )
         )
         assert line["method"] == (method.decode() or None)
         assert (line["client"], line["user_agent"]) == (client, None if agent is None else agent.decode())
@@ -140,6 +147,7 @@ def test_access_line_caches_stay_bounded() -> None:
     encoder = AccessLineEncoder()
     for i in range(5000):
         line = encoder.encode(
+            1.0,
             b"t",
             "r",
             "t",
@@ -183,7 +191,7 @@ async def test_access_log_samples_successes_indexes_everything(tmp_path: Path) -
         [(200, False), (302, False), (404, False), (502, True), (200, True)]
     ):
         line = json.dumps({"request_id": f"r{i}", "trace_id": "t", "status": status}).encode() + b"\n"
-        log.emit(f"r{i}", line, status, failed, 1.0)
+        log.emit(f"r{i}", pack_at(1.0) + line, status, failed, 1.0)
     await log.close()
     written = [json.loads(line)["request_id"] for line in path.read_text().splitlines()]
     assert written == ["r2", "r3", "r4"]  # 4xx, 5xx and proxy failures are never sampled out
@@ -196,7 +204,7 @@ async def test_access_log_writes_off_the_loop_in_batches(tmp_path: Path) -> None
     log.open()
     for i in range(1000):
         line = json.dumps({"request_id": f"r{i}", "trace_id": None, "status": 200}).encode() + b"\n"
-        log.emit(f"r{i}", line, 200, False, 1.0)
+        log.emit(f"r{i}", pack_at(1.0) + line, 200, False, 1.0)
     assert path.read_text() == ""  # nothing written synchronously
     await asyncio.sleep(0.5)
     assert len(path.read_text().splitlines()) == 1000
