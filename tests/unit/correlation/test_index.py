@@ -177,3 +177,32 @@ def _values(record: dict[str, object]) -> tuple[object, ...]:
     if isinstance(http, dict):
         values += tuple(http[name] for name in LOG_HTTP_FIELDS)
     return values
+
+
+def test_large_bounds_evict_in_batches_oldest_first() -> None:
+    """Past a large bound, the oldest go until the index is under it by a 64th: never over the bound,
+    never more than a batch under it, and a touched request counts as new."""
+    index = CorrelationIndex(max_requests=6_400)
+    for i in range(6_400):
+        index.add_access_line(f"r{i}", line(f"r{i}"), float(i))
+    assert (len(index), index.evicted) == (6_400, 0)
+    index.add("r0", "log", {"n": 0})  # touched: now the newest, evicted last
+    index.add_access_line("r6400", line("r6400"), 6_400.0)
+    assert (len(index), index.evicted) == (6_300, 101)  # 6,401 down to 6,400 - 6,400 // 64
+    assert index.get("r0") is not None and index.get("r1") is None and index.get("r101") is None
+    assert index.get("r102") is not None and index.newest(2) == ["r6400", "r0"]
+    for i in range(6_401, 20_000):
+        index.add_access_line(f"r{i}", line(f"r{i}"), float(i))
+        assert 6_300 <= len(index) <= 6_400
+    assert index.evicted == 20_000 - len(index)
+    assert index.bytes == sum(len(line(f"r{i}")) + 8 + 64 for i in range(20_000 - len(index), 20_000))
+
+
+def test_a_large_byte_bound_evicts_in_batches_too() -> None:
+    one = len(line("r00000")) + 8 + 64
+    index = CorrelationIndex(max_requests=1_000_000, max_bytes=1 << 20)
+    for i in range(20_000):
+        index.add_access_line(f"r{i:05d}", line(f"r{i:05d}"), float(i))
+        assert index.bytes <= 1 << 20
+    assert (1 << 20) - (1 << 20) // 64 - one < index.bytes
+    assert index.evicted == 20_000 - len(index)
