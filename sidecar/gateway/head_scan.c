@@ -32,6 +32,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define MAX_KEPT 64
 #define MAX_LENGTH_DIGITS 15
@@ -161,6 +164,28 @@ enum line { LINE_FIELD, LINE_END, LINE_OTHER };
 /* The field line at ``*at`` (its name and value in ``*f``, ``*at`` moved past its CRLF), the empty
  * line that ends the head (``*at`` moved past it), or anything else: not all here yet, or not a line
  * of the kind accepted (see the top of this file), which leaves the head to llhttp. */
+/* The first byte from ``p`` that is not TEXT (visible ASCII, space, tab), or ``end``.
+ *
+ * Values and reason phrases are most of a head's bytes (a Date alone is 29): a table lookup per byte
+ * was about 6 instructions each, 600 per proxied request. With SSE2 (every x86-64 has it) 16 bytes are
+ * classified at once: in signed bytes, TEXT is 0x20 to 0x7e and 0x09, so a byte is not TEXT when it
+ * is below 0x20 (0x80 to 0xff, negative, included) and not a tab, or 0x7f. Never reads past ``end``:
+ * the last bytes (fewer than 16) go through the table. */
+static const unsigned char *skip_text(const unsigned char *p, const unsigned char *end) {
+#ifdef __SSE2__
+    const __m128i space = _mm_set1_epi8(0x20), tab = _mm_set1_epi8(0x09), del = _mm_set1_epi8(0x7f);
+    while (end - p >= 16) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+        __m128i below = _mm_andnot_si128(_mm_cmpeq_epi8(bytes, tab), _mm_cmplt_epi8(bytes, space));
+        int outside = _mm_movemask_epi8(_mm_or_si128(below, _mm_cmpeq_epi8(bytes, del)));
+        if (outside) return p + __builtin_ctz((unsigned int)outside);
+        p += 16;
+    }
+#endif
+    while (p < end && TEXT[*p]) p++;
+    return p;
+}
+
 static enum line read_line(const unsigned char **at, const unsigned char *end, field *f) {
     const unsigned char *p = *at;
     if (end - p < 2) return LINE_OTHER;
@@ -176,7 +201,7 @@ static enum line read_line(const unsigned char **at, const unsigned char *end, f
     p++;
     while (p < end && (*p == ' ' || *p == '\t')) p++;
     f->value = p;
-    while (p < end && TEXT[*p]) p++;
+    p = skip_text(p, end);
     if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return LINE_OTHER;
     f->value_size = p - f->value;
     if (f->value_size && (p[-1] == ' ' || p[-1] == '\t')) return LINE_OTHER; /* trailing whitespace */
@@ -274,8 +299,7 @@ static PyObject *scan_response(PyObject *module, PyObject *const *args, Py_ssize
     }
     minor = start[7] - '0';
     status = (start[9] - '0') * 100 + (start[10] - '0') * 10 + (start[11] - '0');
-    p = start + 13;
-    while (p < end && TEXT[*p]) p++;
+    p = skip_text(start + 13, end);
     if (end - p < 2 || p[0] != '\r' || p[1] != '\n') Py_RETURN_NONE;
     p += 2;
 

@@ -159,6 +159,29 @@ def test_what_it_leaves_to_llhttp(data: bytes) -> None:
     assert scan(data, False) is None
 
 
+_TEXT = {0x09, *range(0x20, 0x7F)}  # what a value or reason phrase may hold: visible ASCII, SP, HTAB
+
+
+def test_every_byte_at_every_offset_of_a_value_and_a_reason() -> None:
+    """Values and reason phrases are classified 16 bytes at a time (SSE2) with a per-byte tail: each
+    byte value, at each offset across two such blocks and the tail, is taken or left to llhttp exactly
+    as the per-byte table says (which the generated heads below hold to llhttp)."""
+    assert scan is not None
+    for size in (1, 15, 16, 17, 33):
+        for at in range(size):
+            for byte in range(256):
+                text = bytearray(b"v" * size)
+                text[at] = byte
+                value_head = b"HTTP/1.1 200 OK\r\nX-A: v%bv\r\nContent-Length: 0\r\n\r\n" % text
+                reason_head = b"HTTP/1.1 200 O%bK\r\nContent-Length: 0\r\n\r\n" % text
+                expected = byte in _TEXT
+                for head in (value_head, reason_head):
+                    taken = scan(head, False) is not None
+                    assert taken == expected, (size, at, byte, head)
+                    if taken:
+                        assert _agrees(head), head
+
+
 def test_hop_by_hop_fields_and_the_apps_request_id_are_left_out() -> None:
     data = (
         b"HTTP/1.1 404 Not Found\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-A\r\n"
