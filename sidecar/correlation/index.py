@@ -172,8 +172,8 @@ class CorrelationIndex:
 
     def _add_packed(self, request_id: str, packed: bytes, trace_id: str | None) -> None:
         timelines = self._timelines
-        if request_id not in timelines:  # the common case: the request's first entry, kept alone
-            timelines[request_id] = packed
+        # one lookup that adds the entry when the request is new (the common case: kept alone)
+        if timelines.setdefault(request_id, packed) is packed:
             self.bytes += len(packed) + ENTRY_OVERHEAD
             if len(timelines) > self.max_requests or self.bytes > self.max_bytes:
                 self._evict()
@@ -209,16 +209,8 @@ class CorrelationIndex:
         """The gateway's access record for ``request_id``, packed already: its time (``pack_at``, 8
         bytes) and its JSON line. The gateway makes it so in one call with the line (``access_line.c``)
         and hands this same object to its access log's writer."""
-        if not request_id:
-            return
-        timelines = self._timelines
-        if request_id in timelines:  # another source saw it first (or a client reused an ID)
-            self._append(request_id, packed, None)
-            return
-        timelines[request_id] = packed
-        self.bytes += len(packed) + ENTRY_OVERHEAD
-        if len(timelines) > self.max_requests or self.bytes > self.max_bytes:
-            self._evict()
+        if request_id:  # its trace ID is in the line (a source seeing the request first keeps its own)
+            self._add_packed(request_id, packed, None)
 
     def _expand(self, packed: bytes, trace_id: str | None) -> RequestTimeline:
         """A request's one packed entry becomes a timeline (it was seen again).
