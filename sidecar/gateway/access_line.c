@@ -114,6 +114,17 @@ static int number(PyObject *arg, int position, int non_negative, long long *valu
     return 0;
 }
 
+/* ``size`` grown by ``piece``; -1 with OverflowError when the sum would not fit a Py_ssize_t. */
+static int grow(Py_ssize_t *size, Py_ssize_t piece, const char *what)
+{
+    if (piece > PY_SSIZE_T_MAX - *size) {
+        PyErr_Format(PyExc_OverflowError, "%s: the line is too long", what);
+        return -1;
+    }
+    *size += piece;
+    return 0;
+}
+
 static inline char *put(char *out, PyObject *bytes)
 {
     Py_ssize_t size = PyBytes_GET_SIZE(bytes);
@@ -166,12 +177,9 @@ static PyObject *proxied_line(PyObject *module, PyObject *const *args, Py_ssize_
                       (total_end - total_text) + (waited_end - waited_text) + (in_end - in_text) +
                       (out_end - out_text);
     for (size_t i = 0; i < sizeof(BYTES) / sizeof(BYTES[0]); i++) {
-        Py_ssize_t piece = PyBytes_GET_SIZE(args[BYTES[i]]);
-        if (piece > PY_SSIZE_T_MAX - size) {
-            PyErr_SetString(PyExc_OverflowError, "proxied_line: the line is too long");
+        if (grow(&size, PyBytes_GET_SIZE(args[BYTES[i]]), "proxied_line") < 0) {
             return NULL;
         }
-        size += piece;
     }
     PyObject *line = PyBytes_FromStringAndSize(NULL, size);
     if (line == NULL) {
@@ -238,12 +246,9 @@ static PyObject *lines_of(PyObject *module, PyObject *entries)
             PyErr_Format(PyExc_ValueError, "lines_of: entry %zd is not an access entry", i);
             return NULL;
         }
-        Py_ssize_t piece = PyBytes_GET_SIZE(entry) - AT_SIZE;
-        if (piece > PY_SSIZE_T_MAX - size) {
-            PyErr_SetString(PyExc_OverflowError, "lines_of: the lines are too long");
+        if (grow(&size, PyBytes_GET_SIZE(entry) - AT_SIZE, "lines_of") < 0) {
             return NULL;
         }
-        size += piece;
     }
     PyObject *joined = PyBytes_FromStringAndSize(NULL, size);
     if (joined == NULL) {
